@@ -1,0 +1,107 @@
+"""The connector's error hierarchy, grouped by what the caller should do.
+
+::
+
+    ConnectorError
+    ├── ConfigError                 bad connection string or settings: exit 2, names the key
+    ├── AuthError                   refresh failed, scope missing, token revoked: exit 3
+    ├── ZohoAPIError                any error answer from Zoho (status, code, url, details)
+    │   ├── RetriableAPIError       429 (concurrency), 5xx, connection reset: retried with backoff
+    │   ├── CreditsExhausted        the daily API credit budget is spent: stop cleanly, resumable
+    │   └── FatalAPIError           other 4xx
+    │       └── ModuleUnavailable   skip this module, report it, go on with the rest
+    ├── DataError                   a value or payload that cannot be converted (module, field, id)
+    ├── LockError                   another extract holds this module's lock in this output
+    └── BudgetExceeded              --max-credits would be passed: stop cleanly, resumable
+
+Messages are one line, say what to fix, and never contain a secret: callers pass values that
+may be secret through :func:`connector.redact.redact` before building a message.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ConnectorError(Exception):
+    """Base of every error the connector raises on purpose."""
+
+    exit_code: int = 1
+
+
+class ConfigError(ConnectorError):
+    """The settings are wrong: a key is missing, misspelled, duplicated or has a bad value."""
+
+    exit_code = 2
+
+
+class AuthError(ConnectorError):
+    """A token could not be obtained or was refused: the user must fix a credential or region."""
+
+    exit_code = 3
+
+
+class ZohoAPIError(ConnectorError):
+    """An error answer from Zoho's API, keeping what Zoho said about it."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        url: str | None = None,
+        details: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.url = url
+        self.details = details
+
+
+class RetriableAPIError(ZohoAPIError):
+    """A transient failure (429 for concurrency, 5xx, a dropped connection): try again later."""
+
+
+class CreditsExhausted(ZohoAPIError):
+    """Zoho refused the call because the org's daily API credits are spent."""
+
+    exit_code = 4
+
+
+class FatalAPIError(ZohoAPIError):
+    """A 4xx answer that retrying will not fix."""
+
+
+class ModuleUnavailable(FatalAPIError):
+    """This module cannot be read (not supported, no permission): skip it and report it."""
+
+
+class DataError(ConnectorError):
+    """A value or a response that cannot be converted, with the module, field and record id."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        module: str | None = None,
+        field: str | None = None,
+        record_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.module = module
+        self.field = field
+        self.record_id = record_id
+
+
+class LockError(ConnectorError):
+    """Another extract is writing this module into the same output."""
+
+    exit_code = 5
+
+
+class BudgetExceeded(ConnectorError):
+    """The run stopped before spending more API credits than ``--max-credits`` allows."""
+
+    exit_code = 4

@@ -1,0 +1,96 @@
+"""Modules and fields as typed models, and their discovery through Zoho's metadata APIs."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connector.http import ZohoClient
+
+# Zoho documents that Bulk Read cannot export these modules (bulk-read/limitations).
+BULK_UNSUPPORTED_MODULES = frozenset({"Notes", "Attachments", "Emails"})
+
+
+@dataclass(frozen=True)
+class FieldMeta:
+    """One field of a module, as ``GET /crm/v8/settings/fields?module=`` describes it."""
+
+    api_name: str
+    data_type: str
+    json_type: str | None = None
+    decimal_place: int | None = None
+    length: int | None = None
+    custom_field: bool = False
+    read_only: bool = False
+    lookup_module: str | None = None
+    # For formula fields, the type of the value the formula returns.
+    return_type: str | None = None
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> FieldMeta:
+        """Build from one element of the ``fields`` array of the field metadata response."""
+        lookup = raw.get("lookup") or {}
+        lookup_module = (lookup.get("module") or {}).get("api_name") if lookup else None
+        formula = raw.get("formula") or {}
+        decimal_place = raw.get("decimal_place")
+        length = raw.get("length")
+        return cls(
+            api_name=str(raw["api_name"]),
+            data_type=str(raw.get("data_type") or "text"),
+            json_type=raw.get("json_type"),
+            decimal_place=int(decimal_place) if decimal_place is not None else None,
+            length=int(length) if length is not None else None,
+            custom_field=bool(raw.get("custom_field", False)),
+            read_only=bool(raw.get("read_only", False)),
+            lookup_module=lookup_module,
+            return_type=formula.get("return_type") if formula else None,
+        )
+
+
+@dataclass(frozen=True)
+class ModuleMeta:
+    """One module, as ``GET /crm/v8/settings/modules`` describes it."""
+
+    api_name: str
+    module_name: str
+    plural_label: str = ""
+    api_supported: bool = True
+    generated_type: str = "default"
+    id: str | None = None
+    fields: tuple[FieldMeta, ...] = field(default=(), compare=False)
+
+    @property
+    def bulk_supported(self) -> bool:
+        """Whether Bulk Read can export this module."""
+        return self.api_name not in BULK_UNSUPPORTED_MODULES and self.generated_type in (
+            "default",
+            "custom",
+        )
+
+    @classmethod
+    def from_api(cls, raw: dict[str, Any]) -> ModuleMeta:
+        """Build from one element of the ``modules`` array of the modules response."""
+        return cls(
+            api_name=str(raw["api_name"]),
+            module_name=str(raw.get("module_name") or raw["api_name"]),
+            plural_label=str(raw.get("plural_label") or ""),
+            api_supported=bool(raw.get("api_supported", False)),
+            generated_type=str(raw.get("generated_type") or "default"),
+            id=str(raw["id"]) if raw.get("id") is not None else None,
+        )
+
+
+def list_modules(client: ZohoClient) -> list[ModuleMeta]:
+    """Return every module the org reports, in Zoho's order (1 credit)."""
+    body = client.get_json("settings/modules")
+    return [ModuleMeta.from_api(raw) for raw in (body or {}).get("modules", [])]
+
+
+def list_fields(client: ZohoClient, module: str) -> list[FieldMeta]:
+    """Return the fields of ``module`` in Zoho's order (1 credit).
+
+    Zoho answers 204 for some modules' metadata; that reads as "no fields".
+    """
+    body = client.get_json("settings/fields", params={"module": module})
+    return [FieldMeta.from_api(raw) for raw in (body or {}).get("fields", [])]

@@ -61,7 +61,23 @@ class ZohoAPIError(ConnectorError):
 
 
 class RetriableAPIError(ZohoAPIError):
-    """A transient failure (429 for concurrency, 5xx, a dropped connection): try again later."""
+    """A transient failure (429 for concurrency, 5xx, a dropped connection): try again later.
+
+    ``retry_after`` holds the seconds Zoho asked to wait (a ``Retry-After`` header), if any.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        code: str | None = None,
+        url: str | None = None,
+        details: Any = None,
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status=status, code=code, url=url, details=details)
+        self.retry_after = retry_after
 
 
 class CreditsExhausted(ZohoAPIError):

@@ -1,0 +1,646 @@
+"""ZohoClient: one session, timeouts, retries, Zoho error bodies -> errors, and the credit meter."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import random
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, BinaryIO, TypeVar
+from urllib.parse import urlsplit
+
+import requests
+from tenacity import (
+    RetryCallState,
+    Retrying,
+    retry_if_exception_type,
+    stop_after_attempt,
+)
+
+from connector.auth import TokenManager
+from connector.config import Settings
+from connector.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
+from connector.errors import (
+    AuthError,
+    BudgetExceeded,
+    CreditsExhausted,
+    DataError,
+    FatalAPIError,
+    ModuleUnavailable,
+    RetriableAPIError,
+)
+from connector.redact import redact
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+CHUNK_SIZE = 1024 * 1024
+_INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "INVALID_OAUTHTOKEN"})
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "NO_PERMISSION",
+        "NOT_SUPPORTED",
+        "INVALID_MODULE",
+        "MODULE_NOT_SUPPORTED",
+        "FEATURE_NOT_SUPPORTED",
+    }
+)
+_BULK_PATH = re.compile(r"^/?crm/bulk/[^/]+/read(?:/(?P<job>[^/]+)(?P<result>/result)?)?/?$")
+_VERSIONED_PATH = re.compile(r"^/?crm/v\d+(?:\.\d+)?/(?P<rest>.*)$")
+_COQL_LIMIT = re.compile(r"\blimit\s+(\d+)(?:\s*,\s*(\d+))?", re.IGNORECASE)
+
+
+# ----------------------------------------------------------------------------------------------
+# Prices
+
+
+def _relative(path: str) -> tuple[str, bool]:
+    """Return (path below /crm/{version}/ without query, is_bulk)."""
+    if "://" in path:
+        path = urlsplit(path).path
+    path = path.split("?", 1)[0]
+    if _BULK_PATH.match(path):
+        return path.lstrip("/"), True
+    match = _VERSIONED_PATH.match(path)
+    if match:
+        return match.group("rest").strip("/"), False
+    return path.strip("/"), False
+
+
+def coql_credits(select_query: str) -> int:
+    """Credits of one COQL call by its LIMIT: 1-200 -> 1, 201-1000 -> 2, 1001-2000 -> 3."""
+    matches = list(_COQL_LIMIT.finditer(select_query))
+    limit = 200  # Zoho's default LIMIT
+    if matches:
+        last = matches[-1]
+        limit = int(last.group(2) or last.group(1))
+    if limit <= 200:
+        return 1
+    if limit <= 1000:
+        return 2
+    return 3
+
+
+def call_cost(
+    method: str, path: str, params: Mapping[str, Any] | None = None, body: Any = None
+) -> tuple[str, int]:
+    """Return ``(kind, credits)`` of one call by Zoho's price table.
+
+    Kinds: metadata, records, deleted, coql, bulk_create, bulk_status, bulk_download, write.
+    """
+    method = method.upper()
+    rel, is_bulk = _relative(path)
+    if is_bulk:
+        match = _BULK_PATH.match("/" + rel)
+        assert match is not None
+        if match.group("result"):
+            return "bulk_download", 1
+        if method == "POST" and not match.group("job"):
+            return "bulk_create", 50
+        return "bulk_status", 1
+    first = rel.split("/", 1)[0].lower()
+    if first == "coql":
+        query = body.get("select_query", "") if isinstance(body, Mapping) else ""
+        return "coql", coql_credits(str(query))
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        records = 1
+        if isinstance(body, Mapping) and isinstance(body.get("data"), list):
+            records = len(body["data"])
+        elif method == "DELETE" and params and params.get("ids"):
+            ids = params["ids"]
+            records = len(ids) if isinstance(ids, (list, tuple)) else len(str(ids).split(","))
+        return "write", max(1, math.ceil(records / 10))
+    if first in ("settings", "users", "org"):
+        return "metadata", 1
+    parts = rel.split("/")
+    if len(parts) >= 2 and parts[1] == "deleted":
+        return "deleted", 2
+    if params and params.get("cvid"):
+        return "records", 3
+    return "records", 1
+
+
+class CreditMeter:
+    """Adds up the API credits spent, thread-safely, and stops before a budget would be passed.
+
+    Only answers Zoho served (2xx and 304) are recorded: Zoho does not bill a call it refused
+    (429, 5xx, 4xx). Token refreshes go to the accounts server and cost no API credits; they are
+    counted in ``token_refreshes``.
+    """
+
+    def __init__(self, budget: int | None = None) -> None:
+        self.budget = budget
+        self._lock = threading.Lock()
+        self._total = 0
+        self._calls = 0
+        self._pending = 0
+        self._by_kind: dict[str, int] = {}
+        self._token_refreshes = 0
+
+    @property
+    def total(self) -> int:
+        """Credits spent so far."""
+        with self._lock:
+            return self._total
+
+    @property
+    def calls(self) -> int:
+        """Billed calls so far."""
+        with self._lock:
+            return self._calls
+
+    @property
+    def by_kind(self) -> dict[str, int]:
+        """Credits spent per kind of call (a copy)."""
+        with self._lock:
+            return dict(self._by_kind)
+
+    @property
+    def token_refreshes(self) -> int:
+        """Token refresh calls made (they cost no API credits)."""
+        with self._lock:
+            return self._token_refreshes
+
+    def reserve(self, credits: int) -> None:
+        """Hold ``credits`` for a call about to be made; BudgetExceeded if it would pass the budget.
+
+        Pair with :meth:`release` once the call is answered.
+        """
+        with self._lock:
+            if self.budget is not None and self._total + self._pending + credits > self.budget:
+                raise BudgetExceeded(
+                    f"stopping before a call that costs {credits} credits: the budget is "
+                    f"{self.budget} credits and {self._total} are spent"
+                    + (f" ({self._pending} held by calls in flight)" if self._pending else "")
+                )
+            self._pending += credits
+
+    def release(self, credits: int) -> None:
+        """Give back credits held by :meth:`reserve`."""
+        with self._lock:
+            self._pending = max(0, self._pending - credits)
+
+    def record(self, kind: str, credits: int) -> None:
+        """Add one billed call."""
+        with self._lock:
+            self._total += credits
+            self._calls += 1
+            self._by_kind[kind] = self._by_kind.get(kind, 0) + credits
+
+    def record_token_refresh(self) -> None:
+        """Count one token refresh."""
+        with self._lock:
+            self._token_refreshes += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        """Everything counted, as plain data (for run manifests)."""
+        with self._lock:
+            return {
+                "total": self._total,
+                "calls": self._calls,
+                "by_kind": dict(self._by_kind),
+                "token_refreshes": self._token_refreshes,
+                "budget": self.budget,
+            }
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+
+
+def _scope_for(method: str, path: str) -> str:
+    """The scope a call needs, for the message of an OAUTH_SCOPE_MISMATCH."""
+    rel, is_bulk = _relative(path)
+    if is_bulk:
+        return "ZohoCRM.bulk.READ"
+    parts = rel.split("/")
+    first = parts[0].lower()
+    if first == "coql":
+        return "ZohoCRM.coql.READ"
+    if first == "settings":
+        return f"ZohoCRM.settings.{parts[1] if len(parts) > 1 else 'ALL'}.READ"
+    if first in ("org", "users"):
+        return f"ZohoCRM.{first}.READ"
+    if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
+        return f"ZohoCRM.modules.{parts[0]}.ALL"
+    return f"ZohoCRM.modules.{parts[0]}.READ (or ZohoCRM.modules.READ)"
+
+
+def _parse_error_body(response: requests.Response) -> tuple[str | None, str, Any]:
+    """(code, message, details) of a Zoho error body, tolerating any shape."""
+    try:
+        body = response.json()
+    except ValueError:
+        return None, (response.text or "")[:200].strip(), None
+    if isinstance(body, Mapping):
+        if "code" not in body and isinstance(body.get("data"), list) and body["data"]:
+            first = body["data"][0]
+            if isinstance(first, Mapping):
+                body = first
+        code = body.get("code")
+        return (
+            str(code) if code is not None else None,
+            str(body.get("message") or ""),
+            body.get("details"),
+        )
+    return None, str(body)[:200], None
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # an HTTP-date: rare, and the backoff still applies
+    return max(0.0, seconds)
+
+
+def _credits_spent(response: requests.Response, code: str | None, message: str) -> bool:
+    # House decision: Zoho answers 429 TOO_MANY_REQUESTS both when the daily credits are spent
+    # and when too many calls run at once, and the status does not say which. We read a 429 as
+    # "credits spent" when X-API-CREDITS-REMAINING is 0, the code is LIMIT_REACHED, or the message
+    # speaks of the (daily/API) limit being exceeded or of credits; any other 429 is concurrency
+    # and is retried.
+    if response.headers.get("X-API-CREDITS-REMAINING", "").strip() == "0":
+        return True
+    if code == "LIMIT_REACHED":
+        return True
+    lowered = message.lower()
+    return "limit exceeded" in lowered or "credit" in lowered
+
+
+def _describe(
+    method: str, url: str, status: int, code: str | None, message: str, details: Any
+) -> str:
+    text = f"Zoho answered HTTP {status}{' ' + code if code else ''} to {method} {url}"
+    if message:
+        text += f": {message}"
+    if details:
+        try:
+            shown = json.dumps(details, sort_keys=True, default=str)
+        except (TypeError, ValueError):
+            shown = str(details)
+        text += f" {shown[:300]}"
+    return redact(text)
+
+
+def raise_for_response(method: str, url: str, response: requests.Response) -> None:
+    """Raise the error Zoho's answer means, or return when it is a success (2xx or 304)."""
+    status = response.status_code
+    if 200 <= status < 300 or status == 304:
+        return
+    code, message, details = _parse_error_body(response)
+    text = _describe(method, url, status, code, message, details)
+    common: dict[str, Any] = {"status": status, "code": code, "url": url, "details": details}
+    if status == 429:
+        if _credits_spent(response, code, message):
+            raise CreditsExhausted(
+                text + " (the org's daily API credits are spent: run again when they renew)",
+                **common,
+            )
+        raise RetriableAPIError(text, retry_after=_retry_after(response), **common)
+    if status >= 500:
+        raise RetriableAPIError(text, retry_after=_retry_after(response), **common)
+    if code == "OAUTH_SCOPE_MISMATCH" and status in (401, 403):
+        raise AuthError(
+            f"the token lacks the scope this call needs ({_scope_for(method, url)} for {method} "
+            f"{urlsplit(url).path}): generate a refresh token whose Scope includes it"
+        )
+    if status == 401:
+        if code == "AUTHENTICATION_FAILURE":
+            raise AuthError(
+                "Zoho did not accept the credentials (AUTHENTICATION_FAILURE): check the "
+                "OAuth settings and that Region/InstanceType match the org"
+            )
+        raise AuthError(
+            f"Zoho refused the access token ({code or 'HTTP 401'}): check the OAuth settings"
+        )
+    if code in _UNAVAILABLE_CODES:
+        raise ModuleUnavailable(text, **common)
+    raise FatalAPIError(text, **common)
+
+
+# ----------------------------------------------------------------------------------------------
+# The client
+
+
+def _safe_url(url: str) -> str:
+    """The URL for logs: no query string (it may carry ids or tokens), secrets masked."""
+    parts = urlsplit(url)
+    return redact(f"{parts.scheme}://{parts.netloc}{parts.path}")
+
+
+class ZohoClient:
+    """Calls Zoho's API with a valid token, retries transient failures and meters credits."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: requests.Session | None = None,
+        tokens: TokenManager | None = None,
+        meter: CreditMeter | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        endpoints: Endpoints | None = None,
+    ) -> None:
+        self.settings = settings
+        self._owns_session = session is None
+        if session is None:
+            session = requests.Session()
+            size = max(10, settings.tuning.workers * 2)
+            adapter = requests.adapters.HTTPAdapter(pool_connections=size, pool_maxsize=size)
+            session.mount("https://", adapter)
+            session.mount("http://", adapter)
+        self.session = session
+        self.endpoints = endpoints or resolve_endpoints(settings)
+        self.tokens = tokens or TokenManager(settings, self.endpoints, session, sleep=sleep)
+        self.meter = meter or CreditMeter()
+        self.tokens.add_refresh_listener(self.meter.record_token_refresh)
+        self._sleep = sleep
+        self._timeout = (settings.tuning.http_connect_timeout, settings.tuning.http_read_timeout)
+
+    @property
+    def api_domain(self) -> str:
+        """The API host in use: the one named with the token when honoured, else the table's."""
+        return self.tokens.api_domain or self.endpoints.api_domain
+
+    def url(self, path: str) -> str:
+        """Absolute URL of ``path``: ``/crm/...`` as is on the API domain, others under /crm/{v}/."""
+        if path.startswith(("http://", "https://")):
+            host = urlsplit(path).netloc
+            known = region_for_api_domain(path) is not None
+            if host != urlsplit(self.api_domain).netloc and not known:
+                raise FatalAPIError(
+                    f"refusing to send the access token to {host}, which is not the API host"
+                )
+            return path
+        if path.startswith("/"):
+            return f"{self.api_domain}{path}"
+        return f"{self.api_domain}/crm/{self.settings.api_version}/{path}"
+
+    # -- public calls --------------------------------------------------------------------------
+
+    def get_json(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> dict[str, Any] | None:
+        """GET ``path`` and return its JSON object, or None for 204 and 304."""
+        return self._call("GET", path, params=params, headers=headers, consume=self._json_of("GET"))
+
+    def post_json(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None
+    ) -> dict[str, Any] | None:
+        """POST ``body`` as JSON to ``path`` and return the JSON object answer, or None for 204."""
+        return self._call(
+            "POST", path, json_body=body, headers=headers, consume=self._json_of("POST")
+        )
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        """Make one call (retried, mapped, metered) and return the successful response."""
+        return self._call(
+            method, path, params=params, json_body=json_body, headers=headers, consume=lambda r: r
+        )
+
+    def download(self, path: str, dest: BinaryIO) -> int:
+        """Stream the body of ``GET path`` into ``dest``; return the bytes written.
+
+        A retry truncates ``dest`` and starts over.
+        """
+
+        def consume(response: requests.Response) -> int:
+            dest.seek(0)
+            dest.truncate()
+            written = 0
+            try:
+                for chunk in response.iter_content(CHUNK_SIZE):
+                    if chunk:
+                        dest.write(chunk)
+                        written += len(chunk)
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                raise RetriableAPIError(
+                    f"the download from {_safe_url(response.url or path)} broke off "
+                    f"({type(exc).__name__})",
+                    url=_safe_url(response.url or path),
+                ) from None
+            finally:
+                response.close()
+            return written
+
+        return self._call("GET", path, stream=True, headers={"Accept": "*/*"}, consume=consume)
+
+    def close(self) -> None:
+        """Close the session if this client created it."""
+        if self._owns_session:
+            self.session.close()
+
+    def __enter__(self) -> ZohoClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- machinery -----------------------------------------------------------------------------
+
+    def _json_of(self, method: str) -> Callable[[requests.Response], dict[str, Any] | None]:
+        def parse(response: requests.Response) -> dict[str, Any] | None:
+            # Zoho answers "no rows" with 204 and an empty body, and "unchanged" with 304.
+            if response.status_code in (204, 304):
+                return None
+            url = _safe_url(response.url or "")
+            try:
+                body = response.json()
+            except ValueError:
+                start = redact(response.text[:40]) if response.text else ""
+                raise DataError(
+                    f"Zoho answered {method} {url} with HTTP {response.status_code} but the body "
+                    f"is not JSON (it starts {start!r})"
+                ) from None
+            if not isinstance(body, dict):
+                raise DataError(
+                    f"Zoho answered {method} {url} with HTTP {response.status_code} but the body "
+                    f"is a JSON {type(body).__name__}, not an object"
+                )
+            return body
+
+        return parse
+
+    def _wait(self, state: RetryCallState) -> float:
+        tuning = self.settings.tuning
+        # Exponential backoff with jitter, capped (computed here: tenacity renamed its knobs).
+        exponent = min(state.attempt_number - 1, 60)
+        backoff = tuning.retry_initial_wait * (2**exponent)
+        backoff += random.uniform(0, tuning.retry_initial_wait)
+        backoff = min(backoff, tuning.retry_max_wait)
+        exc = state.outcome.exception() if state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if isinstance(retry_after, (int, float)):
+            return max(float(retry_after), backoff)
+        return backoff
+
+    def _log_retry(self, state: RetryCallState) -> None:
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0.0
+        status = getattr(exc, "status", None)
+        code = getattr(exc, "code", None)
+        url = getattr(exc, "url", None) or ""
+        log.warning(
+            "retrying %s after %s%s (attempt %d of %d, waiting %.1f s)",
+            url,
+            f"HTTP {status}" if status else type(exc).__name__,
+            f" {code}" if code else "",
+            state.attempt_number,
+            self.settings.tuning.max_attempts,
+            wait,
+        )
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        json_body: Any = None,
+        headers: Mapping[str, str] | None = None,
+        stream: bool = False,
+        consume: Callable[[requests.Response], T],
+    ) -> T:
+        kind, credits = call_cost(method, path, params, json_body)
+        token_retry_used = [False]
+
+        def attempt() -> T:
+            response = self._send_authorised(
+                method, path, params, json_body, headers, stream, kind, credits, token_retry_used
+            )
+            return consume(response)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableAPIError),
+            wait=self._wait,
+            stop=stop_after_attempt(self.settings.tuning.max_attempts),
+            sleep=self._sleep,
+            reraise=True,
+            before_sleep=self._log_retry,
+        )
+        return retrying(attempt)
+
+    def _send_authorised(
+        self,
+        method: str,
+        path: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+        kind: str,
+        credits: int,
+        token_retry_used: list[bool],
+    ) -> requests.Response:
+        while True:
+            token = self.tokens.access_token()
+            url = self.url(path)
+            safe = _safe_url(url)
+            response = self._send(
+                method, url, safe, params, json_body, headers, stream, token, kind, credits
+            )
+            if response.status_code == 401:
+                code, _, _ = _parse_error_body(response)
+                if code in _INVALID_TOKEN_CODES:
+                    response.close()
+                    self.tokens.invalidate(token)
+                    # One fresh token per call, outside the normal attempts; a second refusal
+                    # means something other than expiry is wrong.
+                    if not token_retry_used[0]:
+                        token_retry_used[0] = True
+                        log.info(
+                            "access token refused (%s); refreshing and retrying %s", code, safe
+                        )
+                        continue
+                    raise AuthError(
+                        f"Zoho refused a freshly obtained access token ({code}): check that Region "
+                        "and InstanceType match the org the refresh token belongs to"
+                    )
+            try:
+                raise_for_response(method, safe, response)
+            except BaseException:
+                response.close()
+                raise
+            return response
+
+    def _send(
+        self,
+        method: str,
+        url: str,
+        safe_url: str,
+        params: Mapping[str, Any] | None,
+        json_body: Any,
+        headers: Mapping[str, str] | None,
+        stream: bool,
+        token: str,
+        kind: str,
+        credits: int,
+    ) -> requests.Response:
+        all_headers = {
+            "Authorization": f"Zoho-oauthtoken {token}",
+            "Accept": "application/json",
+        }
+        data: bytes | None = None
+        if json_body is not None:
+            # Bulk Read create answers 415 without an explicit JSON content type.
+            all_headers["Content-Type"] = "application/json"
+            data = json.dumps(json_body).encode("utf-8")
+        if headers:
+            all_headers.update(headers)
+        self.meter.reserve(credits)
+        try:
+            log.debug("%s %s", method, safe_url)
+            try:
+                response = self.session.request(
+                    method,
+                    url,
+                    params=dict(params) if params else None,
+                    data=data,
+                    headers=all_headers,
+                    timeout=self._timeout,
+                    stream=stream,
+                )
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
+                raise RetriableAPIError(
+                    f"{method} {safe_url} failed: {type(exc).__name__}", url=safe_url
+                ) from None
+            if 200 <= response.status_code < 300 or response.status_code == 304:
+                self.meter.record(kind, credits)
+            return response
+        finally:
+            self.meter.release(credits)

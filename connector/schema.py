@@ -1,0 +1,455 @@
+"""Zoho field types -> Arrow types, and the value normalisation every reader shares.
+
+Records and COQL answer JSON; Bulk Read answers CSV. Both go through the same path here: each value
+is first turned into its canonical text (JSON numbers through their shortest ``repr``, so ``0.1``
+stays ``0.1``; lookups to the related id; booleans to ``true``/``false``) and then one Arrow cast
+per column turns the text into the column's type. A record read by JSON or by CSV therefore gives
+an equal Arrow row.
+
+Rules worth knowing:
+
+* Zoho has no empty strings: an empty Bulk CSV cell is null, and so is an empty JSON string or an
+  empty multi-select list, so that every reader agrees.
+* Text is kept exactly (commas, quotes, CR/LF, tabs, leading and trailing spaces, unicode).
+  ``"NA"``, ``"null"`` and the like are text, never null.
+* Fields that no list or bulk API returns (subforms, multi-select lookups, uploads) are left out of
+  the schema and reported in :attr:`ModuleSchema.skipped`; they are never invented as null columns.
+* An unknown ``data_type`` is read as text with a warning; JSON objects and arrays of such fields
+  are kept as compact JSON text.
+* A value that cannot be converted raises :class:`~connector.errors.DataError` naming the module,
+  the field and the record id.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import Any, BinaryIO
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from connector.errors import DataError
+from connector.metadata import FieldMeta
+
+ID = "id"
+MODIFIED_TIME = "Modified_Time"
+TIMESTAMP = pa.timestamp("us", tz="UTC")
+DEFAULT_CURRENCY_SCALE = 2
+# Bulk CSV joins multi-select picklist values with ";" (house rule, zoho-api.md section 10).
+MULTISELECT_SEPARATOR = ";"
+
+STRING_TYPES = frozenset(
+    {
+        "text",
+        "textarea",
+        "mediumtext",
+        "rich_text",
+        "email",
+        "phone",
+        "website",
+        "picklist",
+        "profileimage",
+        "autonumber",
+        "bigint",
+        "id",
+    }
+)
+LOOKUP_TYPES = frozenset(
+    {"lookup", "ownerlookup", "userlookup", "layout", "consent_lookup", "multi_module_lookup"}
+)
+# Types whose values list reads (Records, COQL) and Bulk Read leave out or cannot express.
+SKIPPED_TYPES: Mapping[str, str] = {
+    "subform": "subform rows are not returned by list or bulk reads",
+    "multiselectlookup": "multi-select lookups are not returned by list reads nor supported by COQL",
+    "multiuserlookup": "multi-user lookups are not returned by list reads",
+    "fileupload": "file uploads are not returned by list or bulk reads",
+    "imageupload": "image uploads are not returned by list reads nor supported by COQL",
+}
+# Zoho's Tag field is data_type "text" with json_type "jsonarray"; list reads return tag objects
+# while Bulk Read does not document it, so the readers could not agree on its value.
+_SKIPPED_NAMES: Mapping[str, str] = {"Tag": "tags are not returned the same way by every reader"}
+_FORMULA_TYPES = frozenset({"formula", "rollup_summary"})
+
+# Logical kinds: how a value is turned into text (JSON) and which Arrow type the text is cast to.
+_STRING, _LOOKUP, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, _LIST = (
+    "string",
+    "lookup",
+    "int",
+    "float",
+    "decimal",
+    "bool",
+    "date",
+    "datetime",
+    "list",
+)
+_FIXED_KINDS: Mapping[str, str] = {
+    "integer": _INT,
+    "long": _INT,
+    "double": _FLOAT,
+    "decimal": _FLOAT,
+    "percent": _FLOAT,
+    "currency": _DECIMAL,
+    "boolean": _BOOL,
+    "date": _DATE,
+    "datetime": _DATETIME,
+    "multiselectpicklist": _LIST,
+}
+
+
+@dataclass(frozen=True)
+class ModuleSchema:
+    """The Arrow schema of one module and how each of its fields is read."""
+
+    module: str
+    arrow: pa.Schema
+    """``id`` first, then the readable fields in metadata order."""
+    fields: tuple[FieldMeta, ...]
+    """The readable fields, in the order of :attr:`arrow` (``id`` included)."""
+    skipped: tuple[tuple[str, str], ...] = ()
+    """``(api_name, reason)`` of the fields no list or bulk API returns."""
+    warnings: tuple[str, ...] = ()
+    kinds: tuple[str, ...] = field(default=(), repr=False, compare=False)
+    """The normalisation kind of each field, parallel to :attr:`fields` (internal)."""
+
+    @property
+    def names(self) -> list[str]:
+        """The column names, in order."""
+        return list(self.arrow.names)
+
+
+def _kind_and_type(meta: FieldMeta) -> tuple[str, pa.DataType] | None:
+    """Return (kind, arrow type) for a field, or None for a data_type this module does not know."""
+    data_type = meta.data_type
+    if meta.api_name == ID:
+        return _STRING, pa.string()
+    if meta.api_name == MODIFIED_TIME:
+        return _DATETIME, TIMESTAMP
+    if data_type in _FORMULA_TYPES:
+        data_type = (meta.return_type or "text").lower()
+        if data_type not in _FIXED_KINDS or data_type == "multiselectpicklist":
+            return _STRING, pa.string()
+    if data_type in STRING_TYPES:
+        return _STRING, pa.string()
+    if data_type in LOOKUP_TYPES:
+        return _LOOKUP, pa.string()
+    kind = _FIXED_KINDS.get(data_type)
+    if kind is None:
+        return None
+    arrow_type: pa.DataType = {
+        _INT: pa.int64(),
+        _FLOAT: pa.float64(),
+        _BOOL: pa.bool_(),
+        _DATE: pa.date32(),
+        _DATETIME: TIMESTAMP,
+        _LIST: pa.list_(pa.string()),
+    }.get(kind, pa.string())
+    if kind == _DECIMAL:
+        scale = meta.decimal_place if meta.decimal_place is not None else DEFAULT_CURRENCY_SCALE
+        arrow_type = pa.decimal128(38, min(max(scale, 0), 38))
+    return kind, arrow_type
+
+
+def module_schema(module: str, fields: Sequence[FieldMeta]) -> ModuleSchema:
+    """Build the Arrow schema of ``module`` from its field metadata (Zoho's order kept)."""
+    readable: list[FieldMeta] = []
+    arrow_fields: list[pa.Field] = []
+    kinds: list[str] = []
+    skipped: list[tuple[str, str]] = []
+    warnings: list[str] = []
+    seen: set[str] = set()
+    id_meta = next((f for f in fields if f.api_name == ID), FieldMeta(api_name=ID, data_type="id"))
+    for meta in [id_meta, *(f for f in fields if f.api_name != ID)]:
+        if meta.api_name in seen:
+            warnings.append(f"{module}: field {meta.api_name} is listed twice: the first is kept")
+            continue
+        seen.add(meta.api_name)
+        if meta.data_type in SKIPPED_TYPES:
+            skipped.append((meta.api_name, SKIPPED_TYPES[meta.data_type]))
+            continue
+        if meta.api_name in _SKIPPED_NAMES:
+            skipped.append((meta.api_name, _SKIPPED_NAMES[meta.api_name]))
+            continue
+        mapped = _kind_and_type(meta)
+        if mapped is None:
+            warnings.append(
+                f"{module}: field {meta.api_name} has unknown type {meta.data_type!r}: read as string"
+            )
+            mapped = (_STRING, pa.string())
+        kind, arrow_type = mapped
+        readable.append(meta)
+        kinds.append(kind)
+        arrow_fields.append(pa.field(meta.api_name, arrow_type))
+    return ModuleSchema(
+        module=module,
+        arrow=pa.schema(arrow_fields),
+        fields=tuple(readable),
+        skipped=tuple(skipped),
+        warnings=tuple(warnings),
+        kinds=tuple(kinds),
+    )
+
+
+# --- JSON values -> canonical text -------------------------------------------------------------
+
+
+def _compact_json(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+def _scalar_text(value: Any) -> str | None:
+    """Canonical text of a JSON scalar: the same text Bulk CSV would hold."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return value or None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        # repr() is the shortest text that round-trips, so 0.1 stays "0.1" (never 0.1000000000000000055)
+        return repr(value)
+    if isinstance(value, int):
+        return str(value)
+    return _compact_json(value)
+
+
+def _lookup_text(value: Any) -> str | None:
+    if isinstance(value, Mapping):
+        related = value.get("id")
+        return None if related is None else str(related)
+    return _scalar_text(value)
+
+
+def _list_value(value: Any) -> list[str] | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        items = value.split(MULTISELECT_SEPARATOR) if value else []
+    elif isinstance(value, list):
+        items = [_compact_json(v) if not isinstance(v, str) else v for v in value]
+    else:
+        items = [_scalar_text(value) or ""]
+    return items or None
+
+
+_JSON_TEXT: Mapping[str, Callable[[Any], str | None]] = {_LOOKUP: _lookup_text}
+
+
+# --- text -> Arrow ---------------------------------------------------------------------------
+
+
+def _describe(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
+def _bad_value(
+    module: str, name: str, arrow_type: pa.DataType, column: pa.Array, ids: pa.Array | None
+) -> DataError:
+    """Find the first value of ``column`` that does not cast and describe it."""
+    for i, value in enumerate(column.to_pylist()):
+        if value is None:
+            continue
+        try:
+            pc.cast(pa.array([value], column.type), arrow_type)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            record_id = ids[i].as_py() if ids is not None else None
+            return DataError(
+                f"{module}.{name}: cannot read {_describe(value)} as {arrow_type} "
+                f"(record id {record_id})",
+                module=module,
+                field=name,
+                record_id=record_id,
+            )
+    return DataError(f"{module}.{name}: cannot read the column as {arrow_type}", module=module)
+
+
+def _from_text(
+    module: str,
+    name: str,
+    kind: str,
+    arrow_type: pa.DataType,
+    text: pa.Array,
+    ids: pa.Array | None,
+) -> pa.Array:
+    """Cast a string column to the field's Arrow type (the one conversion all readers share)."""
+    if kind in (_STRING, _LOOKUP):
+        return text
+    if kind == _LIST:
+        return pc.split_pattern(text, MULTISELECT_SEPARATOR)
+    try:
+        return pc.cast(text, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise _bad_value(module, name, arrow_type, text, ids) from exc
+
+
+def batch_from_records(rows: Sequence[Mapping[str, Any]], schema: ModuleSchema) -> pa.RecordBatch:
+    """Normalise Records API or COQL JSON rows into one batch of ``schema.arrow``.
+
+    Keys missing from a row read as null; keys the schema does not know are ignored.
+    """
+    ids = pa.array([_scalar_text(row.get(ID)) for row in rows], pa.string())
+    columns: list[pa.Array] = []
+    for meta, kind, arrow_field in zip(schema.fields, schema.kinds, schema.arrow, strict=True):
+        name = meta.api_name
+        values = [row.get(name) for row in rows]
+        if kind == _LIST:
+            columns.append(pa.array([_list_value(v) for v in values], arrow_field.type))
+            continue
+        to_text = _JSON_TEXT.get(kind, _scalar_text)
+        text = ids if name == ID else pa.array([to_text(v) for v in values], pa.string())
+        columns.append(_from_text(schema.module, name, kind, arrow_field.type, text, ids))
+    return pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
+
+
+class _Prefixed(io.RawIOBase):
+    """A readable stream that first returns ``head`` and then the rest of ``tail``."""
+
+    def __init__(self, head: bytes, tail: BinaryIO) -> None:
+        self._head = head
+        self._tail = tail
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._tail.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+def _read_header(stream: BinaryIO, module: str) -> tuple[list[str], bytes]:
+    """Read the CSV header line; return its names and every byte read so far."""
+    chunks: list[bytes] = []
+    while True:
+        chunk = stream.read(64 << 10)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if b"\n" in chunk:
+            break
+    head = b"".join(chunks)
+    line = head.split(b"\n", 1)[0]
+    if not line.strip():
+        raise DataError(f"{module}: the Bulk Read CSV has no header (empty or truncated file)")
+    try:
+        text = line.decode("utf-8-sig").rstrip("\r")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{module}: the Bulk Read CSV header is not UTF-8", module=module) from exc
+    names = next(csv.reader([text]))
+    return names, head
+
+
+def batches_from_csv(
+    stream: BinaryIO, schema: ModuleSchema, *, block_size: int = 8 << 20
+) -> Iterator[pa.RecordBatch]:
+    """Stream a Bulk Read CSV into batches of ``schema.arrow``, one per block of ``block_size`` bytes.
+
+    The header may list the columns in any order, leave some out (they read as null) or add others
+    (ignored); the ``id`` column is required.
+    """
+    module = schema.module
+    header, head = _read_header(stream, module)
+    if ID not in header:
+        raise DataError(f"{module}: the Bulk Read CSV has no 'id' column (header: {header[:10]})")
+    names = schema.names
+    reader_opts = pacsv.ReadOptions(block_size=block_size, use_threads=True)
+    parse_opts = pacsv.ParseOptions(newlines_in_values=True, double_quote=True, escape_char=False)
+    convert_opts = pacsv.ConvertOptions(
+        column_types=dict.fromkeys(names, pa.string()),
+        include_columns=names,
+        include_missing_columns=True,
+        strings_can_be_null=True,
+        quoted_strings_can_be_null=True,
+        null_values=[""],
+        check_utf8=True,
+    )
+    source = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
+    try:
+        reader = pacsv.open_csv(
+            source, read_options=reader_opts, parse_options=parse_opts, convert_options=convert_opts
+        )
+        while True:
+            try:
+                raw = reader.read_next_batch()
+            except StopIteration:
+                return
+            yield _convert_csv_batch(raw, schema)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        raise DataError(
+            f"{module}: the Bulk Read CSV cannot be parsed ({str(exc).splitlines()[0]})",
+            module=module,
+        ) from exc
+
+
+def _convert_csv_batch(raw: pa.RecordBatch, schema: ModuleSchema) -> pa.RecordBatch:
+    ids = raw.column(ID)
+    columns = [
+        _from_text(schema.module, meta.api_name, kind, arrow_field.type, raw.column(i), ids)
+        for i, (meta, kind, arrow_field) in enumerate(
+            zip(schema.fields, schema.kinds, schema.arrow, strict=True)
+        )
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
+
+
+# --- deleted records --------------------------------------------------------------------------
+
+TOMBSTONE_SCHEMA = pa.schema(
+    [
+        pa.field("id", pa.string()),
+        pa.field("deleted_time", TIMESTAMP),
+        pa.field("type", pa.string()),
+        pa.field("display_name", pa.string()),
+        pa.field("deleted_by_id", pa.string()),
+        pa.field("deleted_by_name", pa.string()),
+        pa.field("created_by_id", pa.string()),
+        pa.field("created_by_name", pa.string()),
+    ]
+)
+"""Tombstones from ``GET /crm/v8/{Module}/deleted``."""
+
+
+def _user_part(value: Any, key: str) -> str | None:
+    if isinstance(value, Mapping):
+        return _scalar_text(value.get(key))
+    return None
+
+
+def tombstones_from_json(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
+    """Normalise the rows of the deleted-records API into a batch of :data:`TOMBSTONE_SCHEMA`."""
+    ids = pa.array([_scalar_text(r.get("id")) for r in rows], pa.string())
+    times = pa.array([_scalar_text(r.get("deleted_time")) for r in rows], pa.string())
+    columns = [
+        ids,
+        _from_text("deleted records", "deleted_time", _DATETIME, TIMESTAMP, times, ids),
+        pa.array([_scalar_text(r.get("type")) for r in rows], pa.string()),
+        pa.array([_scalar_text(r.get("display_name")) for r in rows], pa.string()),
+        pa.array([_user_part(r.get("deleted_by"), "id") for r in rows], pa.string()),
+        pa.array([_user_part(r.get("deleted_by"), "name") for r in rows], pa.string()),
+        pa.array([_user_part(r.get("created_by"), "id") for r in rows], pa.string()),
+        pa.array([_user_part(r.get("created_by"), "name") for r in rows], pa.string()),
+    ]
+    return pa.RecordBatch.from_arrays(columns, schema=TOMBSTONE_SCHEMA)
+
+
+def parse_zoho_datetime(text: str) -> datetime:
+    """Parse a Zoho ISO 8601 datetime with its offset into an aware UTC datetime."""
+    try:
+        parsed = datetime.fromisoformat(text)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"not an ISO 8601 datetime: {_describe(text)}") from exc
+    if parsed.tzinfo is None:
+        raise DataError(f"datetime without a UTC offset: {_describe(text)}")
+    return parsed.astimezone(timezone.utc)

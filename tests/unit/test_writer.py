@@ -1,0 +1,316 @@
+"""DatasetWriter: hive-partitioned Parquet that pyarrow and DuckDB read, committed atomically."""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from datetime import datetime, timedelta, timezone
+from decimal import Decimal
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+import pytest
+
+from connector.errors import DataError
+from connector.metadata import FieldMeta
+from connector.output import FsspecOutput, Output
+from connector.schema import TOMBSTONE_SCHEMA, batch_from_records, module_schema
+from connector.writer import DatasetWriter
+
+UTC = timezone.utc
+FIELDS = [
+    FieldMeta("Last_Name", "text"),
+    FieldMeta("Amount", "currency", decimal_place=2),
+    FieldMeta("Tags", "multiselectpicklist"),
+    FieldMeta("Modified_Time", "datetime"),
+]
+SCHEMA = module_schema("Leads", FIELDS)
+START = datetime(2024, 6, 1, 22, 0, tzinfo=UTC)
+
+
+def make_batch(first: int, count: int, *, step_minutes: int = 37) -> pa.RecordBatch:
+    """Records whose Modified_Time spans several UTC days (and days in +05:30)."""
+    rows = [
+        {
+            "id": f"{3652397000000000000 + i}",
+            "Last_Name": f'Name, {i} "q"\n',
+            "Amount": i / 4,
+            "Tags": ["a", "b"] if i % 2 else None,
+            "Modified_Time": (START + timedelta(minutes=step_minutes * i)).isoformat(),
+        }
+        for i in range(first, first + count)
+    ]
+    return batch_from_records(rows, SCHEMA)
+
+
+def read_dataset(root: Path, module: str = "Leads") -> pa.Table:
+    return ds.dataset(root / module, format="parquet", partitioning="hive").to_table()
+
+
+def test_commit_writes_hive_partitions_that_pyarrow_and_duckdb_read(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "run1")
+    batch = make_batch(0, 200)
+    writer.write(batch)
+    files = writer.commit()
+    assert writer.rows_written == 200
+    assert sum(f.rows for f in files) == 200
+    expected_days = sorted(
+        {(START + timedelta(minutes=37 * i)).date().isoformat() for i in range(200)}
+    )
+    assert sorted(f.partition for f in files) == expected_days
+    for f in files:
+        assert f.path == f"Leads/modified_date={f.partition}/part-run1-{f.path[-13:-8]}.parquet"
+        assert (tmp_path / f.path).stat().st_size == f.bytes
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 200
+    assert table.schema.field("id").type == pa.string()
+    assert table.schema.field("Modified_Time").type == pa.timestamp("us", tz="UTC")
+    assert table.schema.field("Amount").type == pa.decimal128(38, 2)
+    got = table.drop_columns(["modified_date"]).sort_by("id")
+    assert got.equals(pa.Table.from_batches([batch]).sort_by("id"))
+    # the partition value is the UTC date of Modified_Time
+    for row in table.to_pylist():
+        assert str(row["modified_date"]) == row["Modified_Time"].date().isoformat()
+
+    con = duckdb.connect()
+    rows = con.execute(
+        f"select count(*), count(distinct id), sum(Amount), min(modified_date) "
+        f"from read_parquet('{tmp_path}/Leads/**/*.parquet', hive_partitioning=true, "
+        f"union_by_name=true)"
+    ).fetchone()
+    assert rows is not None
+    assert rows[0] == 200 and rows[1] == 200
+    assert rows[2] == sum(Decimal(i) / 4 for i in range(200))
+    assert str(rows[3]) == expected_days[0]
+
+
+def test_parquet_format_zstd_with_statistics(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r")
+    writer.write(make_batch(0, 10, step_minutes=1))
+    (written,) = writer.commit()
+    meta = pq.ParquetFile(tmp_path / written.path).metadata
+    column = meta.row_group(0).column(0)
+    assert column.compression == "ZSTD"
+    assert column.statistics is not None and column.statistics.has_min_max
+    assert "modified_date" not in pq.read_schema(tmp_path / written.path).names
+
+
+def test_files_appear_only_at_commit_and_abort_cleans_up(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r", max_buffer_bytes=1, target_file_rows=5)
+    writer.write(make_batch(0, 50))
+    assert not (tmp_path / "Leads").exists()
+    assert list((tmp_path / "_tmp" / "Leads").glob("*.parquet"))  # spilled to scratch files
+    writer.abort()
+    assert not (tmp_path / "Leads").exists()
+    assert not list((tmp_path / "_tmp").rglob("*.parquet"))
+
+
+def test_memory_bound_file_size_and_open_files(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    budget = 20_000
+    writer = DatasetWriter(
+        out,
+        "Leads",
+        SCHEMA.arrow,
+        "r",
+        max_buffer_bytes=budget,
+        target_file_rows=40,
+        max_open_files=2,
+        row_group_rows=25,
+    )
+    for first in range(0, 2000, 100):
+        writer.write(make_batch(first, 100, step_minutes=11))
+        assert writer._buffered_bytes <= budget
+        assert len(writer._open) <= 2
+    files = writer.commit()
+    assert all(f.rows <= 40 for f in files)
+    assert len({f.path for f in files}) == len(files)
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 2000
+    assert len(set(table.column("id").to_pylist())) == 2000
+    for f in files:
+        assert pq.ParquetFile(tmp_path / f.path).metadata.num_rows == f.rows
+
+
+def test_checkpoint_commits_return_only_new_files_and_seq_continues(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "run7")
+    writer.write(make_batch(0, 5, step_minutes=1))
+    first = writer.commit()
+    writer.write(make_batch(5, 5, step_minutes=1))
+    second = writer.commit()
+    assert [f.path.rsplit("/", 1)[1] for f in first] == ["part-run7-00000.parquet"]
+    assert [f.path.rsplit("/", 1)[1] for f in second] == ["part-run7-00001.parquet"]
+    assert writer.commit() == []
+    assert read_dataset(tmp_path).num_rows == 10
+
+
+def test_a_second_writer_of_the_same_run_never_replaces_a_committed_file(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    first = DatasetWriter(out, "Leads", SCHEMA.arrow, "run7")
+    first.write(make_batch(0, 5, step_minutes=1))
+    (a,) = first.commit()
+    second = DatasetWriter(out, "Leads", SCHEMA.arrow, "run7")
+    second.write(make_batch(5, 5, step_minutes=1))
+    (b,) = second.commit()
+    assert a.path != b.path
+    assert read_dataset(tmp_path).num_rows == 10
+
+
+def test_max_value_is_greatest_utc_time(tmp_path: Path) -> None:
+    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r")
+    assert writer.max_value is None
+    writer.write(make_batch(10, 5))
+    writer.write(make_batch(0, 5))
+    assert writer.max_value == START + timedelta(minutes=37 * 14)
+    writer.abort()
+
+
+def test_tombstones_partition_by_deleted_date(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    batch = pa.RecordBatch.from_pylist(
+        [
+            {
+                "id": "1",
+                "deleted_time": datetime(2024, 1, 1, 23, 59, 59, tzinfo=UTC),
+                "type": "recycle",
+            },
+            {
+                "id": "2",
+                "deleted_time": datetime(2024, 1, 2, 0, 0, 0, tzinfo=UTC),
+                "type": "permanent",
+            },
+        ],
+        schema=TOMBSTONE_SCHEMA,
+    )
+    writer = DatasetWriter(
+        out,
+        "_deleted/Leads",
+        TOMBSTONE_SCHEMA,
+        "r",
+        partition_column="deleted_time",
+        partition_name="deleted_date",
+    )
+    writer.write(batch)
+    files = writer.commit()
+    assert sorted(f.path.rsplit("/", 1)[0] for f in files) == [
+        "_deleted/Leads/deleted_date=2024-01-01",
+        "_deleted/Leads/deleted_date=2024-01-02",
+    ]
+    table = ds.dataset(tmp_path / "_deleted" / "Leads", partitioning="hive").to_table()
+    assert sorted(table.column("id").to_pylist()) == ["1", "2"]
+
+
+def test_null_partition_time_goes_to_the_hive_default_partition(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    batch = batch_from_records(
+        [{"id": "1", "Modified_Time": None}, {"id": "2", "Modified_Time": "2024-01-01T10:00:00Z"}],
+        SCHEMA,
+    )
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r")
+    writer.write(batch)
+    partitions = sorted(f.partition for f in writer.commit())
+    assert partitions == ["2024-01-01", "__HIVE_DEFAULT_PARTITION__"]
+    assert read_dataset(tmp_path).num_rows == 2
+
+
+def test_schema_drift_old_and_new_files_read_together(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    old = DatasetWriter(out, "Leads", SCHEMA.arrow, "run1")
+    old.write(make_batch(0, 30))
+    old_files = old.commit()
+
+    drifted = module_schema("Leads", [*FIELDS, FieldMeta("Score", "integer")])
+    rows = [
+        {"id": f"9{i}", "Last_Name": "n", "Score": i, "Modified_Time": "2024-06-02T08:00:00+05:30"}
+        for i in range(10)
+    ]
+    new = DatasetWriter(out, "Leads", drifted.arrow, "run2")
+    new.write(batch_from_records(rows, drifted))
+    new_files = new.commit()
+
+    paths = [str(tmp_path / f.path) for f in [*old_files, *new_files]]
+    unified = pa.unify_schemas([pq.read_schema(p) for p in paths])
+    table = ds.dataset(
+        tmp_path / "Leads", schema=unified, format="parquet", partitioning="hive"
+    ).to_table()
+    assert table.num_rows == 40
+    scores = dict(
+        zip(table.column("id").to_pylist(), table.column("Score").to_pylist(), strict=True)
+    )
+    assert scores["95"] == 5
+    assert scores["3652397000000000000"] is None
+
+    con = duckdb.connect()
+    result = con.execute(
+        f"select count(*), count(Score), sum(Score) from read_parquet("
+        f"'{tmp_path}/Leads/**/*.parquet', hive_partitioning=true, union_by_name=true)"
+    ).fetchone()
+    assert result == (40, 10, 45)
+
+
+def test_batches_are_conformed_or_refused(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r")
+    batch = make_batch(0, 3)
+    reordered = batch.select(list(reversed(batch.schema.names)))
+    writer.write(reordered)
+    with pytest.raises(DataError, match="does not match"):
+        writer.write(batch.drop_columns(["Amount"]))
+    writer.commit()
+    assert read_dataset(tmp_path).num_rows == 3
+
+
+@pytest.mark.parametrize(
+    ("schema", "kwargs", "match"),
+    [
+        (pa.schema([("id", pa.string())]), {}, "no Modified_Time"),
+        (pa.schema([("id", pa.string()), ("Modified_Time", pa.string())]), {}, "timestamp"),
+        (
+            pa.schema(
+                [
+                    ("id", pa.string()),
+                    ("Modified_Time", pa.timestamp("us", tz="UTC")),
+                    ("modified_date", pa.string()),
+                ]
+            ),
+            {},
+            "partition",
+        ),
+    ],
+)
+def test_bad_schemas_are_refused(
+    tmp_path: Path, schema: pa.Schema, kwargs: dict[str, object], match: str
+) -> None:
+    with pytest.raises(DataError, match=match):
+        DatasetWriter(Output.open(tmp_path), "Leads", schema, "r")
+
+
+@pytest.mark.parametrize("run_id", ["a/b", "", "../x", "a b"])
+def test_run_ids_must_fit_in_a_file_name(tmp_path: Path, run_id: str) -> None:
+    with pytest.raises(DataError, match="run id"):
+        DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, run_id)
+
+
+def test_writes_to_an_fsspec_url() -> None:
+    out = Output.open(f"memory://w-{uuid.uuid4().hex}/out")
+    assert isinstance(out, FsspecOutput)
+    try:
+        writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r", max_buffer_bytes=1)
+        writer.write(make_batch(0, 60))
+        assert out.list_files("Leads") == []  # nothing in the store before commit
+        files = writer.commit()
+        assert out.list_files("Leads", ".parquet") == sorted(f.path for f in files)
+        dataset = ds.dataset(
+            f"{out.base}/Leads", filesystem=out.fs, format="parquet", partitioning="hive"
+        )
+        assert dataset.to_table().num_rows == 60
+    finally:
+        out.fs.rm(out.base, recursive=True)
+        shutil.rmtree(out.scratch, ignore_errors=True)

@@ -1,0 +1,182 @@
+"""The module catalogue behind ``zoho-crm modules``: what the org holds and how it can be read.
+
+Costs: ``settings/modules`` once and ``settings/fields`` once per API-readable module (1 credit
+each); with ``counts=True`` also one COQL ``select COUNT(id)`` per module COQL can read (1 credit
+each).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
+
+from connector.errors import AuthError, ZohoAPIError
+from connector.metadata import ModuleMeta, list_fields, list_modules
+from connector.planner import BULK, COQL, RECORDS
+from connector.schema import module_schema
+
+if TYPE_CHECKING:
+    from connector.http import ZohoClient
+
+log = logging.getLogger(__name__)
+
+# Zoho exposes these kinds of module through the record APIs; linking and subform modules are
+# read through their parents, web-tab modules are not data.
+_DATA_MODULE_TYPES = frozenset({"default", "custom"})
+
+
+@dataclass(frozen=True)
+class ModuleInfo:
+    """One row of the catalogue."""
+
+    api_name: str
+    module_name: str
+    api_supported: bool
+    generated_type: str
+    field_count: int | None
+    readable_field_count: int | None
+    record_count: int | None
+    readers: list[str] = field(default_factory=list)
+    note: str = ""
+
+
+def _readers(module: ModuleMeta) -> list[str]:
+    """Which readers can serve ``module`` (the planner's rules: Bulk where Zoho allows it)."""
+    if not module.api_supported or module.generated_type not in _DATA_MODULE_TYPES:
+        return []
+    readers = [BULK] if module.bulk_supported else []
+    return [*readers, COQL, RECORDS]
+
+
+def _count_query(api_name: str) -> dict[str, str]:
+    return {"select_query": f"select COUNT(id) from {api_name}"}
+
+
+def _parse_count(body: dict[str, Any] | None) -> int:
+    """The number in a COQL aggregate answer ``{"data":[{"COUNT(id)": n}]}``; 204 means 0."""
+    rows = (body or {}).get("data") or []
+    if not rows or not isinstance(rows[0], dict):
+        return 0
+    for key, value in rows[0].items():
+        if key.lower().replace(" ", "") in ("count(id)", "count"):
+            return int(value)
+    values = [v for v in rows[0].values() if isinstance(v, int | str) and str(v).isdigit()]
+    if len(values) == 1:
+        return int(values[0])
+    raise ValueError(f"no count in the COQL answer: {sorted(rows[0])}")
+
+
+def _error_text(exc: ZohoAPIError) -> str:
+    return exc.code or (f"HTTP {exc.status}" if exc.status else type(exc).__name__)
+
+
+def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
+    """List the org's modules with field counts, readers and (with ``counts``) record counts.
+
+    A module whose metadata or count cannot be read keeps a row, with the reason in ``note``;
+    an :class:`AuthError` on a count (the COQL scope missing) stops counting for the rest and
+    says so. Other errors propagate.
+    """
+    rows: list[ModuleInfo] = []
+    counting = counts
+    count_note = ""
+    for module in list_modules(client):
+        readers = _readers(module)
+        notes: list[str] = []
+        field_count: int | None = None
+        readable: int | None = None
+        record_count: int | None = None
+        if not module.api_supported:
+            notes.append("not available through the API")
+        elif not readers:
+            notes.append(f"{module.generated_type} module: read through its parent")
+        else:
+            if BULK not in readers:
+                notes.append("Bulk Read cannot export it")
+            try:
+                fields = list_fields(client, module.api_name)
+                field_count = len(fields)
+                schema = module_schema(module.api_name, fields)
+                readable = len(schema.fields)
+                if schema.skipped:
+                    notes.append(f"{len(schema.skipped)} field(s) no list API returns")
+            except ZohoAPIError as exc:
+                readers = []
+                notes.append(f"fields unavailable ({_error_text(exc)})")
+            if counting and COQL in readers:
+                try:
+                    record_count = _parse_count(
+                        client.post_json("coql", _count_query(module.api_name))
+                    )
+                except AuthError as exc:
+                    counting = False
+                    count_note = f"record counts stopped: {exc}"
+                    log.warning(count_note)
+                except ZohoAPIError as exc:
+                    notes.append(f"count failed ({_error_text(exc)})")
+                except ValueError as exc:
+                    notes.append(str(exc))
+        rows.append(
+            ModuleInfo(
+                api_name=module.api_name,
+                module_name=module.module_name,
+                api_supported=module.api_supported,
+                generated_type=module.generated_type,
+                field_count=field_count,
+                readable_field_count=readable,
+                record_count=record_count,
+                readers=readers,
+                note="; ".join(notes),
+            )
+        )
+    if count_note:
+        rows = [
+            row
+            if row.record_count is not None or not row.readers
+            else _with_note(row, "not counted: COQL refused (scope?)")
+            for row in rows
+        ]
+    return rows
+
+
+def _with_note(row: ModuleInfo, note: str) -> ModuleInfo:
+    joined = f"{row.note}; {note}" if row.note else note
+    return replace(row, note=joined)
+
+
+_HEADERS = ("Module", "Name", "Type", "Fields", "Readable", "Records", "Readers", "Note")
+
+
+def _cells(row: ModuleInfo) -> tuple[str, ...]:
+    def num(value: int | None) -> str:
+        return "-" if value is None else f"{value:,}"
+
+    return (
+        row.api_name,
+        row.module_name if row.module_name != row.api_name else "",
+        row.generated_type,
+        num(row.field_count),
+        num(row.readable_field_count),
+        num(row.record_count),
+        ",".join(row.readers) or "-",
+        row.note,
+    )
+
+
+def format_catalog(rows: Sequence[ModuleInfo]) -> str:
+    """A plain text table: one line per module, numbers right-aligned, then a summary line."""
+    table = [_HEADERS, *(_cells(row) for row in rows)]
+    widths = [max(len(line[i]) for line in table) for i in range(len(_HEADERS))]
+    numeric = {3, 4, 5}
+    lines = []
+    for line in table:
+        cells = [
+            cell.rjust(widths[i]) if i in numeric else cell.ljust(widths[i])
+            for i, cell in enumerate(line)
+        ]
+        lines.append("  ".join(cells).rstrip())
+    readable = sum(1 for row in rows if row.readers)
+    lines.append(f"{len(rows)} modules, {readable} readable through the API")
+    return "\n".join(lines)

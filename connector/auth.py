@@ -49,9 +49,16 @@ def default_cache_path(settings: Settings, environ: Mapping[str, str] | None = N
 
 
 def _fingerprint(settings: Settings) -> str:
-    """A short, non-reversible name for this client + refresh token (never the secret itself)."""
+    """A short, non-reversible name for this client + refresh token (never the secret itself).
+
+    The accounts server is part of it: the same client id and refresh token at another server
+    (another data centre, or another local simulator) is another token family.
+    """
     refresh = settings.refresh_token.get_secret_value() if settings.refresh_token else ""
-    digest = hashlib.sha256(((settings.client_id or "") + refresh).encode("utf-8")).hexdigest()
+    seed = "\n".join(
+        (settings.client_id or "", refresh, settings.accounts_server or "", settings.region.value)
+    )
+    digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     return digest[:16]
 
 

@@ -57,11 +57,18 @@ ConnectionOpt = Annotated[
 ]
 ConfigOpt = Annotated[
     Path | None,
-    typer.Option("--config", help="TOML settings file (see config.example.toml).", show_default=False),
+    typer.Option(
+        "--config", help="TOML settings file (see config.example.toml).", show_default=False
+    ),
 ]
 ModulesOpt = Annotated[
     str | None,
-    typer.Option("--modules", "-m", help="Comma-separated module API names (default: all).", show_default=False),
+    typer.Option(
+        "--modules",
+        "-m",
+        help="Comma-separated module API names (default: all).",
+        show_default=False,
+    ),
 ]
 
 
@@ -147,7 +154,9 @@ def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
 
 @app.command()
 def extract(
-    output: Annotated[str, typer.Option("--output", "-o", help="Output directory or URL (s3://…).")],
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Output directory or URL (s3://…).")
+    ],
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,
     modules: ModulesOpt = None,
@@ -163,7 +172,9 @@ def extract(
     ] = None,
     progress: Annotated[
         bool | None,
-        typer.Option("--progress/--no-progress", help="Progress bars (default: on a terminal only)."),
+        typer.Option(
+            "--progress/--no-progress", help="Progress bars (default: on a terminal only)."
+        ),
     ] = None,
 ) -> None:
     """Extract modules into DIR/<Module>/ as typed, incremental Parquet."""
@@ -199,7 +210,9 @@ def plan(
     modules: ModulesOpt = None,
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Output whose watermarks make this an incremental plan."),
+        typer.Option(
+            "--output", "-o", help="Output whose watermarks make this an incremental plan."
+        ),
     ] = None,
 ) -> None:
     """Dry run: the reader, estimated rows and credits per module, reading no records."""
@@ -248,8 +261,10 @@ def state(
 
         out = Output.open(output)
         store = StateStore(out)
-        names = [module] if module else sorted(
-            Path(name).stem for name in out.list_files("_state", ".json")
+        names = (
+            [module]
+            if module
+            else sorted(Path(name).stem for name in out.list_files("_state", ".json"))
         )
         if not names:
             typer.echo("no state: nothing has been extracted into this output yet")
@@ -295,12 +310,18 @@ def snapshot(
 
 @auth_app.command("url")
 def auth_url(
-    client_id: Annotated[str, typer.Option("--client-id", help="OAuth client id from api-console.zoho.com.")],
-    region: Annotated[str, typer.Option("--region", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK.")] = "US",
+    client_id: Annotated[
+        str, typer.Option("--client-id", help="OAuth client id from api-console.zoho.com.")
+    ],
+    region: Annotated[
+        str, typer.Option("--region", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK.")
+    ] = "US",
     redirect_uri: Annotated[
         str | None, typer.Option("--redirect-uri", help="The client's registered redirect URI.")
     ] = None,
-    api_type: Annotated[str, typer.Option("--api-type", help="Bulk or REST: decides the scopes.")] = "Bulk",
+    api_type: Annotated[
+        str, typer.Option("--api-type", help="Bulk or REST: decides the scopes.")
+    ] = "Bulk",
     accounts_server: Annotated[
         str | None, typer.Option("--accounts-server", help="Override the accounts server URL.")
     ] = None,
@@ -325,15 +346,22 @@ def auth_url(
 def auth_exchange(
     code: Annotated[str, typer.Option("--code", help="The grant code from the redirect.")],
     client_id: Annotated[str, typer.Option("--client-id")],
-    client_secret: Annotated[str, typer.Option("--client-secret", envvar="ZOHO_CRM_OAUTHCLIENTSECRET")],
+    client_secret: Annotated[
+        str, typer.Option("--client-secret", envvar="ZOHO_CRM_OAUTHCLIENTSECRET")
+    ],
     region: Annotated[str, typer.Option("--region")] = "US",
     redirect_uri: Annotated[str | None, typer.Option("--redirect-uri")] = None,
     accounts_server: Annotated[
         str | None,
-        typer.Option("--accounts-server", help="The accounts-server value given back with the code."),
+        typer.Option(
+            "--accounts-server", help="The accounts-server value given back with the code."
+        ),
     ] = None,
     show_secrets: Annotated[
-        bool, typer.Option("--show-secrets", help="Print the secret and tokens in the connection string.")
+        bool,
+        typer.Option(
+            "--show-secrets", help="Print the secret and tokens in the connection string."
+        ),
     ] = False,
 ) -> None:
     """Trade a grant code for tokens and print a ready connection string."""
@@ -362,16 +390,28 @@ def auth_exchange(
 
 @app.command()
 def simulate(
-    port: Annotated[int, typer.Option("--port", "-p", help="Port on 127.0.0.1 (0 = any free port).")] = 8765,
+    port: Annotated[
+        int, typer.Option("--port", "-p", help="Port on 127.0.0.1 (0 = any free port).")
+    ] = 8765,
     seed: Annotated[int, typer.Option("--seed", help="Seed of the generated org.")] = 7,
-    records: Annotated[int, typer.Option("--records", help="Records in the largest module.")] = 1000,
-    token_lifetime: Annotated[int, typer.Option("--token-lifetime", help="Access token life, seconds.")] = 3600,
-    bulk_page_size: Annotated[int, typer.Option("--bulk-page-size", help="Rows per Bulk Read page.")] = 200_000,
+    records: Annotated[
+        int, typer.Option("--records", help="Records in the largest module.")
+    ] = 1000,
+    token_lifetime: Annotated[
+        int, typer.Option("--token-lifetime", help="Access token life, seconds.")
+    ] = 3600,
+    bulk_page_size: Annotated[
+        int, typer.Option("--bulk-page-size", help="Rows per Bulk Read page.")
+    ] = 200_000,
     daily_credits: Annotated[
         int | None, typer.Option("--daily-credits", help="Daily API credit budget (default: none).")
     ] = None,
-    rate_429: Annotated[float, typer.Option("--rate-429", help="Share of calls answered 429.")] = 0.0,
-    rate_5xx: Annotated[float, typer.Option("--rate-5xx", help="Share of calls answered 5xx.")] = 0.0,
+    rate_429: Annotated[
+        float, typer.Option("--rate-429", help="Share of calls answered 429.")
+    ] = 0.0,
+    rate_5xx: Annotated[
+        float, typer.Option("--rate-5xx", help="Share of calls answered 5xx.")
+    ] = 0.0,
     concurrency_cap: Annotated[
         int | None, typer.Option("--concurrency-cap", help="Calls in flight before 429.")
     ] = None,
@@ -409,10 +449,16 @@ def simulate(
 
 @app.command()
 def demo(
-    output: Annotated[str, typer.Option("--output", "-o", help="Where the Parquet goes.")] = "./zoho-demo",
-    records: Annotated[int, typer.Option("--records", help="Records in the largest module.")] = 5000,
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="Where the Parquet goes.")
+    ] = "./zoho-demo",
+    records: Annotated[
+        int, typer.Option("--records", help="Records in the largest module.")
+    ] = 5000,
     api_type: Annotated[str, typer.Option("--api-type", help="Bulk or REST.")] = "Bulk",
-    use_coql: Annotated[bool, typer.Option("--coql/--no-coql", help="With REST: COQL or Records API.")] = False,
+    use_coql: Annotated[
+        bool, typer.Option("--coql/--no-coql", help="With REST: COQL or Records API.")
+    ] = False,
 ) -> None:
     """Start the simulator in-process, then run a full and an incremental extraction."""
 

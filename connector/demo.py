@@ -22,7 +22,9 @@ def _change_org(sim: Simulator) -> str:
     store = sim.org.module(DEMO_MODULE)
     ids = store.select(["id"], limit=6).column("id").to_pylist()
     for record_id in ids[:3]:
-        store.update(record_id, {"Description": "Updated between runs, with a comma, a \"quote\"\nand 🚀"})
+        store.update(
+            record_id, {"Description": 'Updated between runs, with a comma, a "quote"\nand 🚀'}
+        )
     for record_id in ids[3:5]:
         store.delete(record_id)
     for n in range(4):
@@ -34,9 +36,10 @@ def run_demo(
     output: str, *, records: int = 5000, api_type: str = "Bulk", use_coql: bool = False
 ) -> Iterator[str]:
     """Run the demo and yield the lines to print."""
-    with tempfile.TemporaryDirectory(prefix="zoho-demo-tokens-") as token_dir, Simulator(
-        records=records, bulk_polls=1
-    ) as sim:
+    with (
+        tempfile.TemporaryDirectory(prefix="zoho-demo-tokens-") as token_dir,
+        Simulator(records=records, bulk_polls=1) as sim,
+    ):
         connection = sim.connection_string(
             APIType=api_type,
             UseCOQL="true" if use_coql else "false",
@@ -44,7 +47,10 @@ def run_demo(
         )
         settings = load_settings(
             connection=connection,
-            environ={"ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.05", "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.5"},
+            environ={
+                "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.05",
+                "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.5",
+            },
         ).settings
         yield f"simulator: {sim.url} ({records} records in {DEMO_MODULE})"
 
@@ -59,6 +65,6 @@ def run_demo(
 
         yield f"Parquet datasets are in {Path(output).resolve()}/<Module>/ (hive-partitioned by modified_date)"
         yield (
-            "read them with: python -c \"import pyarrow.dataset as ds; "
+            'read them with: python -c "import pyarrow.dataset as ds; '
             f"print(ds.dataset('{output}/{DEMO_MODULE}', partitioning='hive').to_table().num_rows)\""
         )

@@ -1,0 +1,173 @@
+"""What every reader shares: the ``Reader`` protocol, its statistics, field grouping and time text.
+
+A reader fetches one module and yields ``pa.RecordBatch``es of exactly ``ModuleSchema.arrow``; the
+values are normalised once, in :mod:`connector.schema`. Three readers exist:
+
+- ``bulk`` (:mod:`connector.readers.bulk`): Bulk Read jobs, CSV in a ZIP; unordered.
+- ``coql`` (:mod:`connector.readers.coql`): keyset paging on ``(Modified_Time, id)``; ordered.
+- ``records`` (:mod:`connector.readers.records`): the list API sorted by ``Modified_Time``; ordered.
+
+An *ordered* reader yields batches in ascending ``(Modified_Time, id)`` order, so its caller may
+commit a watermark between batches. An unordered reader's output is only complete when ``read``
+returns; if it raises, the caller discards what it wrote during the read and starts again from its
+last committed watermark.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from connector.config import Tuning
+    from connector.http import ZohoClient
+    from connector.metadata import ModuleMeta
+    from connector.schema import ModuleSchema
+
+READER_NAMES = ("bulk", "coql", "records")
+
+ID = "id"
+MODIFIED_TIME = "Modified_Time"
+
+
+@dataclass
+class ReaderStats:
+    """Counters a reader keeps while it reads one module (shown as progress, kept in the manifest).
+
+    ``pages`` counts result pages (API list pages, COQL pages, Bulk job pages), ``jobs`` Bulk jobs
+    created, ``retries`` re-created jobs, repeated downloads and restarted pages, ``dropped`` the
+    records left out of a page because they changed while it was read (they are read again later),
+    ``notes`` human-readable remarks for the run manifest.
+    """
+
+    pages: int = 0
+    rows: int = 0
+    jobs: int = 0
+    retries: int = 0
+    dropped: int = 0
+    notes: list[str] = field(default_factory=list)
+
+
+ProgressCallback = Callable[[ReaderStats], None]
+
+
+class Reader(Protocol):
+    """Reads one module into Arrow record batches."""
+
+    name: str
+    ordered: bool
+    stats: ReaderStats
+
+    def read(
+        self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the module's rows with ``Modified_Time >= since`` (all rows when ``since`` is None).
+
+        ``since`` is inclusive: rows modified in the watermark's own second come again, and the
+        caller drops those it already has. Every batch has exactly ``schema.arrow``.
+        """
+        ...
+
+
+def make_reader(
+    name: str,
+    client: ZohoClient,
+    tuning: Tuning,
+    *,
+    sleep: Callable[[float], None] = time.sleep,
+    on_progress: ProgressCallback | None = None,
+) -> Reader:
+    """Return a fresh reader by name: ``"bulk"``, ``"coql"`` or ``"records"``."""
+    # Imported here: each reader module imports this one.
+    from connector.readers.bulk import BulkReader
+    from connector.readers.coql import CoqlReader
+    from connector.readers.records import RecordsReader
+
+    if name == "bulk":
+        return BulkReader(client, tuning, sleep=sleep, on_progress=on_progress)
+    if name == "coql":
+        return CoqlReader(client, tuning, sleep=sleep, on_progress=on_progress)
+    if name == "records":
+        return RecordsReader(client, tuning, sleep=sleep, on_progress=on_progress)
+    raise ValueError(f"unknown reader {name!r}; expected one of {', '.join(READER_NAMES)}")
+
+
+def field_names(schema: ModuleSchema) -> list[str]:
+    """The schema's readable field names without ``id``, in schema order."""
+    return [f.api_name for f in schema.fields if f.api_name != ID]
+
+
+def field_groups(schema: ModuleSchema, size: int) -> list[list[str]]:
+    """Split the readable fields into groups of at most ``size`` names.
+
+    Every group holds ``id`` and ``Modified_Time`` (they count towards ``size``), so groups can be
+    joined by id and a record that changed between two group reads can be detected.
+    """
+    others = [n for n in field_names(schema) if n != MODIFIED_TIME]
+    room = size - 2
+    chunks = [others[i : i + room] for i in range(0, len(others), room)] or [[]]
+    return [[ID, MODIFIED_TIME, *chunk] for chunk in chunks]
+
+
+def zoho_time(value: datetime) -> str:
+    """Format an instant for Zoho criteria, COQL and ``If-Modified-Since``.
+
+    ISO 8601 in UTC, whole seconds, with an explicit ``+00:00`` offset: Zoho refuses milliseconds,
+    and flooring to the second keeps an inclusive lower bound inclusive.
+    """
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc).replace(microsecond=0).isoformat()
+
+
+def parse_time(text: str) -> datetime:
+    """Parse a Zoho datetime (ISO 8601 with an offset) into an aware UTC ``datetime``."""
+    from connector.schema import parse_zoho_datetime
+
+    return parse_zoho_datetime(text)
+
+
+def floor_second(value: datetime) -> datetime:
+    """``value`` in UTC without its fraction of a second."""
+    return value.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def merge_groups(
+    groups: Sequence[Sequence[dict]],
+) -> tuple[list[dict], set[str]]:
+    """Merge JSON rows of several field groups by id, in the first group's order.
+
+    Returns the merged rows and the ids of *unstable* records: present in some groups but not all,
+    or with a ``Modified_Time`` that differs between groups. Such a record changed while its groups
+    were read, so it is never half-merged: it is left out and read again later.
+    """
+    first = groups[0]
+    if len(groups) == 1:
+        return list(first), set()
+    by_id: list[dict[str, dict]] = [{str(r[ID]): r for r in g} for g in groups[1:]]
+    unstable: set[str] = set()
+    merged: list[dict] = []
+    first_ids: set[str] = set()
+    for row in first:
+        rid = str(row[ID])
+        first_ids.add(rid)
+        out = dict(row)
+        ok = True
+        for other in by_id:
+            match = other.get(rid)
+            if match is None or match.get(MODIFIED_TIME) != row.get(MODIFIED_TIME):
+                ok = False
+                break
+            out.update(match)
+        if ok:
+            merged.append(out)
+        else:
+            unstable.add(rid)
+    for other in by_id:
+        unstable.update(rid for rid in other if rid not in first_ids)
+    return merged, unstable

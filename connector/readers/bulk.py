@@ -1,0 +1,388 @@
+"""Bulk Read reader: jobs that export CSV files in ZIPs, streamed into Arrow batches.
+
+One job per page and field group: ``POST /crm/bulk/{v}/read`` (50 credits), status polls with
+exponential backoff from ``tuning.bulk_poll_initial`` to ``bulk_poll_max`` (1 credit each, so the
+first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file,
+checked (``ZipFile.testzip`` reads every member and checks its CRC) and only then streamed through
+:func:`connector.schema.batches_from_csv`: a batch never comes from a file not known to be complete,
+and the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
+
+Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
+truncated or corrupt ZIP is downloaded again (``MAX_DOWNLOADS`` times), then its job created again.
+A page whose CSV holds another number of rows than the job's ``result.count`` raises
+:class:`RetriableAPIError` (``BULK_INCOMPLETE``). A refused page token (expired after 24 h, or
+unknown) raises :class:`RetriableAPIError` with code ``BULK_PAGE_TOKEN``: a Bulk read is unordered,
+so its caller commits nothing until ``read`` returns, and restarts the module from its last committed
+watermark. ``MODULE_NOT_SUPPORTED`` surfaces as :class:`ModuleUnavailable` from the client.
+
+Field groups. A job exports at most 200 fields; more fields take one job per group of 200 (each with
+``id`` and ``Modified_Time``), joined by id page by page. Groups are separate snapshots taken a few
+seconds apart, so a record can change between them. Such a record (present in one group's page but
+not another's, or with differing ``Modified_Time``) is never half-merged. Dropping it would not be
+safe: its new version is newer than this page's snapshot, but a *later* page's job may see records
+modified even later, so the run's watermark can pass the dropped record's new ``Modified_Time``. So
+the reader reads such records again at the end, by id, through the Records API (the values are
+normalised by the same :mod:`connector.schema`), and gives up with a retriable error if they keep
+changing. The extra groups of a page are held in memory as Arrow columns (bounded by the page size,
+not the module size); modules with more than 200 fields are rare.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, BinaryIO, cast
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
+from connector.readers.base import (
+    ID,
+    MODIFIED_TIME,
+    ProgressCallback,
+    ReaderStats,
+    field_groups,
+    zoho_time,
+)
+
+if TYPE_CHECKING:
+    from connector.config import Tuning
+    from connector.http import ZohoClient
+    from connector.metadata import ModuleMeta
+    from connector.schema import ModuleSchema
+
+log = logging.getLogger(__name__)
+
+MAX_FIELDS = 200
+MAX_JOB_ATTEMPTS = 3
+MAX_DOWNLOADS = 3
+# Rounds of reading records that changed between field groups again, by id.
+MAX_REREAD_ROUNDS = 3
+CSV_BLOCK_SIZE = 8 << 20
+
+
+@dataclass
+class JobResult:
+    """A completed job's page: where its file is and what Zoho says about it."""
+
+    path: Path | None
+    count: int
+    more_records: bool
+    next_page_token: str | None
+
+
+def _api_version(client: ZohoClient) -> str:
+    settings = getattr(client, "settings", None)
+    return str(getattr(settings, "api_version", None) or "v8")
+
+
+def _zip_member(path: Path) -> str | None:
+    """The CSV member of a complete, intact ZIP, or None when the file is truncated or corrupt."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = [n for n in archive.namelist() if not n.endswith("/")]
+            if len(names) != 1:
+                return None
+            # testzip reads every byte of every member and checks the CRCs.
+            if archive.testzip() is not None:
+                return None
+            return names[0]
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, EOFError, zlib.error, OSError, ValueError):
+        return None
+
+
+class BulkReader:
+    """Reads a module through Bulk Read jobs; batches come in no particular order."""
+
+    name = "bulk"
+    ordered = False
+
+    def __init__(
+        self,
+        client: ZohoClient,
+        tuning: Tuning,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_progress: ProgressCallback | None = None,
+        scratch_dir: str | Path | None = None,
+    ) -> None:
+        self.client = client
+        self.tuning = tuning
+        self.sleep = sleep
+        self.on_progress = on_progress
+        self.scratch_dir = scratch_dir
+        self.stats = ReaderStats()
+        self._base = f"/crm/bulk/{_api_version(client)}/read"
+
+    # --- one job -------------------------------------------------------------------------------
+
+    def _create(
+        self, module: str, fields: Sequence[str], criteria: dict | None, token: str | None
+    ) -> str:
+        query: dict[str, Any]
+        if token is not None:
+            query = {"page_token": token}
+        else:
+            query = {"module": {"api_name": module}, "fields": [f for f in fields if f != ID]}
+            if criteria is not None:
+                query["criteria"] = criteria
+        try:
+            body = self.client.post_json(self._base, {"query": query, "file_type": "csv"})
+        except ModuleUnavailable:
+            raise
+        except FatalAPIError as exc:
+            if token is None:
+                raise
+            raise RetriableAPIError(
+                f"{module}: Zoho refused the Bulk Read page token ({exc.code}); "
+                "restart the module from its last committed watermark",
+                status=exc.status,
+                code="BULK_PAGE_TOKEN",
+                url=exc.url,
+                details=exc.details,
+            ) from exc
+        self.stats.jobs += 1
+        try:
+            job_id = (body or {})["data"][0]["details"]["id"]
+        except (KeyError, IndexError, TypeError) as exc:
+            raise DataError(f"{module}: the Bulk Read create answer has no job id") from exc
+        return str(job_id)
+
+    def _wait(self, module: str, job_id: str) -> dict[str, Any] | None:
+        """Poll until COMPLETED (the job's ``result``) or FAILURE (None)."""
+        wait = self.tuning.bulk_poll_initial
+        waited = 0.0
+        while True:
+            if waited >= self.tuning.bulk_poll_timeout:
+                raise RetriableAPIError(
+                    f"{module}: Bulk Read job {job_id} did not complete within "
+                    f"{self.tuning.bulk_poll_timeout:g} s",
+                    code="BULK_TIMEOUT",
+                )
+            self.sleep(wait)
+            waited += wait
+            body = self.client.get_json(f"{self._base}/{job_id}")
+            try:
+                job = (body or {})["data"][0]
+                state = str(job["state"])
+            except (KeyError, IndexError, TypeError) as exc:
+                raise DataError(f"{module}: the Bulk Read status answer has no state") from exc
+            if state == "COMPLETED":
+                return dict(job.get("result") or {})
+            if state == "FAILURE":
+                error = (job.get("result") or {}).get("error_message") or {}
+                code = error.get("code") if isinstance(error, dict) else None
+                self.stats.notes.append(f"{module}: Bulk Read job {job_id} failed ({code})")
+                return None
+            wait = min(wait * 2, self.tuning.bulk_poll_max) if wait > 0 else 0.0
+
+    def _download(self, url: str, dest: Path) -> str | None:
+        with open(dest, "wb") as handle:
+            self.client.download(url, handle)
+        return _zip_member(dest)
+
+    def _job(
+        self,
+        module: str,
+        fields: Sequence[str],
+        criteria: dict | None,
+        token: str | None,
+        scratch: Path,
+    ) -> JobResult:
+        """Run one job to a verified local ZIP, re-creating it and downloading again as needed."""
+        for attempt in range(MAX_JOB_ATTEMPTS):
+            if attempt:
+                self.stats.retries += 1
+            job_id = self._create(module, fields, criteria, token)
+            result = self._wait(module, job_id)
+            if result is None:
+                continue
+            count = int(result.get("count") or 0)
+            more = bool(result.get("more_records", False))
+            following = result.get("next_page_token") if more else None
+            url = result.get("download_url")
+            if not url:
+                if count:
+                    raise DataError(
+                        f"{module}: Bulk Read job {job_id} has rows but no download_url"
+                    )
+                return JobResult(None, 0, more, following)
+            dest = scratch / f"{job_id}.zip"
+            for tries in range(MAX_DOWNLOADS):
+                if tries:
+                    self.stats.retries += 1
+                    self.stats.notes.append(
+                        f"{module}: Bulk Read file of job {job_id} was incomplete; downloading again"
+                    )
+                member = self._download(str(url), dest)
+                if member is not None:
+                    return JobResult(dest, count, more, following)
+            dest.unlink(missing_ok=True)
+        raise RetriableAPIError(
+            f"{module}: Bulk Read failed {MAX_JOB_ATTEMPTS} times in a row", code="BULK_FAILURE"
+        )
+
+    def _batches(self, job: JobResult, schema: ModuleSchema) -> Iterator[pa.RecordBatch]:
+        """Stream a verified file's CSV; the row count must match the job's."""
+        from connector.schema import batches_from_csv
+
+        if job.path is None:
+            return
+        seen = 0
+        with zipfile.ZipFile(job.path) as archive:
+            member = archive.namelist()[0]
+            with archive.open(member) as stream:
+                for batch in batches_from_csv(
+                    cast(BinaryIO, stream), schema, block_size=CSV_BLOCK_SIZE
+                ):
+                    seen += batch.num_rows
+                    if seen > job.count:
+                        break
+                    yield batch
+        if seen != job.count:
+            raise RetriableAPIError(
+                f"{schema.module}: a Bulk Read file holds {seen} rows where the job counted "
+                f"{job.count}",
+                code="BULK_INCOMPLETE",
+            )
+
+    # --- the read ------------------------------------------------------------------------------
+
+    def read(
+        self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield every row with ``Modified_Time >= since`` (all rows when None), page by page."""
+        name = module.api_name
+        # Zoho always adds the id column to a Bulk export; it is not one of the 200 fields.
+        groups = field_groups(schema, MAX_FIELDS + 1)
+        criteria = (
+            {
+                "field": {"api_name": MODIFIED_TIME},
+                "comparator": "greater_equal",
+                "value": zoho_time(since),
+            }
+            if since is not None
+            else None
+        )
+        scratch = Path(tempfile.mkdtemp(prefix="zoho-bulk-", dir=self.scratch_dir))
+        try:
+            tokens: list[str | None] = [None] * len(groups)
+            unstable: set[str] = set()
+            first_page = True
+            while first_page or tokens[0] is not None:
+                first_page = False
+                jobs = [
+                    self._job(name, fields, criteria, token, scratch)
+                    for fields, token in zip(groups, tokens, strict=True)
+                ]
+                if len(groups) == 1:
+                    batches = self._batches(jobs[0], schema)
+                else:
+                    batches = self._merged(jobs, groups, schema, unstable)
+                for batch in batches:
+                    if batch.num_rows:
+                        self.stats.rows += batch.num_rows
+                        yield batch
+                for job in jobs:
+                    if job.path is not None:
+                        job.path.unlink(missing_ok=True)
+                self.stats.pages += 1
+                if self.on_progress is not None:
+                    self.on_progress(self.stats)
+                tokens = [job.next_page_token for job in jobs]
+                if any((t is None) != (tokens[0] is None) for t in tokens):
+                    # One group has more pages than another: the module changed a lot between
+                    # the snapshots, and the pages no longer line up.
+                    raise RetriableAPIError(
+                        f"{name}: Bulk Read field groups disagree on the number of pages; "
+                        "try the run again",
+                        code="BULK_UNSTABLE",
+                    )
+            if unstable:
+                yield from self._reread(name, schema, unstable)
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+    def _merged(
+        self,
+        jobs: Sequence[JobResult],
+        groups: Sequence[Sequence[str]],
+        schema: ModuleSchema,
+        unstable: set[str],
+    ) -> Iterator[pa.RecordBatch]:
+        """Join one page's field groups by id; collect the ids of records that changed between."""
+        others: list[dict[str, pa.Array]] = []
+        for job, fields in zip(jobs[1:], groups[1:], strict=True):
+            batches = [b.select(list(fields)) for b in self._batches(job, schema)]
+            others.append(
+                {
+                    f: pa.concat_arrays([b.column(f) for b in batches])
+                    if batches
+                    else pa.array([], schema.arrow.field(f).type)
+                    for f in fields
+                }
+            )
+        owner: dict[str, int] = {}
+        for index, fields in enumerate(groups):
+            for f in fields:
+                owner.setdefault(f, index)
+        first_ids: list[pa.Array] = []
+        for batch in self._batches(jobs[0], schema):
+            ids = batch.column(ID)
+            first_ids.append(ids)
+            keep = pa.array([True] * batch.num_rows)
+            positions = []
+            for table in others:
+                where = pc.index_in(ids, value_set=table[ID])
+                same = pc.equal(batch.column(MODIFIED_TIME), table[MODIFIED_TIME].take(where))
+                keep = pc.and_(keep, pc.fill_null(same, False))
+                positions.append(where)
+            columns = [
+                batch.column(index)
+                if owner.get(field.name, 0) == 0
+                else others[owner[field.name] - 1][field.name].take(
+                    positions[owner[field.name] - 1]
+                )
+                for index, field in enumerate(schema.arrow)
+            ]
+            merged = pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
+            unstable.update(ids.filter(pc.invert(keep)).to_pylist())
+            yield merged.filter(keep)
+        seen = pa.concat_arrays(first_ids) if first_ids else pa.array([], pa.string())
+        for table in others:
+            extra = table[ID].filter(pc.invert(pc.is_in(table[ID], value_set=seen)))
+            unstable.update(extra.to_pylist())
+
+    def _reread(self, module: str, schema: ModuleSchema, ids: set[str]) -> Iterator[pa.RecordBatch]:
+        """Read records that changed between field groups again, by id, until they hold still."""
+        from connector.readers.records import fetch_by_ids
+        from connector.schema import batch_from_records
+
+        pending = sorted(ids)
+        self.stats.dropped += len(pending)
+        self.stats.notes.append(
+            f"{module}: {len(pending)} record(s) changed between Bulk Read field groups; "
+            "read again by id"
+        )
+        for _ in range(MAX_REREAD_ROUNDS):
+            self.stats.retries += 1
+            rows, changed = fetch_by_ids(self.client, module, schema, pending)
+            if rows:
+                self.stats.rows += len(rows)
+                yield batch_from_records(rows, schema)
+            if not changed:
+                return
+            pending = sorted(changed)
+        raise RetriableAPIError(
+            f"{module}: {len(pending)} record(s) keep changing during the read; try the run again",
+            code="UNSTABLE_READ",
+        )

@@ -1,0 +1,294 @@
+"""Records API reader: ``GET /crm/v8/{Module}`` sorted by ``Modified_Time`` ascending.
+
+Paging. Offset paging (``page``/``page_token``) over a long read can skip a row: when a record
+earlier in the order is modified, it jumps to the end and every later row shifts back by one, so a
+page boundary steps over a row. This reader therefore does not page through the module: after each
+page it starts a *new* query with ``If-Modified-Since`` set to the last ``Modified_Time`` read
+(inclusive), so a shift before that second cannot affect it, and skips the ids already yielded at
+that second. Only when a whole page lies in one second does it move to the next page of the same
+query (``page`` 2..10, then ``info.next_page_token``). The 2,000-row ``page`` limit and the
+100,000-row ``page_token`` cap only matter for a single second holding that many rows; an expired or
+mismatched page token (``EXPIRED_VALUE``, ``TOKEN_BOUND_DATA_MISMATCH``) or
+``PAGINATION_LIMIT_EXCEEDED`` restarts from the last second read.
+
+Cost: one credit per 200 rows, plus the rows sharing a page's last second read twice.
+
+Residual risk: within one second that holds more than 200 rows (a mass update), a row of that
+second modified while the reader pages through it leaves the second, the rest of the second shifts
+back by one, and one row of it can be skipped for good (it keeps its old, now passed, second). The
+reader detects the likely case (a record of such a second comes again later in the same read) and
+says so in ``stats.notes``; a full refresh, or the COQL reader (keyset paging, no offsets), is
+immune.
+
+Field groups. ``fields`` takes at most 50 names. Every group (``id``, ``Modified_Time`` and up to
+48 more) sends the same query (``If-Modified-Since``, ``page``, each its own ``page_token`` chain),
+one call per group and page, and the pages are merged by id. A record missing from a group's page,
+present only in a later group's, or with a ``Modified_Time`` that differs between groups changed
+mid-read: it is left out (never half-merged) and the reader starts again at the page's last second,
+where (or after which) its new version is, because a change stamps a later or the same second.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from connector.errors import DataError, RetriableAPIError, ZohoAPIError
+from connector.readers.base import (
+    ID,
+    MODIFIED_TIME,
+    ProgressCallback,
+    ReaderStats,
+    field_groups,
+    merge_groups,
+    parse_time,
+    zoho_time,
+)
+
+if TYPE_CHECKING:
+    import pyarrow as pa
+
+    from connector.config import Tuning
+    from connector.http import ZohoClient
+    from connector.metadata import ModuleMeta
+    from connector.schema import ModuleSchema
+
+MAX_FIELDS = 50
+PER_PAGE = 200
+# Zoho serves ``page`` only for the first 2,000 rows of a query; past that, ``page_token``.
+MAX_PAGE = 10
+IDS_PER_CALL = 100
+RESTART_CODES = frozenset(
+    {"EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH", "PAGINATION_LIMIT_EXCEEDED"}
+)
+# Restarts or re-reads in a row that yield nothing new: a record keeps changing under the reader.
+MAX_STALLED = 5
+
+
+def _time_of(row: dict[str, Any], module: str) -> str:
+    text = row.get(MODIFIED_TIME)
+    if not isinstance(text, str):
+        raise DataError("a record has no Modified_Time", module=module, record_id=str(row.get(ID)))
+    return zoho_time(parse_time(text))
+
+
+def list_page(
+    client: ZohoClient,
+    module: str,
+    fields: Sequence[str],
+    *,
+    since: str | None = None,
+    page: int = 1,
+    token: str | None = None,
+    ids: Sequence[str] | None = None,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One ``GET /crm/v8/{module}`` call: sorted by ``Modified_Time`` ascending, or by ``ids``.
+
+    Returns the rows and the ``info`` object; 204 (no rows) and 304 (nothing modified since
+    ``since``) come back as no rows.
+    """
+    params: dict[str, Any] = {"fields": ",".join(fields), "per_page": PER_PAGE}
+    headers: dict[str, str] | None = None
+    if ids is not None:
+        params["ids"] = ",".join(ids)
+    else:
+        params["sort_by"] = MODIFIED_TIME
+        params["sort_order"] = "asc"
+        if token is not None:
+            params["page_token"] = token
+        else:
+            params["page"] = page
+        if since is not None:
+            headers = {"If-Modified-Since": since}
+    body = client.get_json(module, params=params, headers=headers)
+    # Zoho answers 204 (no rows) and 304 (nothing modified since) with no body.
+    if not body:
+        return [], {}
+    data = body.get("data") or []
+    if not isinstance(data, list):
+        raise DataError("a Records API answer has a 'data' that is not a list", module=module)
+    return data, body.get("info") or {}
+
+
+def fill_groups(
+    client: ZohoClient,
+    module: str,
+    groups: Sequence[Sequence[str]],
+    first: list[dict[str, Any]],
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Fetch the other field groups for exactly the ids of ``first`` and merge them by id.
+
+    Returns the merged rows and the ids of records that changed between the group reads.
+    """
+    if len(groups) == 1:
+        return first, set()
+    ids = [str(r[ID]) for r in first]
+    results: list[list[dict[str, Any]]] = [first]
+    for fields in groups[1:]:
+        rows: list[dict[str, Any]] = []
+        for i in range(0, len(ids), IDS_PER_CALL):
+            got, _ = list_page(client, module, fields, ids=ids[i : i + IDS_PER_CALL])
+            rows.extend(got)
+        results.append(rows)
+    return merge_groups(results)
+
+
+def fetch_by_ids(
+    client: ZohoClient, module: str, schema: ModuleSchema, ids: Sequence[str]
+) -> tuple[list[dict[str, Any]], set[str]]:
+    """Read the current version of the records ``ids`` (every field, merged across groups).
+
+    Returns the rows and the ids that changed between group reads; ids Zoho no longer has
+    (deleted meanwhile) are in neither.
+    """
+    groups = field_groups(schema, MAX_FIELDS)
+    rows: list[dict[str, Any]] = []
+    unstable: set[str] = set()
+    for i in range(0, len(ids), IDS_PER_CALL):
+        first, _ = list_page(client, module, groups[0], ids=ids[i : i + IDS_PER_CALL])
+        merged, changed = fill_groups(client, module, groups, first)
+        rows.extend(merged)
+        unstable |= changed
+    return rows, unstable
+
+
+class RecordsReader:
+    """Reads a module through the Records API, in ascending ``Modified_Time`` order."""
+
+    name = "records"
+    ordered = True
+
+    def __init__(
+        self,
+        client: ZohoClient,
+        tuning: Tuning,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.tuning = tuning
+        self.sleep = sleep
+        self.on_progress = on_progress
+        self.stats = ReaderStats()
+
+    def read(
+        self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
+    ) -> Iterator[pa.RecordBatch]:
+        """Yield the module's rows with ``Modified_Time >= since``, ascending by modified time."""
+        from connector.schema import batch_from_records
+
+        name = module.api_name
+        groups = field_groups(schema, MAX_FIELDS)
+        query_since = zoho_time(since) if since is not None else None
+        page = 1
+        # One page-token chain per field group: the groups page through the same query in step.
+        tokens: list[str | None] = [None] * len(groups)
+        top_time: str | None = None
+        top_ids: set[str] = set()
+        # Ids read in a second paged past its first page, with that second: if one of them comes
+        # again later in this read, it was modified meanwhile and may have shifted a row of that
+        # second past a page boundary.
+        deep: dict[str, str] = {}
+        deep_second: str | None = None
+        stalled = 0
+        while True:
+            try:
+                answers = [
+                    list_page(self.client, name, fields, since=query_since, page=page, token=token)
+                    for fields, token in zip(groups, tokens, strict=True)
+                ]
+            except ZohoAPIError as exc:
+                if exc.code not in RESTART_CODES:
+                    raise
+                stalled += 1
+                if stalled >= MAX_STALLED or (
+                    exc.code == "PAGINATION_LIMIT_EXCEEDED" and query_since == top_time
+                ):
+                    raise RetriableAPIError(
+                        f"{name}: the Records API cannot page past this point ({exc.code}); "
+                        "try the run again",
+                        status=exc.status,
+                        code=exc.code,
+                        url=exc.url,
+                    ) from exc
+                # Start again at the last second yielded; its ids are skipped.
+                self.stats.retries += 1
+                self.stats.notes.append(f"{name}: restarted paging after {exc.code}")
+                query_since = top_time if top_time is not None else query_since
+                page, tokens = 1, [None] * len(groups)
+                continue
+            first, info = answers[0]
+            if not first:
+                return
+            self.stats.pages += 1
+            merged, unstable = merge_groups([rows for rows, _ in answers])
+            fresh: list[dict[str, Any]] = []
+            for row in merged:
+                stamp, rid = _time_of(row, name), str(row[ID])
+                if deep.get(rid, stamp) != stamp:
+                    self.stats.notes.append(
+                        f"{name}: record {rid} changed while the reader paged through second "
+                        f"{deep.pop(rid)}; a row of that second may have been skipped (run a full "
+                        "refresh, or use COQL, to be sure)"
+                    )
+                if stamp == deep_second:
+                    deep[rid] = stamp
+                if stamp == top_time:
+                    if rid in top_ids:
+                        continue
+                    top_ids.add(rid)
+                else:
+                    top_time, top_ids = stamp, {rid}
+                fresh.append(row)
+            if fresh:
+                self.stats.rows += len(fresh)
+                yield batch_from_records(fresh, schema)
+            if unstable:
+                self.stats.dropped += len(unstable)
+                self.stats.notes.append(
+                    f"{name}: {len(unstable)} record(s) changed while a page was read; read again"
+                )
+            if self.on_progress is not None:
+                self.on_progress(self.stats)
+            more = bool(info.get("more_records", False))
+            if not more and not unstable:
+                return
+            last_time = _time_of(first[-1], name)
+            at_last = sum(1 for r in first if _time_of(r, name) == last_time)
+            if at_last == len(first) == PER_PAGE and deep_second != last_time:
+                # This second fills a whole page: it will be paged through with offsets.
+                deep_second = last_time
+                if top_time == last_time:
+                    deep.update(dict.fromkeys(top_ids, last_time))
+            if unstable:
+                # The changed records' new versions are at last_time or later: read that second
+                # again from its start.
+                stalled = 0 if fresh else stalled + 1
+                query_since, page, tokens = last_time, 1, [None] * len(groups)
+            elif last_time != query_since:
+                # A new second: a fresh query from it. The page's rows at that second are the
+                # first rows of the new query, so whole pages of them need not be read again.
+                stalled = 0
+                query_since, page = last_time, at_last // PER_PAGE + 1
+                tokens = [None] * len(groups)
+            else:
+                # The whole page lies in the query's own second: go on with the same query.
+                stalled = 0
+                if tokens[0] is not None or page >= MAX_PAGE:
+                    tokens = [answer_info.get("next_page_token") for _, answer_info in answers]
+                    if not all(tokens):
+                        raise DataError(
+                            f"{name}: the Records API said more rows follow but gave no page token",
+                            module=name,
+                        )
+                else:
+                    page += 1
+            if stalled >= MAX_STALLED:
+                raise RetriableAPIError(
+                    f"{name}: records keep changing while the Records API reads them; "
+                    "try the run again",
+                    code="UNSTABLE_READ",
+                )

@@ -1,0 +1,212 @@
+"""COQL reader against the fake Zoho: keyset paging, LIMIT growth, ties, field groups, credits."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import pyarrow as pa
+import pytest
+from test_readers_fake import (
+    BASE,
+    MODULE,
+    FakeZoho,
+    make_records,
+    make_schema,
+    tuning,
+)
+
+from connector.errors import RetriableAPIError
+from connector.readers import coql_count, coql_probe, make_reader
+from connector.readers.coql import CoqlReader
+from connector.schema import ModuleSchema, batch_from_records
+
+
+def expected(fake: FakeZoho, schema: ModuleSchema) -> pa.Table:
+    names = [n for n in schema.names if n != "id"]
+    rows = [fake._json(r, names) for r in sorted(fake.records, key=lambda r: r["id"])]
+    return pa.Table.from_batches([batch_from_records(rows, schema)])
+
+
+def read_all(reader: Any, schema: ModuleSchema, since: Any = None) -> pa.Table:
+    batches = list(reader.read(MODULE, schema, since))
+    for batch in batches:
+        assert batch.schema == schema.arrow
+    table = pa.Table.from_batches(batches, schema=schema.arrow)
+    return table
+
+
+def by_id(table: pa.Table) -> pa.Table:
+    return table.sort_by("id")
+
+
+def limits(fake: FakeZoho) -> list[int]:
+    return [int(str(c.body).rsplit(" ", 1)[1]) for c in fake.calls if c.kind == "coql"]
+
+
+def assert_ascending(table: pa.Table) -> None:
+    keys = list(zip(table["Modified_Time"].to_pylist(), table["id"].to_pylist(), strict=True))
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys)
+
+
+def test_full_read_equals_source_with_limit_growth_and_minimal_credits() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(4500, per_second=7))
+    reader = make_reader("coql", fake, tuning())  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert by_id(table).equals(expected(fake, schema))
+    assert_ascending(table)
+    # 200 rows for 1 credit, then 2,000 rows a call for 3 credits.
+    assert limits(fake) == [200, 2000, 2000, 2000]
+    assert fake.credits() == 1 + 3 * 3
+    assert reader.ordered and reader.name == "coql"
+    assert reader.stats.rows == 4500 and reader.stats.pages == 4
+    assert "where (id is not null)" in str(fake.calls[0].body)
+    assert "order by Modified_Time asc, id asc" in str(fake.calls[0].body)
+
+
+def test_small_incremental_costs_one_credit_and_is_inclusive() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(1000, per_second=4))
+    since = BASE + timedelta(seconds=247)  # rows 988..999 share seconds 247..249
+    table = read_all(CoqlReader(fake, tuning()), schema, since)  # type: ignore[arg-type]
+    assert sorted(table["Amount"].to_pylist()) == list(range(988, 1000))
+    assert fake.credits() == 1
+    assert "Modified_Time >= '2026-01-01T00:04:07+00:00'" in str(fake.calls[0].body)
+
+
+def test_incremental_with_microseconds_floors_to_the_second() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(30, per_second=3))
+    since = BASE + timedelta(seconds=9, microseconds=500_000)
+    table = read_all(CoqlReader(fake, tuning()), schema, since)  # type: ignore[arg-type]
+    assert sorted(table["Amount"].to_pylist()) == [27, 28, 29]
+
+
+def test_ties_across_page_boundaries_are_neither_lost_nor_doubled() -> None:
+    schema = make_schema()
+    # 450 rows in one second, then 50 more: every page boundary falls inside a tie.
+    rows = make_records(450, per_second=450)
+    rows += [
+        {**r, "id": f"{int(r['id']) + 1000}", "Modified_Time": BASE + timedelta(seconds=5)}
+        for r in make_records(50, per_second=1)
+    ]
+    fake = FakeZoho(rows)
+    reader = CoqlReader(fake, tuning(), first_limit=200, max_limit=200)  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert table.num_rows == 500
+    assert by_id(table).equals(expected(fake, schema))
+    assert_ascending(table)
+    assert "(id > '" in str(fake.calls[1].body)
+
+
+def test_empty_module_is_one_call() -> None:
+    schema = make_schema()
+    fake = FakeZoho([])
+    assert read_all(CoqlReader(fake, tuning()), schema).num_rows == 0  # type: ignore[arg-type]
+    assert len(fake.calls) == 1
+
+
+def test_groups_of_fifty_columns_merge_by_id() -> None:
+    schema = make_schema(extra_fields=100)  # 104 fields + id → 3 groups
+    fake = FakeZoho(make_records(500, per_second=3, extra_fields=100))
+    table = read_all(CoqlReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))
+    selects = [str(c.body) for c in fake.calls]
+    assert len(selects) == 6  # 2 pages x 3 groups
+    for query in selects:
+        columns = query.split("select ", 1)[1].split(" from ")[0].split(", ")
+        assert len(columns) <= 50 and columns[:2] == ["id", "Modified_Time"]
+    # Later groups are bounded by the first group's last row.
+    assert "(Modified_Time < '" in selects[1]
+
+
+def test_record_changed_between_group_queries_is_read_again_never_half_merged() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(300, per_second=3, extra_fields=60))
+    victim = fake.records[10]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n == 1:  # after the first group's query, before the second group's
+            zoho.touch(victim, X050="changed", Name="new name")
+
+    fake.on_call = change
+    reader = CoqlReader(fake, tuning())  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert by_id(table).equals(expected(fake, schema))
+    rows = table.filter(pa.compute.equal(table["id"], victim)).to_pylist()
+    assert len(rows) == 1
+    assert rows[0]["Name"] == "new name" and rows[0]["X050"] == "changed"
+    assert reader.stats.dropped == 1
+    assert any("changed while a page was read" in n for n in reader.stats.notes)
+
+
+def test_record_changed_in_the_pages_last_second_behind_the_cursor_is_read() -> None:
+    # The changed record gets a Modified_Time equal to the page's last second while its id is
+    # below the page's last id: the cursor restarts at the lowest unstable id, inclusive.
+    schema = make_schema(extra_fields=60)
+    records = make_records(300, per_second=100, extra_fields=60)
+    fake = FakeZoho(records)
+    last_second = BASE + timedelta(seconds=1)  # rows 100..199; the first page ends at row 199
+    victim = records[5]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n == 1:
+            zoho.touch(victim, at=last_second, X001="late")
+
+    fake.on_call = change
+    table = read_all(CoqlReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))
+    assert table.num_rows == 300
+
+
+def test_a_record_that_never_holds_still_gives_up_with_a_retriable_error() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(10, per_second=1, extra_fields=60))
+    victim = fake.records[9]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n % 2 == 1:
+            zoho.touch(victim)
+
+    fake.on_call = change
+    with pytest.raises(RetriableAPIError) as info:
+        read_all(CoqlReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert info.value.code == "UNSTABLE_READ"
+
+
+def test_progress_callback_sees_each_page() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(2500))
+    seen: list[int] = []
+    reader = CoqlReader(fake, tuning(), on_progress=lambda s: seen.append(s.rows))  # type: ignore[arg-type]
+    read_all(reader, schema)
+    assert seen == [200, 2200, 2500]
+
+
+def test_probe_returns_its_rows_and_whether_more_follow() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(1000, per_second=4))
+    columns = [n for n in schema.names if n != "id"]
+    small = coql_probe(fake, "Leads", BASE + timedelta(seconds=240), columns)  # type: ignore[arg-type]
+    assert len(small.rows) == 40 and not small.more_records and small.credits == 1
+    assert batch_from_records(small.rows, schema).num_rows == 40
+    big = coql_probe(fake, "Leads", None, columns)  # type: ignore[arg-type]
+    assert len(big.rows) == 200 and big.more_records and big.credits == 1
+    assert fake.credits() == 2
+
+
+def test_probe_with_many_columns_uses_groups() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(20, extra_fields=60))
+    result = coql_probe(fake, "Leads", None, [n for n in schema.names if n != "id"])  # type: ignore[arg-type]
+    assert result.credits == 2 and len(result.rows) == 20
+    assert result.rows[0]["X059"] == "x59-0"
+
+
+def test_count() -> None:
+    fake = FakeZoho(make_records(1000, per_second=4))
+    assert coql_count(fake, "Leads", None) == 1000  # type: ignore[arg-type]
+    assert coql_count(fake, "Leads", BASE + timedelta(seconds=240)) == 40  # type: ignore[arg-type]
+    assert fake.credits() == 2

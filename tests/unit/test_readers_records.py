@@ -1,0 +1,195 @@
+"""Records API reader against the fake Zoho: restart-per-page paging, ties, tokens, groups."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pyarrow as pa
+import pytest
+from test_readers_coql import assert_ascending, by_id, expected, read_all
+from test_readers_fake import BASE, FakeZoho, make_records, make_schema, tuning, zid
+
+from connector.errors import FatalAPIError, RetriableAPIError
+from connector.readers import make_reader
+from connector.readers.records import RecordsReader, fetch_by_ids
+
+
+def pages_asked(fake: FakeZoho) -> list[tuple[object, object]]:
+    return [
+        (c.params.get("page"), c.params.get("page_token"))
+        for c in fake.calls
+        if c.kind == "records" and c.params and "ids" not in c.params
+    ]
+
+
+def test_full_read_equals_source_one_credit_per_page() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(2500, per_second=5))
+    reader = make_reader("records", fake, tuning())  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert by_id(table).equals(expected(fake, schema))
+    assert_ascending(table)
+    assert reader.ordered and reader.name == "records"
+    # Each page restarts from its last second: 200 rows a page, minus the re-read tie of 5 rows
+    # at most, so 13 or 14 calls for 2,500 rows, never a page past 10.
+    assert fake.count("records") <= 14
+    assert all(p is not None and int(p) <= 10 for p, _ in pages_asked(fake))
+    first = fake.calls[0].params or {}
+    assert first["sort_by"] == "Modified_Time" and first["sort_order"] == "asc"
+    assert first["per_page"] == 200
+
+
+def test_incremental_sends_if_modified_since_and_304_means_nothing() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(30, per_second=3))
+    table = read_all(RecordsReader(fake, tuning()), schema, BASE + timedelta(seconds=9))  # type: ignore[arg-type]
+    assert sorted(table["Amount"].to_pylist()) == [27, 28, 29]
+    later = read_all(RecordsReader(fake, tuning()), schema, BASE + timedelta(days=1))  # type: ignore[arg-type]
+    assert later.num_rows == 0
+
+
+def test_450_rows_sharing_one_second_page_within_the_second() -> None:
+    schema = make_schema()
+    rows = make_records(450, per_second=450)
+    rows += [
+        {**r, "id": zid(1000 + i), "Modified_Time": BASE + timedelta(seconds=5 + i)}
+        for i, r in enumerate(make_records(100))
+    ]
+    fake = FakeZoho(rows)
+    table = read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert table.num_rows == 550
+    assert by_id(table).equals(expected(fake, schema))
+    assert pages_asked(fake)[:3] == [(1, None), (2, None), (3, None)]
+
+
+def test_more_than_2000_rows_in_one_second_switch_to_page_token() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(2300, per_second=2300))
+    table = read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))
+    asked = pages_asked(fake)
+    assert [p for p, _ in asked[:10]] == list(range(1, 11))
+    assert asked[10][0] is None and asked[10][1] is not None
+
+
+def test_the_100k_cap_is_never_reached_because_each_page_restarts() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(3000, per_second=3), records_cap=600)
+    table = read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))
+
+
+def test_cap_inside_one_second_is_a_clear_error() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(2600, per_second=2600), records_cap=2200)
+    with pytest.raises(RetriableAPIError) as info:
+        read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert info.value.code == "PAGINATION_LIMIT_EXCEEDED"
+
+
+def test_expired_page_token_restarts_from_the_last_second() -> None:
+    schema = make_schema()
+    rows = make_records(2300, per_second=2300) + [
+        {**r, "id": zid(5000 + i), "Modified_Time": BASE + timedelta(seconds=10 + i)}
+        for i, r in enumerate(make_records(10))
+    ]
+    fake = FakeZoho(rows, expire_records_token_next=True)
+    reader = RecordsReader(fake, tuning())  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert by_id(table).equals(expected(fake, schema))
+    assert reader.stats.retries == 1
+    assert any("EXPIRED_VALUE" in n for n in reader.stats.notes)
+
+
+def test_other_errors_propagate() -> None:
+    schema = make_schema()
+
+    class Refusing(FakeZoho):
+        def _get_json(self, path: str, **kwargs: object) -> None:
+            raise FatalAPIError("no", status=400, code="INVALID_DATA")
+
+    with pytest.raises(FatalAPIError):
+        read_all(RecordsReader(Refusing([]), tuning()), schema)  # type: ignore[arg-type]
+
+
+def test_a_record_modified_mid_read_is_not_skipped() -> None:
+    # With offset paging, moving an early record to the end shifts every later row back by one
+    # and a page boundary skips a row. Restarting each page from its last second avoids it.
+    schema = make_schema()
+    fake = FakeZoho(make_records(1000, per_second=1))
+    early = fake.records[3]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n == 2:
+            zoho.touch(early, Name="moved")
+
+    fake.on_call = change
+    table = read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    ids = table["id"].to_pylist()
+    assert set(ids) == {r["id"] for r in fake.records}
+    # The moved record comes twice (old and new version); every other once.
+    assert len(ids) == 1001
+    latest = table.filter(pa.compute.equal(table["id"], early)).to_pylist()
+    assert [r["Name"] for r in latest][-1] == "moved"
+
+
+def test_field_groups_page_in_step_and_reread_a_record_changed_between_groups() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(450, per_second=3, extra_fields=60))
+    victim = fake.records[50]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n == 1:
+            zoho.touch(victim, X055="changed")
+
+    fake.on_call = change
+    reader = RecordsReader(fake, tuning())  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert by_id(table).equals(expected(fake, schema))
+    assert table["id"].to_pylist().count(victim) == 1
+    assert reader.stats.dropped >= 1
+    assert all(len(c.params["fields"].split(",")) <= 50 for c in fake.calls if c.params)  # type: ignore[union-attr]
+    # Two groups: every page is two calls with the same paging parameters.
+    pairs = pages_asked(fake)
+    assert pairs[0::2] == pairs[1::2]
+
+
+def test_field_groups_follow_their_own_page_tokens() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(2300, per_second=2300, extra_fields=60))
+    table = read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))
+    tokens = [t for _, t in pages_asked(fake) if t is not None]
+    assert len(tokens) == 4 and len(set(tokens)) == 4
+
+
+def test_fetch_by_ids_reads_current_versions_in_groups() -> None:
+    schema = make_schema(extra_fields=60)
+    fake = FakeZoho(make_records(300, extra_fields=60))
+    wanted = [fake.records[i]["id"] for i in range(0, 300, 2)]
+    rows, unstable = fetch_by_ids(fake, "Leads", schema, [*wanted, zid(99_999)])  # type: ignore[arg-type]
+    assert sorted(r["id"] for r in rows) == sorted(wanted) and not unstable
+    assert all(len(r) == len(schema.names) for r in rows)
+    assert all(len(c.params["ids"].split(",")) <= 100 for c in fake.calls)  # type: ignore[union-attr]
+
+
+def test_a_record_changed_inside_a_deep_second_is_reported() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(600, per_second=600))
+    early = fake.records[10]["id"]
+
+    def change(zoho: FakeZoho, n: int) -> None:
+        if n == 1:
+            zoho.touch(early, Name="moved")
+
+    fake.on_call = change
+    reader = RecordsReader(fake, tuning())  # type: ignore[arg-type]
+    read_all(reader, schema)
+    assert any("may have been skipped" in n for n in reader.stats.notes)
+
+
+def test_empty_module() -> None:
+    schema = make_schema()
+    fake = FakeZoho([])
+    assert read_all(RecordsReader(fake, tuning()), schema).num_rows == 0  # type: ignore[arg-type]
+    assert fake.count("records") == 1

@@ -77,9 +77,10 @@ _SKIPPED_NAMES: Mapping[str, str] = {"Tag": "tags are not returned the same way 
 _FORMULA_TYPES = frozenset({"formula", "rollup_summary"})
 
 # Logical kinds: how a value is turned into text (JSON) and which Arrow type the text is cast to.
-_STRING, _LOOKUP, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, _LIST = (
+_STRING, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, _LIST = (
     "string",
     "lookup",
+    "time_range",
     "int",
     "float",
     "decimal",
@@ -99,6 +100,7 @@ _FIXED_KINDS: Mapping[str, str] = {
     "date": _DATE,
     "datetime": _DATETIME,
     "multiselectpicklist": _LIST,
+    "time_range": _TIME_RANGE,
 }
 
 
@@ -237,7 +239,22 @@ def _list_value(value: Any) -> list[str] | None:
     return items or None
 
 
-_JSON_TEXT: Mapping[str, Callable[[Any], str | None]] = {_LOOKUP: _lookup_text}
+def _time_range_text(value: Any) -> str | None:
+    """``[{"From": "10:00", "To": "19:00"}]`` (JSON) as ``10:00-19:00``, the Bulk CSV spelling."""
+    if isinstance(value, list):
+        spans = [
+            f"{span.get('From', '')}-{span.get('To', '')}"
+            for span in value
+            if isinstance(span, Mapping)
+        ]
+        return ",".join(spans) or None
+    return _scalar_text(value)
+
+
+_JSON_TEXT: Mapping[str, Callable[[Any], str | None]] = {
+    _LOOKUP: _lookup_text,
+    _TIME_RANGE: _time_range_text,
+}
 
 
 # --- text -> Arrow ---------------------------------------------------------------------------
@@ -278,7 +295,7 @@ def _from_text(
     ids: pa.Array | None,
 ) -> pa.Array:
     """Cast a string column to the field's Arrow type (the one conversion all readers share)."""
-    if kind in (_STRING, _LOOKUP):
+    if kind in (_STRING, _LOOKUP, _TIME_RANGE):
         return text
     if kind == _LIST:
         return pc.split_pattern(text, MULTISELECT_SEPARATOR)

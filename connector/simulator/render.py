@@ -57,6 +57,11 @@ def json_value(
         return {"name": value.get("name"), "id": str(value.get("id")), "email": value.get("email")}
     if t == "bigint":
         return str(value)
+    if t == "time_range" and isinstance(value, str):
+        # Real Zoho sends a time range as a JSON array of {"From", "To"} objects (its SDK models
+        # the field as list<record.TimeRange>), not as text; the store keeps "HH:MM-HH:MM".
+        start, _, end = value.partition("-")
+        return [{"From": start, "To": end}]
     return value
 
 

@@ -158,6 +158,8 @@ CASES: list[tuple[str, dict[str, Any], Any, str | None, Any]] = [
     ("formula", {}, "plain", "plain", "plain"),
     ("rich_text", {}, "<b>bold</b>", "<b>bold</b>", "<b>bold</b>"),
     ("mystery_type", {}, "as text", "as text", "as text"),
+    ("time_range", {}, [{"From": "10:00", "To": "19:00"}], "10:00-19:00", "10:00-19:00"),
+    ("time_range", {}, None, None, None),
 ]
 
 

@@ -1,0 +1,230 @@
+"""The run manifest: what one ``extract`` run did, written to ``DIR/_runs/<run_id>.json``.
+
+It holds no secret: the connection summary names the region, instance type, API type, COQL setting
+and API domain only.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from connector.output import Output
+
+# Exit codes of a run, by status (the CLI exits with the manifest's code).
+EXIT_OK = 0
+EXIT_MODULE_FAILED = 1
+EXIT_CREDITS = 4
+EXIT_LOCKED = 5
+
+STATUS_OK = "ok"
+STATUS_FAILED = "failed"
+STATUS_SKIPPED = "skipped"
+STATUS_LOCKED = "locked"
+STATUS_STOPPED_CREDITS = "stopped: credits"
+STATUS_STOPPED_BUDGET = "stopped: budget"
+STATUS_NOT_RUN = "not run"
+
+
+def new_run_id(now: datetime | None = None) -> str:
+    """A sortable run id: the UTC start time (to the millisecond) and a short random suffix."""
+    now = (now or datetime.now(timezone.utc)).astimezone(timezone.utc)
+    stamp = now.strftime("%Y%m%dT%H%M%S") + f"{now.microsecond // 1000:03d}Z"
+    return stamp + "-" + secrets.token_hex(3)
+
+
+@dataclass
+class FileEntry:
+    """A Parquet file the run put in place."""
+
+    path: str
+    rows: int
+    bytes: int
+
+
+@dataclass
+class ModuleReport:
+    """What happened to one module in the run."""
+
+    module: str
+    status: str = STATUS_NOT_RUN
+    reader: str | None = None
+    reason: str | None = None
+    fallback: str | None = None
+    mode: str | None = None  # "full" | "incremental" | "full_refresh"
+    rows: int = 0
+    tombstones: int = 0
+    files: list[FileEntry] = field(default_factory=list)
+    tombstone_files: list[FileEntry] = field(default_factory=list)
+    watermark_before: str | None = None
+    watermark_after: str | None = None
+    deleted_watermark_before: str | None = None
+    deleted_watermark_after: str | None = None
+    credits: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    pages: int = 0
+    jobs: int = 0
+    checkpoints: int = 0
+    skipped_fields: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    recovered_files: list[str] = field(default_factory=list)
+    removed_files: list[str] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def credits_total(self) -> int:
+        """Credits this module spent, all kinds together."""
+        return sum(self.credits.values())
+
+
+@dataclass
+class RunManifest:
+    """One run of ``extract``: per-module reports, totals, final status and exit code."""
+
+    run_id: str
+    started_at: datetime
+    output: str
+    connection: dict[str, Any] = field(default_factory=dict)
+    modules: list[ModuleReport] = field(default_factory=list)
+    finished_at: datetime | None = None
+    status: str = STATUS_OK
+    exit_code: int = EXIT_OK
+    message: str | None = None
+    max_credits: int | None = None
+    discovery_credits: dict[str, int] = field(default_factory=dict)
+    credits: dict[str, int] = field(default_factory=dict)
+    calls: int = 0
+    token_refreshes: int = 0
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def duration_s(self) -> float | None:
+        """Seconds from start to finish, once finished."""
+        if self.finished_at is None:
+            return None
+        return round((self.finished_at - self.started_at).total_seconds(), 3)
+
+    @property
+    def rows(self) -> int:
+        """Rows written by every module."""
+        return sum(m.rows for m in self.modules)
+
+    @property
+    def credits_total(self) -> int:
+        """Credits the whole run spent (metadata included)."""
+        return sum(self.credits.values())
+
+    def module(self, name: str) -> ModuleReport:
+        """The report of module ``name`` (KeyError if the run did not include it)."""
+        for report in self.modules:
+            if report.module == name:
+                return report
+        raise KeyError(name)
+
+    def finish(self, finished_at: datetime | None = None) -> None:
+        """Stamp the end time and settle the status and exit code from the module reports.
+
+        Credits or budget stops win (exit 4), then locks (5), then failed modules (1).
+        """
+        self.finished_at = finished_at or datetime.now(timezone.utc)
+        statuses = {m.status for m in self.modules}
+        if self.status in (STATUS_STOPPED_CREDITS, STATUS_STOPPED_BUDGET):
+            self.exit_code = EXIT_CREDITS
+        elif STATUS_STOPPED_CREDITS in statuses:
+            self.status, self.exit_code = STATUS_STOPPED_CREDITS, EXIT_CREDITS
+        elif STATUS_STOPPED_BUDGET in statuses:
+            self.status, self.exit_code = STATUS_STOPPED_BUDGET, EXIT_CREDITS
+        elif STATUS_LOCKED in statuses:
+            self.status, self.exit_code = STATUS_LOCKED, EXIT_LOCKED
+        elif STATUS_FAILED in statuses:
+            self.status, self.exit_code = STATUS_FAILED, EXIT_MODULE_FAILED
+        else:
+            self.status, self.exit_code = STATUS_OK, EXIT_OK
+        if self.exit_code == EXIT_CREDITS and self.message is None:
+            self.message = (
+                "stopped before spending more credits than allowed; committed data and state "
+                "are kept, and a rerun resumes from them"
+                if self.status == STATUS_STOPPED_BUDGET
+                else "Zoho says the daily API credits are spent; committed data and state are "
+                "kept, and a rerun resumes from them once credits are available"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict (datetimes as ISO 8601 UTC)."""
+
+        def iso(value: datetime | None) -> str | None:
+            return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+        return {
+            "run_id": self.run_id,
+            "started_at": iso(self.started_at),
+            "finished_at": iso(self.finished_at),
+            "duration_s": self.duration_s,
+            "status": self.status,
+            "exit_code": self.exit_code,
+            "message": self.message,
+            "output": self.output,
+            "connection": dict(self.connection),
+            "max_credits": self.max_credits,
+            "modules": [{**asdict(m), "credits_total": m.credits_total} for m in self.modules],
+            "totals": {
+                "rows": self.rows,
+                "tombstones": sum(m.tombstones for m in self.modules),
+                "files": sum(len(m.files) + len(m.tombstone_files) for m in self.modules),
+                "credits": self.credits_total,
+                "credits_by_kind": dict(self.credits),
+                "discovery_credits": dict(self.discovery_credits),
+                "calls": self.calls,
+                "token_refreshes": self.token_refreshes,
+            },
+            "warnings": list(self.warnings),
+        }
+
+    def to_json(self) -> str:
+        """The manifest as indented JSON text."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=False, ensure_ascii=False) + "\n"
+
+    def write(self, output: Output) -> str:
+        """Write ``_runs/<run_id>.json`` atomically into ``output``; return its relative path."""
+        rel = f"_runs/{self.run_id}.json"
+        output.write_bytes_atomic(rel, self.to_json().encode("utf-8"))
+        return rel
+
+    def summary_lines(self) -> list[str]:
+        """A short table for humans: one line per module, then the totals and the status."""
+        header = ("module", "status", "reader", "mode", "rows", "deleted", "credits")
+        rows = [
+            (
+                m.module,
+                m.status,
+                m.reader or "-",
+                m.mode or "-",
+                f"{m.rows:,}",
+                f"{m.tombstones:,}",
+                f"{m.credits_total:,}",
+            )
+            for m in self.modules
+        ]
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        lines = []
+        for r in [header, *rows]:
+            cells = [r[i].ljust(widths[i]) if i < 4 else r[i].rjust(widths[i]) for i in range(7)]
+            lines.append("  ".join(cells).rstrip())
+        for m in self.modules:
+            if m.error:
+                lines.append(f"{m.module}: {m.error}")
+            if m.fallback:
+                lines.append(f"{m.module}: {m.reason}")
+        duration = self.duration_s
+        lines.append(
+            f"run {self.run_id}: {self.status} (exit {self.exit_code}), {self.rows:,} rows, "
+            f"{self.credits_total:,} credits, {self.calls:,} calls"
+            + (f", {duration:.1f} s" if duration is not None else "")
+        )
+        if self.message:
+            lines.append(self.message)
+        return lines

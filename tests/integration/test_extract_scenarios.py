@@ -1,0 +1,360 @@
+"""``run_extract`` end to end against the simulator, for each reader: full load, changes
+(including changes in the watermark's own second, deletes and hard deletes), incremental runs;
+after every run the output (latest version per id, minus tombstones) equals the source exactly."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pytest
+
+from connector.config import Settings, Tuning, load_settings
+from connector.http import ZohoClient
+from connector.manifest import RunManifest
+from connector.metadata import list_fields
+from connector.output import Output
+from connector.schema import ModuleSchema, module_schema
+from connector.simulator import Simulator
+from connector.simulator.clock import FakeClock
+from connector.state import StateStore
+from connector.sync import run_extract
+
+TINY = Tuning(bulk_poll_initial=0.0, bulk_poll_max=0.0, retry_initial_wait=0.0, retry_max_wait=0.0)
+READERS = {
+    "bulk": {"APIType": "Bulk", "UseCOQL": "false"},
+    "coql": {"APIType": "REST", "UseCOQL": "true"},
+    "records": {"APIType": "REST", "UseCOQL": "false"},
+}
+MODULES = ["Leads", "Shipments", "Notes"]
+
+
+def noop(_: float) -> None:
+    return None
+
+
+def settings_for(sim: Simulator, tmp: Path, **overrides: str) -> Settings:
+    text = sim.connection_string(OAuthSettingsLocation=str(tmp / "tokens.json"), **overrides)
+    settings = load_settings(text, environ={}).settings
+    return settings.model_copy(update={"tuning": TINY})
+
+
+def client_for(settings: Settings) -> ZohoClient:
+    return ZohoClient(settings, sleep=noop)
+
+
+def extract(settings: Settings, client: ZohoClient, out: Path, **kwargs: Any) -> RunManifest:
+    kwargs.setdefault("modules", MODULES)
+    return run_extract(settings, str(out), client=client, sleep=noop, **kwargs)
+
+
+def schema_of(client: ZohoClient, module: str) -> ModuleSchema:
+    return module_schema(module, list_fields(client, module))
+
+
+def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
+    """The simulator's current records, normalised to the connector's types."""
+    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
+    columns = []
+    for field in schema.arrow:
+        column = raw.column(field.name)
+        if pa.types.is_struct(column.type):
+            column = pc.struct_field(column, "id")
+        columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
+
+
+def _dataset(path: Path) -> pa.Table | None:
+    if not path.exists():
+        return None
+    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+
+
+def output_table(out: Path, schema: ModuleSchema) -> pa.Table:
+    """Latest version per id, minus tombstones; also asserts no (id, Modified_Time) twice."""
+    table = _dataset(out / schema.module)
+    assert table is not None
+    table = table.select(schema.arrow.names).cast(schema.arrow)
+    keys = list(
+        zip(
+            table.column("id").to_pylist(),
+            table.column("Modified_Time").to_pylist(),
+            strict=True,
+        )
+    )
+    assert len(keys) == len(set(keys)), "an (id, Modified_Time) row was written twice"
+    table = table.sort_by([("id", "ascending"), ("Modified_Time", "descending")])
+    ids = table.column("id").to_pylist()
+    keep = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
+    table = table.filter(pa.array(keep))
+    tombstones = _dataset(out / "_deleted" / schema.module)
+    if tombstones is not None and tombstones.num_rows:
+        gone = pc.is_in(table.column("id"), value_set=tombstones.column("id"))
+        table = table.filter(pc.invert(gone))
+    return table.sort_by("id")
+
+
+def assert_output_equals_source(sim: Simulator, out: Path, schema: ModuleSchema) -> None:
+    got, want = output_table(out, schema), source_table(sim, schema)
+    assert got.num_rows == want.num_rows, schema.module
+    for name in want.column_names:
+        assert got.column(name).equals(want.column(name)), (schema.module, name)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(datetime(2026, 7, 1, 12, 0, 0, tzinfo=timezone.utc))
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_full_then_incremental_equals_source(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, clock: FakeClock, reader: str
+) -> None:
+    # Shipments (> 50 fields), Notes (Bulk cannot read it); Bulk pages of 150 rows make the
+    # Leads read multi-page. (The > 2,000-row module is its own test: many tiny daily
+    # partitions make reading the output back slow.)
+    sim = make_simulator(seed=5, records=600, bulk_page_size=150, bulk_polls=1, clock=clock)
+    settings = settings_for(sim, tmp_path, **READERS[reader])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    schemas = {m: schema_of(client, m) for m in MODULES}
+    assert len(schemas["Shipments"].arrow) > 50
+
+    first = extract(settings, client, out)
+    assert first.exit_code == 0, first.summary_lines()
+    for m in MODULES:
+        assert first.module(m).mode == "full"
+        assert_output_equals_source(sim, out, schemas[m])
+    notes = first.module("Notes")
+    if reader == "bulk":
+        assert first.module("Leads").reader == "bulk" and first.module("Leads").pages >= 4
+        assert notes.reader == "records" or notes.reader == "coql"
+        assert notes.fallback is not None and "Notes" in notes.fallback
+    else:
+        assert {r.reader for r in first.modules} == {reader}
+
+    leads, ships = sim.org.module("Leads"), sim.org.module("Shipments")
+    lead_ids, ship_ids = leads.current_ids(), ships.current_ids()
+    # Changes at 12:00:00; the second run's watermark lands on that second.
+    leads.update(lead_ids[0], {"Last_Name": 'Comma, "quote"\nnewline 😀'})
+    ships.update(ship_ids[0], {"Name": "Renamed"})
+    second = extract(settings, client, out)
+    assert second.exit_code == 0, second.summary_lines()
+    assert second.module("Leads").mode == "incremental"
+    assert second.module("Leads").rows == 1
+    assert second.module("Leads").watermark_after == "2026-07-01T12:00:00+00:00"
+    for m in ["Leads", "Shipments"]:
+        assert_output_equals_source(sim, out, schemas[m])
+
+    # More changes in the SAME second as the watermark, plus deletes (recycle and permanent).
+    leads.update(lead_ids[1], {"Last_Name": "Same second"})
+    new_id = leads.insert({"Last_Name": "New in the same second", "Company": "Zylker"})
+    leads.delete(lead_ids[2])
+    leads.delete(lead_ids[3], permanent=True)
+    ships.delete(ship_ids[1])
+    clock.advance(5)
+    leads.update(lead_ids[4], {"Last_Name": "Later"})
+    third = extract(settings, client, out)
+    assert third.exit_code == 0, third.summary_lines()
+    assert third.module("Leads").rows == 3  # lead 1, the new lead, lead 4; lead 0 not again
+    assert third.module("Leads").tombstones == 2
+    assert third.module("Shipments").tombstones == 1
+    for m in MODULES:
+        assert_output_equals_source(sim, out, schemas[m])
+    assert new_id in output_table(out, schemas["Leads"]).column("id").to_pylist()
+
+    # Nothing changed: a fourth run writes nothing and duplicates nothing.
+    fourth = extract(settings, client, out)
+    assert fourth.rows == 0 and fourth.exit_code == 0
+    assert_output_equals_source(sim, out, schemas["Leads"])
+    # What the client metered is what the simulator billed; the manifest says the same.
+    assert client.meter.total == sim.credits.total
+    runs = sorted((out / "_runs").glob("*.json"))
+    assert len(runs) == 4
+    doc = json.loads((out / "_runs" / f"{fourth.run_id}.json").read_text())
+    assert doc["run_id"] == fourth.run_id and doc["totals"]["rows"] == 0
+    assert doc["status"] == "ok" and doc["modules"][0]["reader"]
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_module_over_2000_rows(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str
+) -> None:
+    sim = make_simulator(seed=5, records=2100, bulk_page_size=1000, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS[reader])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    assert sim.org.module("Leads").count() > 2000
+    run = extract(settings, client, out, modules=["Leads"])
+    assert run.exit_code == 0 and run.module("Leads").reader == reader
+    assert run.rows == sim.org.module("Leads").count()
+    assert_output_equals_source(sim, out, schema_of(client, "Leads"))
+    assert client.meter.total == sim.credits.total
+
+
+def test_incremental_with_bulk_settings_costs_at_most_5_credits(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, clock: FakeClock
+) -> None:
+    sim = make_simulator(seed=3, records=1000, bulk_polls=1, clock=clock)
+    settings = settings_for(sim, tmp_path, **READERS["bulk"])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    assert extract(settings, client, out, modules=["Leads"]).exit_code == 0
+    leads = sim.org.module("Leads")
+    for record_id in leads.current_ids()[:100]:
+        leads.update(record_id, {"Last_Name": "Changed"})
+    before = sim.credits.total
+    run = extract(settings, client, out, modules=["Leads"])
+    report = run.module("Leads")
+    assert report.reader == "coql" and report.rows == 100
+    # fields 1 + COQL probe 1 + deleted records 2 (no modules list: --modules named it).
+    assert sim.credits.total - before == 4 == run.credits_total
+    assert_output_equals_source(sim, out, schema_of(client, "Leads"))
+
+
+def test_three_readers_write_equal_outputs(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(seed=9, records=300, bulk_polls=1)
+    tables = {}
+    for reader, overrides in READERS.items():
+        settings = settings_for(sim, tmp_path, **overrides)
+        client = client_for(settings)
+        out = tmp_path / reader
+        assert extract(settings, client, out, modules=["Leads", "Shipments"]).exit_code == 0
+        tables[reader] = {
+            m: output_table(out, schema_of(client, m)) for m in ["Leads", "Shipments"]
+        }
+    for m in ["Leads", "Shipments"]:
+        assert tables["bulk"][m].equals(tables["coql"][m])
+        assert tables["coql"][m].equals(tables["records"][m])
+
+
+@pytest.mark.parametrize(("reader", "budget"), [("coql", 3), ("bulk", 30)])
+def test_max_credits_stops_cleanly_and_a_rerun_completes(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str, budget: int
+) -> None:
+    sim = make_simulator(seed=4, records=500, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS[reader])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    before = sim.credits.total
+    stopped = extract(
+        settings, client, out, modules=["Leads"], max_credits=budget, checkpoint_rows=100
+    )
+    assert sim.credits.total - before <= budget
+    assert (stopped.status, stopped.exit_code) == ("stopped: budget", 4)
+    assert "rerun resumes" in (stopped.message or "")
+    assert stopped.module("Leads").status == "stopped: budget"
+    state = StateStore(Output.open(out)).load("Leads")
+    if reader == "coql":
+        # fields 1 + the first 200-row page 1; the 2,000-row page (3) would pass the budget.
+        assert stopped.module("Leads").rows == 200 and state.watermark is not None
+    else:
+        assert stopped.module("Leads").rows == 0 and state.watermark is None
+    done = extract(settings, client, out, modules=["Leads"])
+    assert done.exit_code == 0
+    assert_output_equals_source(sim, out, schema_of(client, "Leads"))
+
+
+def test_daily_credits_exhausted_stops_all_modules_and_resumes(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, clock: FakeClock
+) -> None:
+    sim = make_simulator(seed=4, records=500, daily_credits=6, clock=clock)
+    settings = settings_for(sim, tmp_path, **READERS["coql"])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    run = extract(
+        settings, client, out, modules=["Leads", "Accounts"], workers=1, checkpoint_rows=100
+    )
+    assert (run.status, run.exit_code) == ("stopped: credits", 4)
+    assert "daily API credits" in (run.message or "")
+    assert any(m.status == "stopped: credits" for m in run.modules)
+    assert sim.credits.total <= 6
+    sim.credits.daily_limit = None
+    done = extract(settings, client, out, modules=["Leads", "Accounts"])
+    assert done.exit_code == 0, done.summary_lines()
+    for m in ["Leads", "Accounts"]:
+        assert_output_equals_source(sim, out, schema_of(client, m))
+
+
+def _dead_pid() -> int:
+    proc = subprocess.Popen([sys.executable, "-c", "pass"])
+    proc.wait()
+    return proc.pid
+
+
+def test_lock_refuses_a_second_extract_and_a_stale_lock_is_recovered(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(seed=2, records=200, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS["records"])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    store = StateStore(Output.open(out))
+    with store.lock("Leads", "another-run"):
+        run = extract(settings, client, out, modules=["Leads", "Accounts"])
+    assert (run.status, run.exit_code) == ("locked", 5)
+    assert run.module("Leads").status == "locked" and "pid" in (run.module("Leads").error or "")
+    assert run.module("Accounts").status == "ok"
+    assert not (out / "Leads").exists()
+
+    lock = out / "_state" / "Leads.lock"
+    info = {"module": "Leads", "run_id": "killed", "pid": _dead_pid(), "started_at": "x"}
+    import socket
+
+    info["hostname"] = socket.gethostname()
+    lock.write_text(json.dumps(info))
+    again = extract(settings, client, out, modules=["Leads"])
+    assert again.exit_code == 0 and not lock.exists()
+    assert_output_equals_source(sim, out, schema_of(client, "Leads"))
+
+
+def test_two_modules_side_by_side_into_one_output(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(seed=8, records=400, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS["bulk"])
+    out = tmp_path / "out"
+    results: dict[str, RunManifest] = {}
+
+    def one(module: str) -> None:
+        results[module] = extract(settings, client_for(settings), out, modules=[module])
+
+    threads = [threading.Thread(target=one, args=(m,)) for m in ("Leads", "Contacts")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(r.exit_code == 0 for r in results.values())
+    client = client_for(settings)
+    for m in ("Leads", "Contacts"):
+        assert_output_equals_source(sim, out, schema_of(client, m))
+    assert len(list((out / "_runs").glob("*.json"))) == 2
+
+
+def test_full_refresh_replaces_the_previous_generation(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, clock: FakeClock
+) -> None:
+    sim = make_simulator(seed=6, records=300, bulk_polls=1, clock=clock)
+    settings = settings_for(sim, tmp_path, **READERS["bulk"])
+    client = client_for(settings)
+    out = tmp_path / "out"
+    first = extract(settings, client, out, modules=["Leads"])
+    leads = sim.org.module("Leads")
+    leads.delete(leads.current_ids()[0])
+    refresh = extract(settings, client, out, modules=["Leads"], full_refresh=True)
+    assert refresh.module("Leads").mode == "full_refresh"
+    old = {f.path for f in first.module("Leads").files}
+    assert old and old <= set(refresh.module("Leads").removed_files)
+    assert not any((out / p).exists() for p in old)
+    assert_output_equals_source(sim, out, schema_of(client, "Leads"))

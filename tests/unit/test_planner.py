@@ -1,0 +1,205 @@
+"""The planner: reader choice per settings and module, and credit estimates by Zoho's rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from connector.config import scope_covers
+from connector.metadata import ModuleMeta
+from connector.planner import (
+    BULK,
+    COQL,
+    RECORDS,
+    ModulePlan,
+    Plan,
+    bulk_credits,
+    cheapest_incremental,
+    coql_allowed,
+    coql_credits,
+    deleted_credits,
+    estimate_module,
+    field_groups,
+    format_plan,
+    records_credits,
+    static_choice,
+)
+
+LEADS = ModuleMeta(api_name="Leads", module_name="Leads")
+NOTES = ModuleMeta(api_name="Notes", module_name="Notes")
+
+
+@pytest.mark.parametrize(
+    ("reader", "columns", "groups"),
+    [
+        (BULK, 2, 1),
+        (BULK, 201, 1),  # id + 200 fields: one job
+        (BULK, 202, 2),
+        (BULK, 400, 2),
+        (COQL, 2, 1),
+        (COQL, 50, 1),
+        (COQL, 51, 2),
+        (COQL, 66, 2),
+        (RECORDS, 50, 1),
+        (RECORDS, 99, 3),
+    ],
+)
+def test_field_groups(reader: str, columns: int, groups: int) -> None:
+    assert field_groups(reader, columns) == groups
+
+
+@pytest.mark.parametrize(
+    ("rows", "groups", "credits"),
+    [(0, 1, 54), (1, 1, 54), (200_000, 1, 54), (200_001, 1, 108), (1_000_000, 2, 540)],
+)
+def test_bulk_credits(rows: int, groups: int, credits: int) -> None:
+    assert bulk_credits(rows, groups) == credits
+
+
+@pytest.mark.parametrize(
+    ("rows", "groups", "credits"),
+    [(0, 1, 1), (100, 1, 1), (200, 1, 1), (201, 1, 4), (2_200, 1, 4), (2_201, 1, 7), (100, 2, 2)],
+)
+def test_coql_credits(rows: int, groups: int, credits: int) -> None:
+    assert coql_credits(rows, groups) == credits
+
+
+@pytest.mark.parametrize(("rows", "credits"), [(0, 1), (200, 1), (201, 2), (2_000, 10)])
+def test_records_credits(rows: int, credits: int) -> None:
+    assert records_credits(rows) == credits
+
+
+@pytest.mark.parametrize(("n", "credits"), [(None, 2), (0, 2), (200, 2), (201, 4)])
+def test_deleted_credits(n: int | None, credits: int) -> None:
+    assert deleted_credits(n) == credits
+
+
+@pytest.mark.parametrize(
+    ("granted", "ok"),
+    [
+        (["ZohoCRM.coql.READ"], True),
+        (["zohocrm.COQL.read"], True),
+        (["ZohoCRM.coql.ALL"], True),
+        (["ZohoCRM.ALL"], True),
+        (["ZohoCRM.modules.ALL", "ZohoCRM.bulk.READ"], False),
+    ],
+)
+def test_scope_covers(granted: list[str], ok: bool) -> None:
+    assert scope_covers(granted, "ZohoCRM.coql.READ") is ok
+
+
+def test_coql_allowed_when_asked_or_unknown() -> None:
+    assert coql_allowed(True, ["ZohoCRM.bulk.READ"])
+    assert coql_allowed(False, None)
+    assert not coql_allowed(False, ["ZohoCRM.bulk.READ"])
+
+
+@pytest.mark.parametrize(
+    ("api_type", "use_coql", "coql_ok", "module", "incremental", "reader", "probe", "fallback"),
+    [
+        ("REST", True, True, LEADS, False, COQL, False, False),
+        ("REST", False, True, LEADS, True, RECORDS, False, False),
+        ("REST", False, True, NOTES, False, RECORDS, False, False),
+        ("Bulk", False, True, LEADS, False, BULK, False, False),
+        ("Bulk", False, True, LEADS, True, BULK, True, False),
+        ("Bulk", False, False, LEADS, True, BULK, False, False),
+        ("Bulk", False, True, NOTES, False, COQL, False, True),
+        ("Bulk", False, False, NOTES, False, RECORDS, False, True),
+        ("Bulk", True, False, NOTES, True, COQL, False, True),
+    ],
+)
+def test_static_choice(
+    api_type: str,
+    use_coql: bool,
+    coql_ok: bool,
+    module: ModuleMeta,
+    incremental: bool,
+    reader: str,
+    probe: bool,
+    fallback: bool,
+) -> None:
+    choice = static_choice(
+        module, api_type=api_type, use_coql=use_coql, coql_ok=coql_ok, incremental=incremental
+    )
+    assert (choice.reader, choice.probe, choice.fallback is not None) == (reader, probe, fallback)
+    assert choice.reason
+    if fallback:
+        assert "Notes" in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("rows", "reader"),
+    [(201, COQL), (10_000, COQL), (34_000, COQL), (40_000, BULK), (1_000_000, BULK)],
+)
+def test_cheapest_incremental(rows: int, reader: str) -> None:
+    choice = cheapest_incremental(rows, 30)
+    assert choice.reader == reader
+    other = BULK if reader == COQL else COQL
+    from connector.planner import reader_credits
+
+    assert reader_credits(reader, rows, 30) <= reader_credits(other, rows, 30)
+
+
+def test_incremental_target_100_changes_costs_at_most_5_credits() -> None:
+    """Issue 5: 100 changes in a 1M-record module: fields 1 + COQL probe 1 + deleted 2 = 4."""
+    choice, credits = estimate_module(
+        LEADS,
+        n_columns=40,
+        rows=100,
+        incremental=True,
+        api_type="Bulk",
+        use_coql=False,
+        coql_ok=True,
+    )
+    assert choice.reader == COQL
+    assert credits == 4
+
+
+def test_full_load_estimate_includes_metadata_and_no_deleted() -> None:
+    choice, credits = estimate_module(
+        LEADS,
+        n_columns=40,
+        rows=1_000_000,
+        incremental=False,
+        api_type="Bulk",
+        use_coql=False,
+        coql_ok=True,
+    )
+    assert choice.reader == BULK
+    assert credits == 1 + 5 * 54
+
+
+def test_big_incremental_estimate_counts_probe_and_count() -> None:
+    choice, credits = estimate_module(
+        LEADS,
+        n_columns=40,
+        rows=500_000,
+        incremental=True,
+        api_type="Bulk",
+        use_coql=False,
+        coql_ok=True,
+    )
+    assert choice.reader == BULK
+    assert credits == 1 + 2 + 3 * 54 + 2
+
+
+def test_format_plan_lists_every_module_and_the_total() -> None:
+    plan = Plan(
+        api_type="Bulk",
+        use_coql=False,
+        discovery_credits=3,
+        spent_credits=4,
+        modules=[
+            ModulePlan("Leads", BULK, "APIType=Bulk, full load", "full", 40, 1_000, 55, 1),
+            ModulePlan("Notes", COQL, "Bulk Read cannot export Notes", "full", 8, None, 2),
+            ModulePlan("Visits", "-", "", "full", 0, None, 0, error="not available: NO_PERMISSION"),
+        ],
+    )
+    text = format_plan(plan)
+    lines = text.splitlines()
+    assert lines[0].split()[:5] == ["module", "mode", "reader", "rows", "credits"]
+    assert "Leads" in lines[1] and "1,000" in lines[1] and "55" in lines[1]
+    assert "unknown" in lines[2] and "2+" in lines[2]
+    assert "NO_PERMISSION" in lines[3]
+    assert plan.total_credits == 3 + 55 + 2
+    assert "estimated total: 60 credits or more" in text
+    assert "making this plan spent 4" in text

@@ -1,0 +1,278 @@
+"""The ``zoho-crm`` command line, end to end: every command as a real subprocess against the simulator.
+
+Each test runs ``python -m connector …`` the way a user or a scheduler does, with the simulator
+serving on loopback in the test process (or, for ``simulate``, in a subprocess of its own), and
+asserts on the exit code, the key content of stdout and the shape of stderr.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import subprocess
+import sys
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from connector.simulator import Simulator
+
+REPO = Path(__file__).resolve().parents[2]
+# Small waits, so bulk polls and retries cost milliseconds instead of seconds.
+FAST_TUNING = {
+    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
+    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
+    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
+    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+    "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
+}
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache, tiny waits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
+    env.update(FAST_TUNING)
+    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m connector ARGS`` to completion, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )
+
+
+def ok(proc: subprocess.CompletedProcess[str]) -> str:
+    """Assert a clean success (exit 0, no traceback) and return stdout."""
+    assert proc.returncode == 0, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr + proc.stdout
+    assert "error:" not in proc.stderr
+    return proc.stdout
+
+
+def stdout_lines_by_module(stdout: str) -> dict[str, list[str]]:
+    """The rows of a table whose first column is a module name, split on whitespace."""
+    rows: dict[str, list[str]] = {}
+    for line in stdout.splitlines():
+        cells = line.split()
+        if cells:
+            rows.setdefault(cells[0], cells)
+    return rows
+
+
+def api_modules(sim: Simulator) -> list[str]:
+    """Modules the connector reads by default: the API-supported ones, not linking modules."""
+    return [
+        name
+        for name, store in sim.org.modules.items()
+        if store.meta.api_supported and store.meta.generated_type in ("default", "custom")
+    ]
+
+
+def test_check_prints_the_org_region_host_and_no_missing_scopes(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    out = ok(run_cli("check", "--connection", simulator.connection_string(), env=cli_env(tmp_path)))
+
+    assert "org:             Zylker Traders" in out
+    assert "region:          US" in out
+    assert "instance type:   production" in out
+    assert f"API host:        {simulator.url}" in out
+    assert "ZohoCRM.bulk.READ" in out
+    assert "missing scopes:  none" in out
+    assert "warning:" not in out
+
+
+def test_check_with_json_logs_writes_only_json_on_stderr(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path)
+    env["ZOHO_CRM_CONNECTION"] = simulator.connection_string()
+    proc = run_cli("--log-format", "json", "--debug", "check", env=env)
+
+    assert "missing scopes:  none" in ok(proc)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    # --debug logs every HTTP call: several lines, all of them JSON objects.
+    assert len(lines) >= 2, proc.stderr
+    for line in lines:
+        record = json.loads(line)
+        assert {"time", "level", "logger", "message"} <= set(record), record
+    assert simulator.client_secret not in proc.stderr
+    assert simulator.refresh_token not in proc.stderr
+
+
+def test_modules_lists_readers_and_notes_has_no_bulk_reader(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    out = ok(
+        run_cli("modules", "--connection", simulator.connection_string(), env=cli_env(tmp_path))
+    )
+    rows = stdout_lines_by_module(out)
+
+    for name in api_modules(simulator):
+        assert name in rows, out
+    assert "bulk,coql,records" in rows["Leads"]
+    notes = rows["Notes"]
+    assert "coql,records" in notes
+    assert not any("bulk" in cell for cell in notes), notes
+    assert "Bulk Read cannot export it" in out
+    assert "credits spent:" in out
+
+
+def test_extract_state_and_snapshot_in_sequence(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(records=120, bulk_polls=1)
+    env = cli_env(tmp_path)
+    out_dir = tmp_path / "out"
+    modules = ["Leads", "Notes"]
+
+    proc = run_cli(
+        "--log-format",
+        "json",
+        "extract",
+        "--connection",
+        sim.connection_string(),
+        "--output",
+        str(out_dir),
+        "--modules",
+        ",".join(modules),
+        "--no-progress",
+        env=env,
+    )
+    out = ok(proc)
+    rows = stdout_lines_by_module(out)
+    assert rows["Leads"][1:4] == ["ok", "bulk", "full"], out
+    assert rows["Notes"][1:4] == ["ok", "coql", "full"], out
+    assert "Notes: Bulk Read cannot export Notes" in out
+    assert ": ok (exit 0)" in out
+    # --log-format json: every stderr line is one JSON object.
+    log_lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert log_lines
+    assert all(isinstance(json.loads(line), dict) for line in log_lines)
+    for name in modules:
+        table = ds.dataset(str(out_dir / name), partitioning="hive").to_table()
+        assert table.num_rows == sim.org.module(name).count()
+        assert int(rows[name][4].replace(",", "")) == table.num_rows
+
+    # state: one JSON line per module, with the watermark the extract committed.
+    states = [json.loads(line) for line in ok(run_cli("state", str(out_dir), env=env)).splitlines()]
+    assert sorted(s["module"] for s in states) == sorted(modules)
+    for s in states:
+        assert s["watermark"] is not None
+        assert s["ids_at_watermark"] >= 1
+        assert s["reader"] == ("coql" if s["module"] == "Notes" else "bulk")
+
+    # snapshot: the module as it is now, as one Parquet file.
+    target = tmp_path / "leads-now.parquet"
+    out = ok(run_cli("snapshot", str(out_dir), "--module", "Leads", "--out", str(target), env=env))
+    count = sim.org.module("Leads").count()
+    assert out.startswith(f"{count} rows -> ")
+    snap = pq.read_table(target)
+    assert snap.num_rows == count
+    assert snap.column("id").null_count == 0
+    assert len(set(snap.column("id").to_pylist())) == count
+
+
+def test_state_of_an_empty_output_says_nothing_was_extracted(tmp_path: Path) -> None:
+    out = ok(run_cli("state", str(tmp_path / "nothing-yet"), env=cli_env(tmp_path)))
+    assert "no state" in out
+
+
+def test_demo_runs_a_full_and_an_incremental_extraction(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    out = ok(run_cli("demo", "--output", str(target), "--records", "40", env=cli_env(tmp_path)))
+
+    assert "(40 records in Leads)" in out
+    assert "full extraction:" in out
+    assert "changing the org: 3 updated, 2 deleted, 4 created" in out
+    assert "incremental extraction:" in out
+    assert out.count(": ok (exit 0)") == 2, out
+    incremental = out.split("incremental extraction:")[1]
+    leads = stdout_lines_by_module(incremental)["Leads"]
+    # 3 updates + 4 inserts read again, 2 tombstones.
+    assert leads[1:4] == ["ok", "coql", "incremental"], leads
+    assert leads[4:6] == ["7", "2"], leads
+    table = ds.dataset(str(target / "Leads"), partitioning="hive").to_table()
+    assert table.num_rows == 40 + 7
+    tombstones = ds.dataset(str(target / "_deleted" / "Leads"), partitioning="hive").to_table()
+    assert tombstones.num_rows == 2
+
+
+def test_simulate_prints_a_connection_string_that_check_accepts(tmp_path: Path) -> None:
+    env = cli_env(tmp_path)
+    server = subprocess.Popen(
+        [sys.executable, "-m", "connector", "simulate", "--port", "0", "--records", "50"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    try:
+        connection = _read_connection_line(server)
+        assert "AccountsServer=http://127.0.0.1:" in connection
+
+        out = ok(run_cli("check", "--connection", connection, env=env))
+        assert "org:             Zylker Traders" in out
+        assert "missing scopes:  none" in out
+    finally:
+        server.terminate()
+        code = server.wait(timeout=30)
+    # SIGTERM is the documented way to stop it: a clean exit, no traceback.
+    assert code == 0
+    assert server.stderr is not None
+    assert "Traceback" not in server.stderr.read()
+
+
+def _read_connection_line(server: subprocess.Popen[str]) -> str:
+    """The ``connection: …`` line ``simulate`` prints once it is serving (waits up to 60 s)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            break
+        if not line:
+            break
+        if line.startswith("connection: "):
+            return line.removeprefix("connection: ").strip()
+    server.kill()
+    raise AssertionError("simulate printed no connection line")
+
+
+def test_help_lists_every_command(tmp_path: Path) -> None:
+    out = ok(run_cli("--help", env=cli_env(tmp_path)))
+    for command in (
+        "extract",
+        "check",
+        "plan",
+        "modules",
+        "state",
+        "snapshot",
+        "auth",
+        "simulate",
+        "demo",
+    ):
+        assert command in out

@@ -1,0 +1,210 @@
+"""``zoho-crm plan``: a dry run that reads no records and prices the run that would follow it.
+
+The plan runs as a subprocess against the in-process simulator, so the simulator's request log and
+credit ledger show exactly what the plan called and what the following ``extract`` really spent.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import connector.simulator.server as sim_server
+from connector.simulator import Simulator
+
+REPO = Path(__file__).resolve().parents[2]
+FAST_TUNING = {
+    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
+    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
+    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
+    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+}
+PLAN_ROW = re.compile(
+    r"^(?P<module>\S+)\s+(?P<mode>full|incremental)\s+(?P<reader>bulk|coql|records)\s+"
+    r"(?P<rows>[\d,]+|unknown)\s+(?P<credits>[\d,]+)\+?\s+(?P<why>.+)$"
+)
+TOTAL = re.compile(
+    r"^estimated total: (?P<total>[\d,]+) credits.*; making this plan spent (?P<spent>[\d,]+)$"
+)
+
+
+@dataclass
+class PlanRow:
+    """One module's line of the plan table."""
+
+    module: str
+    mode: str
+    reader: str
+    rows: int | None
+    credits: int
+    why: str
+
+
+def _int(text: str) -> int:
+    return int(text.replace(",", ""))
+
+
+def parse_plan(stdout: str) -> tuple[dict[str, PlanRow], int, int]:
+    """The rows by module, the estimated total and what making the plan spent."""
+    rows: dict[str, PlanRow] = {}
+    total = spent = -1
+    for line in stdout.splitlines():
+        if match := PLAN_ROW.match(line):
+            rows[match["module"]] = PlanRow(
+                module=match["module"],
+                mode=match["mode"],
+                reader=match["reader"],
+                rows=None if match["rows"] == "unknown" else _int(match["rows"]),
+                credits=_int(match["credits"]),
+                why=match["why"],
+            )
+        elif match := TOTAL.match(line):
+            total, spent = _int(match["total"]), _int(match["spent"])
+    assert rows and total >= 0, stdout
+    return rows, total, spent
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache, tiny waits."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
+    env.update(FAST_TUNING)
+    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_ok(*args: str, env: dict[str, str]) -> str:
+    """Run ``python -m connector ARGS``; assert a clean exit 0 and return stdout."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        cwd=REPO,
+    )
+    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture
+def coql_queries(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
+    """Every COQL query the simulator answers, as ``is_count`` (True for ``select COUNT(…)``)."""
+    seen: list[bool] = []
+    original = sim_server.coql_response
+
+    def spy(org: Any, store: Any, query: Any) -> Any:
+        seen.append(bool(query.is_count))
+        return original(org, store, query)
+
+    monkeypatch.setattr(sim_server, "coql_response", spy)
+    return seen
+
+
+def _record_reads(sim: Simulator) -> list[str]:
+    """Calls that read records: record lists, bulk jobs (COQL is checked through the spy)."""
+    module_paths = {f"/crm/v8/{name}" for name in sim.org.modules}
+    return [
+        f"{r.method} {r.path}"
+        for r in sim.requests
+        if r.path.startswith("/crm/bulk/")
+        or (r.method == "GET" and r.path in module_paths)
+        or r.path.endswith("/deleted")
+    ]
+
+
+def test_plan_reads_no_records_and_prices_the_full_load_within_10_percent(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, coql_queries: list[bool]
+) -> None:
+    sim = make_simulator(records=300)
+    env = cli_env(tmp_path)
+    connection = sim.connection_string()
+    out_dir = tmp_path / "out"
+
+    before = sim.credits.total
+    rows, total, spent = parse_plan(
+        run_ok("plan", "--connection", connection, "--output", str(out_dir), env=env)
+    )
+    plan_spent = sim.credits.total - before
+
+    # Reading nothing: metadata and COQL counts only.
+    assert _record_reads(sim) == []
+    assert coql_queries and all(coql_queries)
+    assert spent == plan_spent
+    # A reader per module: Bulk for a full load, except Notes which Bulk cannot export.
+    readable = [
+        name
+        for name, store in sim.org.modules.items()
+        if store.meta.api_supported and store.meta.generated_type in ("default", "custom")
+    ]
+    assert sorted(rows) == sorted(readable)
+    for name, row in rows.items():
+        assert row.mode == "full"
+        assert row.reader == ("coql" if name == "Notes" else "bulk"), row
+        assert row.rows == sim.org.module(name).count(), row
+    assert "Bulk Read cannot export Notes" in rows["Notes"].why
+    assert total >= sum(row.credits for row in rows.values())
+    assert not out_dir.exists()  # a dry run writes nothing
+
+    coql_queries.clear()
+    before = sim.credits.total
+    run_ok("extract", "--connection", connection, "--output", str(out_dir), env=env)
+    extract_spent = sim.credits.total - before
+    assert abs(total - extract_spent) <= 0.10 * extract_spent, (total, extract_spent)
+
+    # After one extract: an incremental plan, a few credits per module instead of a bulk job.
+    requests_before = len(sim.requests)
+    before = sim.credits.total
+    rows, total, spent = parse_plan(
+        run_ok("plan", "--connection", connection, "--output", str(out_dir), env=env)
+    )
+    assert spent == sim.credits.total - before
+    assert sorted(rows) == sorted(readable)
+    for row in rows.values():
+        assert row.mode == "incremental", row
+        assert row.reader == "coql", row
+        assert row.credits <= 10, row
+    assert total <= extract_spent // 5
+    assert all(coql_queries[-len(rows) :])
+    new_reads = [
+        r
+        for r in sim.requests[requests_before:]
+        if r.path.startswith("/crm/bulk/") or r.path.endswith("/deleted")
+    ]
+    assert new_reads == []
+
+
+def test_plan_of_named_modules_skips_the_module_list(
+    simulator: Simulator, tmp_path: Path, coql_queries: list[bool]
+) -> None:
+    rows, total, spent = parse_plan(
+        run_ok(
+            "plan",
+            "--connection",
+            simulator.connection_string(APIType="REST", UseCOQL="false"),
+            "--modules",
+            "Leads,Notes",
+            env=cli_env(tmp_path),
+        )
+    )
+
+    assert sorted(rows) == ["Leads", "Notes"]
+    assert {row.reader for row in rows.values()} == {"records"}
+    assert [r.path for r in simulator.requests if r.path.endswith("/settings/modules")] == []
+    # Records API: one credit per page of 200 rows, plus the fields call.
+    leads = simulator.org.module("Leads").count()
+    assert rows["Leads"].rows == leads
+    assert rows["Leads"].credits == 1 + -(-leads // 200)
+    assert _record_reads(simulator) == []
+    assert coql_queries and all(coql_queries)
+    assert spent == simulator.credits.total
+    assert total == sum(row.credits for row in rows.values())

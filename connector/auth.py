@@ -329,13 +329,13 @@ class TokenManager:
                 raise AuthError(_THROTTLE_MESSAGE)
             if error in ("invalid_client", "invalid_client_secret"):
                 raise AuthError(
-                    f"Zoho rejected the client id/secret at {host}: check OAuthClientId/"
+                    f"Zoho rejected the client id/secret at {host} ({error}): check OAuthClientId/"
                     "OAuthClientSecret, and that Region matches the data centre where the client "
                     "was registered"
                 )
             if error == "invalid_code":
                 raise AuthError(
-                    "the refresh token was refused (revoked or mistyped): generate a new "
+                    "the refresh token was refused (invalid_code: revoked or mistyped): generate a new "
                     "OAuthRefreshToken"
                 )
             if response.status_code >= 500 and attempt + 1 < attempts:

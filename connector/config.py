@@ -704,4 +704,12 @@ def load_settings(
             return tuple(_LayerSource(settings_cls, layer) for layer in layers)
 
     merged = _Merged()
-    return LoadedSettings(build_settings(merged.connection, merged.tuning), warnings)
+    try:
+        settings = build_settings(merged.connection, merged.tuning)
+    except ConfigError as error:
+        if not warnings:
+            raise
+        # The warnings often explain the error ("OAuthRefeshToken … did you mean OAuthRefreshToken?"),
+        # and the error is the one line the user sees: carry them in it.
+        raise ConfigError(f"{error} ({'; '.join(warnings)})") from None
+    return LoadedSettings(settings, warnings)

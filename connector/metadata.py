@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from connector.errors import DataError
+
 if TYPE_CHECKING:
     from connector.http import ZohoClient
 
@@ -81,10 +83,23 @@ class ModuleMeta:
         )
 
 
+def _items(body: dict[str, Any] | None, key: str, endpoint: str) -> list[dict[str, Any]]:
+    """The list under ``key`` of a metadata answer, or a DataError that names the endpoint."""
+    items = (body or {}).get(key, [])
+    if not isinstance(items, list) or not all(
+        isinstance(item, dict) and isinstance(item.get("api_name"), str) for item in items
+    ):
+        raise DataError(
+            f"Zoho's answer to {endpoint} is not a list of {key} with api_name: "
+            "check APIDomain points at a Zoho CRM API host"
+        )
+    return items
+
+
 def list_modules(client: ZohoClient) -> list[ModuleMeta]:
     """Return every module the org reports, in Zoho's order (1 credit)."""
     body = client.get_json("settings/modules")
-    return [ModuleMeta.from_api(raw) for raw in (body or {}).get("modules", [])]
+    return [ModuleMeta.from_api(raw) for raw in _items(body, "modules", "settings/modules")]
 
 
 def list_fields(client: ZohoClient, module: str) -> list[FieldMeta]:
@@ -93,4 +108,8 @@ def list_fields(client: ZohoClient, module: str) -> list[FieldMeta]:
     Zoho answers 204 for some modules' metadata; that reads as "no fields".
     """
     body = client.get_json("settings/fields", params={"module": module})
-    return [FieldMeta.from_api(raw) for raw in (body or {}).get("fields", [])]
+    endpoint = f"settings/fields?module={module}"
+    try:
+        return [FieldMeta.from_api(raw) for raw in _items(body, "fields", endpoint)]
+    except (TypeError, ValueError) as error:
+        raise DataError(f"Zoho's answer to {endpoint} has a malformed field: {error}") from None

@@ -54,6 +54,7 @@ DELETED_PAGE_CREDITS = 2
 METADATA_CREDITS = 1
 
 COQL_SCOPE = "ZohoCRM.coql.READ"
+BULK_SCOPE = "ZohoCRM.bulk.READ"
 
 
 def field_groups(reader: str, n_columns: int) -> int:
@@ -114,6 +115,11 @@ def coql_allowed(use_coql: bool, granted_scopes: Sequence[str] | None) -> bool:
     return scope_covers(granted_scopes, COQL_SCOPE)
 
 
+def bulk_allowed(granted_scopes: Sequence[str] | None) -> bool:
+    """Bulk Read may be used unless the token is known to lack its scope."""
+    return granted_scopes is None or scope_covers(granted_scopes, BULK_SCOPE)
+
+
 @dataclass(frozen=True)
 class ReaderChoice:
     """The reader picked for a module and why; ``probe`` asks for a COQL probe first."""
@@ -131,19 +137,26 @@ def static_choice(
     use_coql: bool,
     coql_ok: bool,
     incremental: bool,
+    bulk_ok: bool = True,
 ) -> ReaderChoice:
     """Choose the reader from the settings and the module alone (no calls).
 
     With ``APIType=Bulk`` on an incremental run where COQL may be used, the answer is Bulk with
     ``probe=True``: the caller probes with COQL and settles with :func:`cheapest_incremental`.
+    ``bulk_ok`` is False when the token is known to lack ``ZohoCRM.bulk.READ``: the module is then
+    read by COQL or the Records API instead of failing.
     """
     coql_ok = coql_ok or use_coql
     if api_type.lower() == "rest":
         if use_coql:
             return ReaderChoice(COQL, "APIType=REST with UseCOQL=true")
         return ReaderChoice(RECORDS, "APIType=REST with UseCOQL=false")
-    if not module.bulk_supported:
-        why = f"Bulk Read cannot export {module.api_name}"
+    if not module.bulk_supported or not bulk_ok:
+        why = (
+            f"Bulk Read cannot export {module.api_name}"
+            if not module.bulk_supported
+            else f"the token lacks {BULK_SCOPE}"
+        )
         if coql_ok:
             return ReaderChoice(COQL, f"{why}; COQL instead", fallback=why)
         return ReaderChoice(
@@ -217,6 +230,7 @@ def estimate_module(
     use_coql: bool,
     coql_ok: bool,
     fields_credits: int = METADATA_CREDITS,
+    bulk_ok: bool = True,
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
@@ -225,7 +239,12 @@ def estimate_module(
     than the first page, i.e. a lower bound.
     """
     choice = static_choice(
-        module, api_type=api_type, use_coql=use_coql, coql_ok=coql_ok, incremental=incremental
+        module,
+        api_type=api_type,
+        use_coql=use_coql,
+        coql_ok=coql_ok,
+        incremental=incremental,
+        bulk_ok=bulk_ok,
     )
     known = rows if rows is not None else 0
     if choice.probe:

@@ -11,6 +11,7 @@ from connector.planner import (
     COQL,
     RECORDS,
     ModulePlan,
+    bulk_allowed,
     Plan,
     bulk_credits,
     cheapest_incremental,
@@ -124,6 +125,38 @@ def test_static_choice(
     assert choice.reason
     if fallback:
         assert "Notes" in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("coql_ok", "incremental", "reader"),
+    [(True, False, COQL), (True, True, COQL), (False, False, RECORDS), (False, True, RECORDS)],
+)
+def test_bulk_scope_missing_falls_back_without_bulk(
+    coql_ok: bool, incremental: bool, reader: str
+) -> None:
+    choice = static_choice(
+        LEADS,
+        api_type="Bulk",
+        use_coql=False,
+        coql_ok=coql_ok,
+        incremental=incremental,
+        bulk_ok=False,
+    )
+    assert (choice.reader, choice.probe) == (reader, False)
+    assert "ZohoCRM.bulk.READ" in choice.reason
+
+
+@pytest.mark.parametrize(
+    ("granted", "allowed"),
+    [
+        (None, True),
+        (["ZohoCRM.bulk.READ"], True),
+        (["ZohoCRM.bulk.ALL"], True),
+        (["ZohoCRM.modules.ALL", "ZohoCRM.coql.READ"], False),
+    ],
+)
+def test_bulk_allowed(granted: list[str] | None, allowed: bool) -> None:
+    assert bulk_allowed(granted) is allowed
 
 
 @pytest.mark.parametrize(

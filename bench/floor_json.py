@@ -1,0 +1,136 @@
+"""The physical floor of a JSON extraction: fetch the same pages and ``json.loads`` them.
+
+``--reader coql``: keyset pages of 2,000 rows ordered by ``(Modified_Time, id)``, one query per
+group of at most 50 columns (each group with ``id`` and ``Modified_Time``; the later groups read
+the first group's range), exactly as the connector's COQL reader asks.
+``--reader records``: ``GET /crm/v8/{module}`` with ``per_page=200`` sorted by ``Modified_Time``,
+one page-token chain per group of at most 50 fields, up to Zoho's 100,000 rows per query.
+
+Nothing is converted or written: the bodies are decoded with ``json.loads`` and counted. Prints
+one JSON line with the rows, calls and time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from datetime import datetime, timezone
+
+import requests
+
+from bench.floor_bulk import SKIPPED, token
+
+
+def groups_of(names: list[str], size: int) -> list[list[str]]:
+    """Groups of at most ``size`` names, each with ``id`` and ``Modified_Time`` first."""
+    others = [n for n in names if n not in ("id", "Modified_Time")]
+    room = size - 2
+    return [
+        ["id", "Modified_Time", *others[i : i + room]] for i in range(0, len(others), room)
+    ] or [["id", "Modified_Time"]]
+
+
+def utc(text: str) -> str:
+    """A Zoho datetime as UTC ISO text (what the connector sends back in a cursor)."""
+    return datetime.fromisoformat(text).astimezone(timezone.utc).isoformat()
+
+
+def _coql_page(
+    session: requests.Session, url: str, module: str, cols: list[str], cond: str
+) -> tuple[list[dict], bool]:
+    text = (
+        f"select {', '.join(cols)} from {module} where {cond} "
+        "order by Modified_Time asc, id asc limit 2000"
+    )
+    resp = session.post(f"{url}/crm/v8/coql", json={"select_query": text}, timeout=600)
+    if resp.status_code == 204:
+        return [], False
+    body = json.loads(resp.content)
+    return list(body["data"]), bool(body.get("info", {}).get("more_records", False))
+
+
+def coql(
+    session: requests.Session, url: str, module: str, groups: list[list[str]]
+) -> tuple[int, int]:
+    """Read every row by keyset COQL pages; return (rows, calls)."""
+    rows = calls = 0
+    where = "(id is not null)"
+    while True:
+        first, more = _coql_page(session, url, module, groups[0], where)
+        calls += 1
+        if not first:
+            break
+        last_t, last_id = utc(first[-1]["Modified_Time"]), first[-1]["id"]
+        upper = (
+            f"((Modified_Time < '{last_t}') or "
+            f"((Modified_Time = '{last_t}') and (id <= '{last_id}')))"
+        )
+        for cols in groups[1:]:
+            _coql_page(session, url, module, cols, f"({where} and {upper})")
+            calls += 1
+        rows += len(first)
+        if not more:
+            break
+        where = (
+            f"((Modified_Time > '{last_t}') or "
+            f"((Modified_Time = '{last_t}') and (id > '{last_id}')))"
+        )
+    return rows, calls
+
+
+def records(
+    session: requests.Session, url: str, module: str, groups: list[list[str]]
+) -> tuple[int, int]:
+    """Read up to 100,000 rows by page-token chains, one per field group; return (rows, calls)."""
+    rows = calls = 0
+    tokens: list[str | None] = [None] * len(groups)
+    while True:
+        infos = []
+        count = 0
+        for i, cols in enumerate(groups):
+            params: dict[str, str | int] = {
+                "fields": ",".join(cols),
+                "per_page": 200,
+                "sort_by": "Modified_Time",
+                "sort_order": "asc",
+            }
+            if tokens[i] is not None:
+                params["page_token"] = str(tokens[i])
+            resp = session.get(f"{url}/crm/v8/{module}", params=params, timeout=600)
+            calls += 1
+            if resp.status_code == 204:
+                return rows, calls
+            body = json.loads(resp.content)
+            infos.append(body.get("info", {}))
+            if i == 0:
+                count = len(body["data"])
+        rows += count
+        if not infos[0].get("more_records"):
+            return rows, calls
+        tokens = [info.get("next_page_token") for info in infos]
+
+
+def main() -> None:
+    """Fetch one module's pages through COQL or the Records API and decode them."""
+    parser = argparse.ArgumentParser()
+    for name in ("--url", "--client-id", "--client-secret", "--refresh-token", "--out"):
+        parser.add_argument(name, required=True)
+    parser.add_argument("--module", required=True)
+    parser.add_argument("--reader", choices=("coql", "records"), required=True)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    session = requests.Session()
+    session.headers["Authorization"] = "Zoho-oauthtoken " + token(session, args.url, args)
+    fields = session.get(
+        f"{args.url}/crm/v8/settings/fields", params={"module": args.module}, timeout=60
+    ).json()["fields"]
+    names = [f["api_name"] for f in fields if f["data_type"] not in SKIPPED]
+    groups = groups_of(names, 50)
+    read = coql if args.reader == "coql" else records
+    rows, calls = read(session, args.url, args.module, groups)
+    print(json.dumps({"rows": rows, "calls": calls, "total_s": time.perf_counter() - started}))
+
+
+if __name__ == "__main__":
+    main()

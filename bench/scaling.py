@@ -1,0 +1,74 @@
+"""Scaling: Bulk extraction time against module size, and four modules with 1 or 4 workers.
+
+Warm runs (the simulator's answers cached after a first cold run; see ``bench.simserver``), so the
+figures are the connector's own. Linear means seconds per 100k rows stays about constant.
+
+    python -m bench.scaling              # 10k, 100k, 1M; four modules at --records 100k
+    python -m bench.scaling --quick      # 10k, 50k; four modules at --records 20k
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from bench.common import (
+    BIG_MODULE,
+    extract,
+    fresh_dir,
+    records_for,
+    scratch_root,
+    simulator,
+    table,
+)
+
+FOUR = ["Leads", "Contacts", "Deals", BIG_MODULE]
+
+
+def main() -> None:
+    """Run the scaling tables."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    parser.add_argument("--dir")
+    args = parser.parse_args()
+    root = scratch_root(args.dir)
+    sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
+    size_rows = []
+    for size in sizes:
+        with simulator(records_for(BIG_MODULE, size)) as sim:
+            extract(sim, fresh_dir(root, "sc"), [BIG_MODULE])  # cold: builds the answers
+            m = extract(sim, fresh_dir(root, "sc"), [BIG_MODULE])
+        rows = m.extra["manifest"]["modules"][0]["rows"]
+        size_rows.append([rows, m.wall_s, m.wall_s / rows * 100_000, rows / m.wall_s, m.max_rss_mb])
+        print(f"done: {size:,}", flush=True)
+    print()
+    print(
+        table(
+            ["rows", "wall s", "s per 100k rows", "rows/s", "peak RSS MB"],
+            size_rows,
+            title=f"Bulk extraction of {BIG_MODULE} against size (warm)",
+        )
+    )
+    records = 20_000 if args.quick else 100_000
+    worker_rows = []
+    with simulator(records) as sim:
+        extract(sim, fresh_dir(root, "sw"), FOUR, workers=4)  # cold
+        for workers in (1, 4):
+            m = extract(sim, fresh_dir(root, "sw"), FOUR, workers=workers)
+            total = sum(e["rows"] for e in m.extra["manifest"]["modules"])
+            worker_rows.append([workers, total, m.wall_s, m.cpu_s, m.max_rss_mb])
+            print(f"done: workers {workers}", flush=True)
+    base = worker_rows[0][2]
+    for row in worker_rows:
+        row.append(f"{base / row[2]:.2f}x")
+    print()
+    print(
+        table(
+            ["workers", "rows", "wall s", "CPU s", "peak RSS MB", "speed-up"],
+            worker_rows,
+            title=f"Four modules ({', '.join(FOUR)}), --records {records:,}, 2 cores",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,119 @@
+"""Throughput: the connector against the physical floor, side by side in one run.
+
+For each reader and size, one simulator (its own process, ``bench.simserver``) serves both sides.
+Each side runs once cold (the simulator builds its answers) and then ``--repeat`` times warm (the
+simulator serves repeated requests from its cache, so only client-side work differs); the table
+gives the best warm wall time of each side and their ratio (the target is at most 1.3), the cold
+times for reference, and the peak RSS of each side's process.
+
+    python -m bench.throughput                  # Bulk 100k and 1M, COQL and Records 100k
+    python -m bench.throughput --quick          # Bulk, COQL and Records at 20k, one warm run
+    python -m bench.throughput --readers bulk --sizes 100000
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from bench.common import (
+    BIG_MODULE,
+    Measured,
+    extract,
+    floor,
+    fresh_dir,
+    records_for,
+    scratch_root,
+    simulator,
+    table,
+)
+
+
+def run_case(root: Path, reader: str, rows: int, repeat: int) -> list[object]:
+    """Time one reader at one size; return a table row."""
+    module = BIG_MODULE
+    floor_args = (
+        ("bench.floor_bulk", "--module", module)
+        if reader == "bulk"
+        else ("bench.floor_json", "--module", module, "--reader", reader)
+    )
+    with simulator(records_for(module, rows)) as sim:
+
+        def conn() -> Measured:
+            return extract(sim, fresh_dir(root, f"{reader}-conn"), [module], reader=reader)
+
+        def flo() -> Measured:
+            return floor(floor_args[0], sim, fresh_dir(root, f"{reader}-floor"), *floor_args[1:])
+
+        cold_c, cold_f = conn(), flo()
+        warm_c = [conn() for _ in range(repeat)]
+        warm_f = [flo() for _ in range(repeat)]
+    best_c = min(warm_c, key=lambda m: m.wall_s)
+    best_f = min(warm_f, key=lambda m: m.wall_s)
+    got = best_c.extra.get("manifest", {}).get("modules", [{}])[0].get("rows")
+    floor_rows = best_f.extra.get("rows")
+    if got != floor_rows:
+        print(f"warning: {reader} {rows}: connector read {got} rows, the floor {floor_rows}")
+    return [
+        reader,
+        got,
+        best_c.wall_s,
+        best_f.wall_s,
+        f"{best_c.wall_s / best_f.wall_s:.2f}x",
+        cold_c.wall_s,
+        cold_f.wall_s,
+        best_c.cpu_s,
+        best_f.cpu_s,
+        max(m.max_rss_mb for m in [cold_c, *warm_c]),
+        max(m.max_rss_mb for m in [cold_f, *warm_f]),
+        len(best_c.extra.get("manifest", {}).get("modules", [{}])[0].get("files", [])),
+    ]
+
+
+def main() -> None:
+    """Run the throughput table."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="Small sizes, one warm run.")
+    parser.add_argument("--readers", default="bulk,coql,records")
+    parser.add_argument("--sizes", help="Bulk sizes, comma-separated (default 100000,1000000).")
+    parser.add_argument("--json-size", type=int, help="COQL/Records size (default 100000).")
+    parser.add_argument("--repeat", type=int, help="Warm runs per side (default 2; 1M: 1).")
+    parser.add_argument("--dir", help="Scratch directory (default: a new temporary one).")
+    args = parser.parse_args()
+    root = scratch_root(args.dir)
+    if args.quick:
+        sizes, json_size, repeat = [20_000], 20_000, 1
+    else:
+        sizes = [int(s) for s in (args.sizes or "100000,1000000").split(",")]
+        json_size, repeat = args.json_size or 100_000, args.repeat or 2
+    rows = []
+    for reader in args.readers.split(","):
+        for size in sizes if reader == "bulk" else [json_size]:
+            reps = repeat if size < 1_000_000 or args.repeat else 1
+            rows.append(run_case(root, reader, size, reps))
+            print(f"done: {reader} {size:,}", flush=True)
+    print()
+    print(
+        table(
+            [
+                "reader",
+                "rows",
+                "connector s",
+                "floor s",
+                "ratio",
+                "connector cold s",
+                "floor cold s",
+                "connector CPU s",
+                "floor CPU s",
+                "connector RSS MB",
+                "floor RSS MB",
+                "files",
+            ],
+            rows,
+            title=f"Throughput: {BIG_MODULE} (72 fields), warm best of runs",
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -277,6 +277,7 @@ def state(
                         "module": name,
                         "watermark": _iso(current.watermark),
                         "ids_at_watermark": len(current.ids_at_watermark),
+                        "remembered": len(current.remembered),
                         "deleted_watermark": _iso(current.deleted_watermark),
                         "last_run_id": current.last_run_id,
                         "reader": current.reader,

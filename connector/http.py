@@ -10,6 +10,8 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime, timezone
+from email.utils import parsedate_to_datetime
 from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
@@ -366,11 +368,38 @@ class ZohoClient:
         self.tokens.add_refresh_listener(self.meter.record_token_refresh)
         self._sleep = sleep
         self._timeout = (settings.tuning.http_connect_timeout, settings.tuning.http_read_timeout)
+        self._server_time: datetime | None = None
+        self._server_time_lock = threading.Lock()
 
     @property
     def api_domain(self) -> str:
         """The API host in use: the one named with the token when honoured, else the table's."""
         return self.tokens.api_domain or self.endpoints.api_domain
+
+    def server_time(self) -> datetime | None:
+        """The latest ``Date`` header Zoho answered with (UTC, whole seconds), or None if none.
+
+        Every answer comes from before the moment this is called, so the value is a lower bound
+        of the server's clock now: a record modified from now on gets a ``Modified_Time`` at or
+        after it (give or take the clock skew between Zoho's hosts).
+        """
+        with self._server_time_lock:
+            return self._server_time
+
+    def _note_server_time(self, response: requests.Response) -> None:
+        text = response.headers.get("Date")
+        if not text:
+            return
+        try:
+            when = parsedate_to_datetime(text)
+        except (TypeError, ValueError, IndexError):
+            return
+        if when.tzinfo is None:  # "-0000" means UTC with an unknown source zone
+            when = when.replace(tzinfo=timezone.utc)
+        when = when.astimezone(timezone.utc)
+        with self._server_time_lock:
+            if self._server_time is None or when > self._server_time:
+                self._server_time = when
 
     def url(self, path: str) -> str:
         """Absolute URL of ``path``: ``/crm/...`` as is on the API domain, others under /crm/{v}/."""
@@ -639,6 +668,7 @@ class ZohoClient:
                 raise RetriableAPIError(
                     f"{method} {safe_url} failed: {type(exc).__name__}", url=safe_url
                 ) from None
+            self._note_server_time(response)
             if 200 <= response.status_code < 300 or response.status_code == 304:
                 self.meter.record(kind, credits)
             return response

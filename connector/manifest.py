@@ -64,6 +64,7 @@ class ModuleReport:
     watermark_after: str | None = None
     deleted_watermark_before: str | None = None
     deleted_watermark_after: str | None = None
+    read_started_at_server: str | None = None  # Zoho's time when the read began: the cap
     credits: dict[str, int] = field(default_factory=dict)
     calls: int = 0
     pages: int = 0

@@ -4,7 +4,11 @@ Every file becomes visible only once it is complete:
 
 * **Local paths** (and ``file://``): the bytes are written to ``DIR/_tmp/``, flushed and fsynced,
   then ``os.replace``-d into place (one filesystem, so the rename is atomic) and the directory is
-  fsynced so the rename survives a power cut.
+  fsynced so the rename survives a power cut. Many files at once (:meth:`Output.prepare_files`,
+  :meth:`Output.place_file`, :meth:`Output.finish_placing`) are made durable together: one
+  ``syncfs`` of the output's filesystem before the renames and one after (on Linux; elsewhere the
+  files and then their directories are fsynced by a small thread pool), instead of two fsyncs per
+  file.
 * **Object stores** (``s3://``, ``gs://``, ``abfs://``, ``memory://``…, through fsspec): an object
   PUT is atomic, so the file is built in a local scratch file and uploaded to its final key only
   once it is complete. Nothing is written to the bucket before that.
@@ -22,6 +26,7 @@ know that run is gone.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import hashlib
 import json
@@ -32,12 +37,14 @@ import socket
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from connector.crashpoints import crashpoint
 from connector.errors import ConfigError, LockError
 
 log = logging.getLogger(__name__)
@@ -146,6 +153,21 @@ class Output:
     def write_file_atomic(self, rel: str, local_tmp_path: Path) -> None:
         """Move (or upload) the finished local file ``local_tmp_path`` to ``rel``, atomically."""
         raise NotImplementedError
+
+    def prepare_files(self, local_tmp_paths: Sequence[Path]) -> None:
+        """Make finished scratch files durable together, before :meth:`place_file` moves them.
+
+        Committing many files: ``prepare_files`` (all), then :meth:`place_file` (each), then
+        :meth:`finish_placing` (all). Each file is visible whole or not at all, as with
+        :meth:`write_file_atomic`, and every one is durable once ``finish_placing`` returns.
+        """
+
+    def place_file(self, rel: str, local_tmp_path: Path) -> None:
+        """Move (or upload) a file passed to :meth:`prepare_files` to ``rel``, atomically."""
+        self.write_file_atomic(rel, local_tmp_path)
+
+    def finish_placing(self, rels: Sequence[str]) -> None:
+        """Make the moves of :meth:`place_file` durable (for ``rels``, the paths placed)."""
 
     def read_bytes(self, rel: str) -> bytes | None:
         """The contents of ``rel``, or None if it does not exist."""
@@ -280,6 +302,44 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def _load_syncfs() -> Callable[[int], int] | None:
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        func = libc.syncfs
+    except (OSError, AttributeError):
+        return None
+    func.argtypes = [ctypes.c_int]
+    func.restype = ctypes.c_int
+    return func
+
+
+# Linux's syncfs(2) writes back one filesystem and waits for it (data, metadata, the journal):
+# one call makes thousands of new files durable, where an fsync each costs a journal commit each.
+_SYNCFS = _load_syncfs()
+_FSYNC_THREADS = 8
+
+
+def _fsync_path(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_all(paths: Iterable[Path], *, dirs: bool = False) -> None:
+    """Fsync every path, several at a time (the waits overlap)."""
+    work = list(paths)
+    if not work:
+        return
+    fsync: Callable[[Path], None] = _fsync_dir if dirs else _fsync_path
+    if len(work) == 1:
+        fsync(work[0])
+        return
+    with ThreadPoolExecutor(max_workers=min(_FSYNC_THREADS, len(work))) as pool:
+        list(pool.map(fsync, work))
+
+
 class LocalOutput(Output):
     """An output directory on the local filesystem."""
 
@@ -314,6 +374,7 @@ class LocalOutput(Output):
                 handle.write(data)
                 handle.flush()
                 os.fsync(handle.fileno())
+            crashpoint("output_atomic_tmp_written")
             self._install(rel, tmp)
         finally:
             with contextlib.suppress(FileNotFoundError):
@@ -335,6 +396,58 @@ class LocalOutput(Output):
                 os.fsync(handle.fileno())
             self._install(rel, staged)
             src.unlink()
+
+    def _syncfs(self) -> bool:
+        """One ``syncfs`` of the output's filesystem; False where that is not available."""
+        if _SYNCFS is None:
+            return False
+        fd = os.open(self.path, os.O_RDONLY)
+        try:
+            if _SYNCFS(fd) != 0:
+                err = ctypes.get_errno()
+                raise OSError(err, f"syncfs failed: {os.strerror(err)}", str(self.path))
+        finally:
+            os.close(fd)
+        return True
+
+    def prepare_files(self, local_tmp_paths: Sequence[Path]) -> None:
+        """Make the scratch files durable: one ``syncfs``, else an fsync each (in parallel)."""
+        if not local_tmp_paths:
+            return
+        paths = [Path(p) for p in local_tmp_paths]
+        if any(not p.is_relative_to(self.path) for p in paths) or not self._syncfs():
+            _fsync_all(paths)
+
+    def place_file(self, rel: str, local_tmp_path: Path) -> None:
+        """Rename a prepared file to ``rel`` (durable after :meth:`finish_placing`)."""
+        src = Path(local_tmp_path)
+        dest = self._abs(rel)
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.replace(src, dest)
+        except OSError as exc:
+            if exc.errno != errno.EXDEV:  # the scratch file is on another filesystem
+                raise
+            staged = self.tmp_path(f"{_clean_rel(rel)}.{uuid.uuid4().hex}.tmp")
+            shutil.copyfile(src, staged)
+            _fsync_path(staged)
+            os.replace(staged, dest)
+            src.unlink()
+
+    def finish_placing(self, rels: Sequence[str]) -> None:
+        """Make the renames durable: one ``syncfs``, else each directory touched fsynced once."""
+        if not rels or self._syncfs():
+            return
+        dirs: set[Path] = set()
+        for rel in rels:
+            parent = self._abs(rel).parent
+            # New partition directories were created too: their parents need the entries.
+            while parent not in dirs and parent != self.path.parent:
+                dirs.add(parent)
+                if parent == self.path:
+                    break
+                parent = parent.parent
+        _fsync_all(sorted(dirs), dirs=True)
 
     def read_bytes(self, rel: str) -> bytes | None:
         """The file's bytes, or None if it does not exist."""

@@ -10,9 +10,9 @@ The commit protocol (one module, while holding its lock):
    ``part-<run_id>-<seq>.parquet`` is kept only if its run is in ``committed_runs`` and the file is
    in that run's list of committed files (or the run is *sealed*, see below).
 2. **Read** from the watermark's second inclusive, and drop what was already written with
-   :func:`dedupe_against_watermark` (rows older than the watermark, and rows at the watermark whose
-   id is in ``ids_at_watermark``). Ties in one second are common in Zoho, so the watermark is
-   never moved past a second that may still hold unseen rows.
+   :func:`dedupe_against_watermark` (rows older than the watermark, and rows whose
+   ``(id, Modified_Time)`` pair is in ``remembered``). Ties in one second are common in Zoho, so
+   the watermark is never moved past a second that may still hold unseen rows.
 3. **Write** the data files (:class:`~connector.writer.DatasetWriter`): they are built in ``_tmp/``
    and renamed (or uploaded) into place, complete, at the writer's commit.
 4. **Commit state** (:meth:`StateStore.commit`): the new watermark together with the list of files
@@ -27,7 +27,22 @@ taken mid-way could skip rows not yet seen.)
 A crash at any point loses nothing and duplicates nothing: before step 4 the new files are listed
 nowhere, so the next run's recover removes them and, the watermark being unchanged, reads the same
 rows again; after step 4 the files are listed and the watermark covers them, so the next run starts
-from there and drops the rows at the watermark it already has.
+from there and drops the rows it remembers.
+
+**The watermark is capped at the read's start** (a "low-water mark"). Before a module's read
+begins, the caller takes the server's time ``T0`` (the ``Date`` header of Zoho's latest answer,
+minus a safety margin). A record modified while the read runs gets a ``Modified_Time`` at or after
+``T0``, but a paging reader can miss it: it may land behind a keyset cursor, after an earlier Bulk
+page's snapshot, or in an offset page already passed, while later rows push the greatest
+``Modified_Time`` written beyond it. So the new watermark is ``W = min(greatest time written, T0)``
+(never below the previous watermark), and ``remembered`` holds every ``(id, Modified_Time)`` pair
+written at or after ``W``. The next run reads from ``W`` inclusive and drops exactly the
+remembered pairs: whatever changed during a run is read again, and nothing is written twice. The
+remembered set stays small: the rows of the watermark's second plus the rows modified during the
+run (:class:`WatermarkTracker` keeps only pairs that can still be at or after ``W``). Checkpoints
+apply the same cap, and tombstones follow the same rule with ``deleted_time``. (A record changed
+twice within one second keeps one pair: Zoho's whole-second times cannot tell those versions
+apart.)
 
 At the next recover, every run's list is *sealed* (replaced by ``null``: every file of that run
 still present is committed), because recover has just removed the others; runs with no file left
@@ -36,18 +51,20 @@ are forgotten. The state file therefore stays small however many runs there have
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import posixpath
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from connector.crashpoints import crashpoint
 from connector.errors import ConfigError, DataError
 from connector.output import Lock, Output
 
@@ -55,7 +72,9 @@ log = logging.getLogger(__name__)
 
 STATE_DIR = "_state"
 DELETED_DIR = "_deleted"
-STATE_VERSION = 1
+STATE_VERSION = 2
+# Version 1 remembered only the ids at the watermark (``ids_at_watermark``); it still loads.
+_READABLE_VERSIONS = (1, 2)
 TOMBSTONE_TIME = "deleted_time"
 _UTC_US = pa.timestamp("us", tz="UTC")
 _PART_RE = re.compile(r"^part-(?P<run>.+)-(?P<seq>\d+)\.parquet$")
@@ -76,18 +95,63 @@ def _utc(value: datetime | None) -> datetime | None:
     return value.astimezone(timezone.utc)
 
 
+Pairs = frozenset[tuple[str, datetime]]
+"""Remembered ``(id, time)`` pairs: rows written with a time at or after the watermark (UTC)."""
+
+
+def _ids_at(pairs: Pairs, when: datetime | None) -> frozenset[str]:
+    if when is None:
+        return frozenset()
+    return frozenset(i for i, t in pairs if t == when)
+
+
+def _pairs_json(pairs: Pairs) -> dict[str, list[str]]:
+    """``{time: [ids]}``, times and ids sorted: compact and readable."""
+    grouped: dict[datetime, list[str]] = {}
+    for record_id, when in pairs:
+        grouped.setdefault(when, []).append(record_id)
+    return {
+        when.astimezone(timezone.utc).isoformat(): sorted(ids)
+        for when, ids in sorted(grouped.items())
+    }
+
+
+def _parse_utc(text: str) -> datetime:
+    """A stored ISO datetime as UTC; ``ValueError`` if it is not one or has no offset."""
+    value = datetime.fromisoformat(text)
+    if value.tzinfo is None:
+        raise ValueError(f"{text!r} has no UTC offset")
+    return value.astimezone(timezone.utc)
+
+
+def _pairs_from_json(key: str, value: Any) -> Pairs:
+    if value is None:
+        return frozenset()
+    if not isinstance(value, dict):
+        raise TypeError(f"{key} is not an object of time -> ids")
+    pairs: set[tuple[str, datetime]] = set()
+    for when_text, ids in value.items():
+        when = _parse_utc(when_text)
+        if not isinstance(ids, list) or not all(isinstance(i, str) for i in ids):
+            raise TypeError(f"{key}[{when_text!r}] is not a list of ids")
+        pairs.update((i, when) for i in ids)
+    return frozenset(pairs)
+
+
 @dataclass
 class ModuleState:
     """What has been extracted of one module into one output."""
 
     module: str
     watermark: datetime | None = None
-    """The greatest ``Modified_Time`` written (UTC)."""
-    ids_at_watermark: frozenset[str] = frozenset()
-    """The ids written with ``Modified_Time`` equal to the watermark."""
+    """Where the next run reads from (UTC): the greatest ``Modified_Time`` written, capped at the
+    server time its read started (see the module docstring)."""
+    remembered: Pairs = frozenset()
+    """The ``(id, Modified_Time)`` pairs written with a time at or after the watermark."""
     deleted_watermark: datetime | None = None
-    """The greatest ``deleted_time`` of the tombstones written (UTC)."""
-    deleted_ids_at_watermark: frozenset[str] = frozenset()
+    """The same for tombstones: the greatest ``deleted_time`` written, capped (UTC)."""
+    deleted_remembered: Pairs = frozenset()
+    """The ``(id, deleted_time)`` pairs of tombstones written at or after the deleted watermark."""
     committed_runs: dict[str, tuple[str, ...] | None] = field(default_factory=dict)
     """Run id -> the files it committed (relative to the output), or None once sealed."""
     fields: tuple[str, ...] = ()
@@ -95,6 +159,16 @@ class ModuleState:
     last_run_id: str | None = None
     updated_at: datetime | None = None
     reader: str | None = None
+
+    @property
+    def ids_at_watermark(self) -> frozenset[str]:
+        """The remembered ids whose ``Modified_Time`` is exactly the watermark."""
+        return _ids_at(self.remembered, self.watermark)
+
+    @property
+    def deleted_ids_at_watermark(self) -> frozenset[str]:
+        """The remembered tombstone ids whose ``deleted_time`` is exactly the deleted watermark."""
+        return _ids_at(self.deleted_remembered, self.deleted_watermark)
 
     def record_files(self, run_id: str, paths: Iterable[str]) -> None:
         """Add ``paths`` to what ``run_id`` has committed (call before :meth:`StateStore.commit`)."""
@@ -124,9 +198,9 @@ class ModuleState:
             "version": STATE_VERSION,
             "module": self.module,
             "watermark": iso(self.watermark),
-            "ids_at_watermark": sorted(self.ids_at_watermark),
+            "remembered": _pairs_json(self.remembered),
             "deleted_watermark": iso(self.deleted_watermark),
-            "deleted_ids_at_watermark": sorted(self.deleted_ids_at_watermark),
+            "deleted_remembered": _pairs_json(self.deleted_remembered),
             "fields": list(self.fields),
             "last_run_id": self.last_run_id,
             "updated_at": iso(self.updated_at),
@@ -139,9 +213,13 @@ class ModuleState:
 
     @classmethod
     def from_json(cls, doc: Mapping[str, Any]) -> ModuleState:
-        """Parse a state document; raises ``ValueError``/``TypeError``/``KeyError`` if malformed."""
-        if doc.get("version") != STATE_VERSION:
-            raise ValueError(f"unsupported version {doc.get('version')!r}")
+        """Parse a state document; raises ``ValueError``/``TypeError``/``KeyError`` if malformed.
+
+        Reads version 1 too, whose ``ids_at_watermark`` become pairs at the watermark.
+        """
+        version = doc.get("version")
+        if version not in _READABLE_VERSIONS or isinstance(version, bool):
+            raise ValueError(f"unsupported version {version!r}")
 
         def when(key: str) -> datetime | None:
             value = doc.get(key)
@@ -149,7 +227,7 @@ class ModuleState:
                 return None
             if not isinstance(value, str):
                 raise TypeError(f"{key} is not a text datetime")
-            return _utc(datetime.fromisoformat(value))
+            return _parse_utc(value)
 
         def texts(key: str) -> list[str]:
             value = doc.get(key) or []
@@ -174,15 +252,25 @@ class ModuleState:
                 raise TypeError(f"{key} is not text")
             return value
 
+        def remembered(key: str, legacy_key: str, watermark: datetime | None) -> Pairs:
+            if version == 1:
+                ids = texts(legacy_key)
+                return frozenset((i, watermark) for i in ids) if watermark else frozenset()
+            return _pairs_from_json(key, doc.get(key))
+
         module = doc["module"]
         if not isinstance(module, str):
             raise TypeError("module is not text")
+        watermark = when("watermark")
+        deleted_watermark = when("deleted_watermark")
         return cls(
             module=module,
-            watermark=when("watermark"),
-            ids_at_watermark=frozenset(texts("ids_at_watermark")),
-            deleted_watermark=when("deleted_watermark"),
-            deleted_ids_at_watermark=frozenset(texts("deleted_ids_at_watermark")),
+            watermark=watermark,
+            remembered=remembered("remembered", "ids_at_watermark", watermark),
+            deleted_watermark=deleted_watermark,
+            deleted_remembered=remembered(
+                "deleted_remembered", "deleted_ids_at_watermark", deleted_watermark
+            ),
             committed_runs=runs,
             fields=tuple(texts("fields")),
             last_run_id=optional_text("last_run_id"),
@@ -267,6 +355,7 @@ class StateStore:
                         runs_present.add(match.group("run"))
                     continue
                 self.output.delete(path)
+                crashpoint("state_recover_deleted")
                 removed.append(path)
         if removed:
             log.warning(
@@ -293,6 +382,27 @@ def _ts_scalar(value: datetime) -> pa.Scalar:
     return pa.scalar(value.astimezone(timezone.utc), type=_UTC_US)
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_US = timedelta(microseconds=1)
+
+
+def _pair_key(record_id: str, when: datetime) -> str:
+    """The text key of an ``(id, time)`` pair, as :func:`_pair_keys` builds it for a column."""
+    return f"{record_id}@{(when - _EPOCH) // _US}"
+
+
+def _pair_keys(ids: pa.Array | pa.ChunkedArray, times: pa.Array | pa.ChunkedArray) -> Any:
+    """``id@microseconds since the epoch`` per row (null where either is null), vectorised."""
+    micros = pc.cast(pc.cast(times, _UTC_US), pa.int64())
+    return pc.binary_join_element_wise(ids, pc.cast(micros, pa.string()), "@")
+
+
+@functools.lru_cache(maxsize=8)
+def _remembered_keys(pairs: Pairs) -> pa.Array:
+    """The keys of ``pairs``, built once per state (a run dedupes every batch against it)."""
+    return pa.array(sorted(_pair_key(i, t) for i, t in pairs), pa.string())
+
+
 def dedupe_against_watermark(
     batch: pa.RecordBatch,
     state: ModuleState,
@@ -300,67 +410,108 @@ def dedupe_against_watermark(
     time_column: str = "Modified_Time",
     id_column: str = "id",
 ) -> pa.RecordBatch:
-    """Drop the rows already written: older than the watermark, or at it with a known id.
+    """Drop the rows already written: older than the watermark, or with a remembered
+    ``(id, time)`` pair.
 
     With ``time_column="deleted_time"`` the tombstone watermark is used. Rows with no time are
     kept.
     """
     tombstones = time_column == TOMBSTONE_TIME
     watermark = state.deleted_watermark if tombstones else state.watermark
-    ids = state.deleted_ids_at_watermark if tombstones else state.ids_at_watermark
+    pairs = state.deleted_remembered if tombstones else state.remembered
     if watermark is None or batch.num_rows == 0:
         return batch
     times = batch.column(time_column).cast(_UTC_US)
-    mark = _ts_scalar(watermark)
-    newer = pc.fill_null(pc.greater(times, mark), False)
-    keep = pc.or_(newer, pc.is_null(times))
-    if ids:
-        at_mark = pc.fill_null(pc.equal(times, mark), False)
-        known = pc.is_in(batch.column(id_column), value_set=pa.array(sorted(ids), pa.string()))
-        keep = pc.or_(keep, pc.and_(at_mark, pc.invert(pc.fill_null(known, False))))
-    else:
-        keep = pc.or_(keep, pc.fill_null(pc.equal(times, mark), False))
+    fresh = pc.fill_null(pc.greater_equal(times, _ts_scalar(watermark)), False)
+    if pairs:
+        keys = _remembered_keys(pairs)
+        known = pc.is_in(_pair_keys(batch.column(id_column), times), value_set=keys)
+        fresh = pc.and_(fresh, pc.invert(pc.fill_null(known, False)))
+    keep = pc.or_(fresh, pc.is_null(times))
     if pc.all(keep).as_py():
         return batch
     return batch.filter(keep)
 
 
 class WatermarkTracker:
-    """Follows the greatest time written and the ids written at that time (vectorised).
+    """Follows the watermark a run reaches and the ``(id, time)`` pairs to remember (vectorised).
 
-    Start it from the committed state (:meth:`from_state`) so that ids at an unchanged watermark
-    accumulate across runs, feed it every batch that is written, and copy the result into the
-    state (:meth:`apply`) before committing it.
+    Start it from the committed state (:meth:`from_state`), so that its pairs carry over, with
+    ``cap`` the server time the read started (minus a margin), feed it every batch that is
+    written, and copy the result into the state (:meth:`apply`) before committing it. The
+    watermark is ``max(previous watermark, min(greatest time seen, cap))``; without a cap it is
+    the greatest time seen. Only pairs at or after the watermark so far are kept, and that
+    watermark only grows, so memory is bounded by the rows at or after ``cap`` plus the rows of
+    the greatest second, never by the size of the read.
     """
 
     def __init__(
         self,
         watermark: datetime | None = None,
-        ids: Iterable[str] = (),
+        remembered: Iterable[tuple[str, datetime]] = (),
         *,
+        cap: datetime | None = None,
         time_column: str = "Modified_Time",
         id_column: str = "id",
     ) -> None:
-        self.watermark = _utc(watermark)
-        self._ids: set[str] = set(ids)
+        self._floor = _utc(watermark)
+        self._max = self._floor
+        self.cap = _utc(cap)
         self.time_column = time_column
         self.id_column = id_column
+        self._pairs: dict[datetime, set[str]] = {}
+        for record_id, when in remembered:
+            self._pairs.setdefault(_utc(when) or when, set()).add(record_id)
+        self._prune()
 
     @classmethod
     def from_state(
-        cls, state: ModuleState, *, time_column: str = "Modified_Time"
+        cls,
+        state: ModuleState,
+        *,
+        time_column: str = "Modified_Time",
+        cap: datetime | None = None,
     ) -> WatermarkTracker:
         """A tracker starting at the state's watermark (the tombstone one for ``deleted_time``)."""
         if time_column == TOMBSTONE_TIME:
             return cls(
-                state.deleted_watermark, state.deleted_ids_at_watermark, time_column=time_column
+                state.deleted_watermark,
+                state.deleted_remembered,
+                cap=cap,
+                time_column=time_column,
             )
-        return cls(state.watermark, state.ids_at_watermark, time_column=time_column)
+        return cls(state.watermark, state.remembered, cap=cap, time_column=time_column)
+
+    @property
+    def watermark(self) -> datetime | None:
+        """The watermark reached so far: the greatest time seen, capped, never below the start."""
+        if self._max is None:
+            return None
+        mark = self._max if self.cap is None else min(self._max, self.cap)
+        return mark if self._floor is None else max(mark, self._floor)
+
+    @property
+    def remembered(self) -> frozenset[tuple[str, datetime]]:
+        """The pairs seen (or carried over) at or after the current watermark."""
+        mark = self.watermark
+        return frozenset(
+            (i, when)
+            for when, ids in self._pairs.items()
+            if mark is None or when >= mark
+            for i in ids
+        )
 
     @property
     def ids_at_watermark(self) -> frozenset[str]:
-        """The ids seen at the current watermark."""
-        return frozenset(self._ids)
+        """The ids seen at exactly the current watermark."""
+        return _ids_at(self.remembered, self.watermark)
+
+    def _prune(self) -> None:
+        mark = self.watermark
+        if mark is None:
+            return
+        for when in [w for w in self._pairs if w < mark]:
+            del self._pairs[when]
 
     def observe(self, batch: pa.RecordBatch) -> None:
         """Take the rows of ``batch`` into account."""
@@ -371,20 +522,23 @@ class WatermarkTracker:
         if largest is None:
             return
         largest = largest.astimezone(timezone.utc)
-        if self.watermark is not None and largest < self.watermark:
-            return
-        at_max = pc.fill_null(pc.equal(times, _ts_scalar(largest)), False)
-        ids = batch.column(self.id_column).filter(at_max).to_pylist()
-        if self.watermark is None or largest > self.watermark:
-            self.watermark = largest
-            self._ids = set()
-        self._ids.update(i for i in ids if i is not None)
+        if self._max is None or largest > self._max:
+            self._max = largest
+        mark = self.watermark
+        assert mark is not None
+        wanted = pc.fill_null(pc.greater_equal(times, _ts_scalar(mark)), False)
+        ids = batch.column(self.id_column).filter(wanted).to_pylist()
+        whens = times.filter(wanted).to_pylist()
+        for record_id, when in zip(ids, whens, strict=True):
+            if record_id is not None:
+                self._pairs.setdefault(when.astimezone(timezone.utc), set()).add(record_id)
+        self._prune()
 
     def apply(self, state: ModuleState) -> None:
-        """Copy the watermark and its ids into ``state`` (the tombstone fields for tombstones)."""
+        """Copy the watermark and its pairs into ``state`` (the tombstone fields for tombstones)."""
         if self.time_column == TOMBSTONE_TIME:
             state.deleted_watermark = self.watermark
-            state.deleted_ids_at_watermark = self.ids_at_watermark
+            state.deleted_remembered = self.remembered
         else:
             state.watermark = self.watermark
-            state.ids_at_watermark = self.ids_at_watermark
+            state.remembered = self.remembered

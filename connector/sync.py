@@ -19,9 +19,9 @@ the rows since the last commit, and the next run's ``recover`` removes their unc
 Decisions:
 
 * **Full load and deletions.** After a full load the deletion watermark is the data watermark (the
-  greatest ``Modified_Time`` read): every record deleted after its snapshot was taken has a
-  ``deleted_time`` at or after it, so the first incremental run sees every deletion that matters,
-  and uses Zoho's clock, never this machine's.
+  greatest ``Modified_Time`` read, capped at the read's start): every record deleted after its
+  snapshot was taken has a ``deleted_time`` at or after it, so the first incremental run sees
+  every deletion that matters, and uses Zoho's clock, never this machine's.
 * **Full refresh.** ``--full-refresh`` on a module with committed data writes a new generation: it
   reads everything, commits once at the end (no checkpoints, so the previous output stays complete
   and consistent until the new one replaces it), and only after the new state commits deletes the
@@ -33,11 +33,16 @@ Decisions:
 * **Restarts.** A reader error that is worth retrying (an expired page token, an incomplete Bulk
   file) restarts the module's read from its last committed watermark, at most ``MAX_RESTARTS``
   times.
-* **Multi-page Bulk reads** take one snapshot per page job. A record changed after an earlier
-  page's snapshot is read by the next run only if its new ``Modified_Time`` is at or after the
-  watermark; a later page may hold records modified later still. Zoho gives no server time the
-  connector could cap the watermark with, so this residual risk (changes made *during* a full load
-  of more than 200,000 records) is accepted and documented.
+* **Changes during a read (the live edge).** Before a module's read starts, the server's time is
+  taken from the ``Date`` header of Zoho's latest answer (:meth:`ZohoClient.server_time`, usually
+  the fields call just made) minus ``SERVER_TIME_MARGIN``, and the module's watermark is capped
+  there (see :mod:`connector.state`): a record modified while the module is read (behind a COQL
+  keyset cursor, after an earlier Bulk page's snapshot, in a Records page already passed) has a
+  ``Modified_Time`` at or after the cap, so the next run reads it again, and the remembered
+  ``(id, Modified_Time)`` pairs keep what this run did write from being written twice. Checkpoints
+  and tombstones (capped at the start of the deleted-records read) follow the same rule. The
+  manifest records the server time per module (``read_started_at_server``). Without a ``Date``
+  header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
 """
 
 from __future__ import annotations
@@ -48,12 +53,13 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
 
 from connector.config import Settings
+from connector.crashpoints import crashpoint
 from connector.errors import (
     AuthError,
     BudgetExceeded,
@@ -88,6 +94,7 @@ from connector.planner import (
     ModulePlan,
     Plan,
     ReaderChoice,
+    bulk_allowed,
     cheapest_incremental,
     coql_allowed,
     estimate_module,
@@ -97,6 +104,7 @@ from connector.planner import (
 from connector.progress import Progress
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
 from connector.readers.base import ReaderStats
+from connector.readers.bulk import BulkReader
 from connector.schema import ModuleSchema, batch_from_records, module_schema
 from connector.state import (
     DELETED_DIR,
@@ -113,6 +121,11 @@ __all__ = ["CHECKPOINT_ROWS", "build_plan", "discover", "format_plan", "run_extr
 log = logging.getLogger(__name__)
 
 CHECKPOINT_ROWS = 200_000
+# The Date header and Modified_Time both come in whole seconds, from hosts whose clocks may differ
+# by a fraction of one: one second of margin keeps the cap at or below any later Modified_Time.
+SERVER_TIME_MARGIN = timedelta(seconds=1)
+# This machine's clock may be minutes off Zoho's; used only when Zoho sent no Date header.
+LOCAL_TIME_MARGIN = timedelta(minutes=5)
 MAX_RESTARTS = 2
 # Reader errors that a fresh read from the last commit fixes: expired or refused page tokens,
 # incomplete Bulk files, records that kept changing while read. Not repeated FAILUREs or 5xx:
@@ -283,6 +296,8 @@ class _ModuleJob:
         self.report = report
         self.name = target.meta.api_name
         self.reader_stats: ReaderStats | None = None
+        self.cap: datetime | None = None
+        """The data watermark's cap: the server time the read started, minus the margin."""
 
     # progress ---------------------------------------------------------------------------------
 
@@ -299,11 +314,27 @@ class _ModuleJob:
         if self.run.stop.is_set():
             raise _Stopped
 
+    def _read_start(self) -> tuple[datetime | None, datetime]:
+        """(the server's time now as Zoho last told it, or None; the watermark cap to use)."""
+        server = self.run.client.server_time()
+        if server is not None:
+            return server, server - SERVER_TIME_MARGIN
+        local = datetime.now(timezone.utc).replace(microsecond=0)
+        note = (
+            "Zoho sent no Date header: the watermark is capped with this machine's clock minus "
+            f"{int(LOCAL_TIME_MARGIN.total_seconds())} s"
+        )
+        if note not in self.report.warnings:
+            self.report.warnings.append(note)
+            log.warning("%s: %s", self.name, note)
+        return None, local - LOCAL_TIME_MARGIN
+
     # the module ------------------------------------------------------------------------------
 
     def execute(self) -> None:
         run, report, name = self.run, self.report, self.name
         report.recovered_files = run.store.recover(name)
+        crashpoint("sync_recovered")
         state = run.store.load(name)
         report.watermark_before = _iso(state.watermark)
         report.deleted_watermark_before = _iso(state.deleted_watermark)
@@ -321,6 +352,9 @@ class _ModuleJob:
         report.skipped_fields = [f"{api_name} ({why})" for api_name, why in schema.skipped]
         report.warnings.extend(schema.warnings)
         self._check_stop()
+        # Taken before any record is read (the COQL probe of _choose included).
+        started, self.cap = self._read_start()
+        report.read_started_at_server = _iso(started)
 
         base = state if incremental else ModuleState(module=name)
         if new_generation:
@@ -330,7 +364,7 @@ class _ModuleJob:
             target_state = replace(state, committed_runs=dict(state.committed_runs))
         if not incremental:
             target_state.watermark = None
-            target_state.ids_at_watermark = frozenset()
+            target_state.remembered = frozenset()
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
         report.reader, report.reason, report.fallback = (
@@ -347,7 +381,7 @@ class _ModuleJob:
         else:
             # See the module docstring: deletions after the snapshot come at or after this time.
             target_state.deleted_watermark = target_state.watermark
-            target_state.deleted_ids_at_watermark = frozenset()
+            target_state.deleted_remembered = frozenset()
             self._commit_state(target_state)
 
         if new_generation:
@@ -355,6 +389,7 @@ class _ModuleJob:
                 for path in run.output.list_files(rel_dir, ".parquet"):
                     if not target_state.covers(path):
                         run.output.delete(path)
+                        crashpoint("sync_old_generation_deleted")
                         report.removed_files.append(path)
 
         report.watermark_after = _iso(target_state.watermark)
@@ -373,6 +408,7 @@ class _ModuleJob:
             use_coql=settings.use_coql,
             coql_ok=coql_ok,
             incremental=since is not None,
+            bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
         )
         if not choice.probe:
             return choice, None
@@ -411,6 +447,10 @@ class _ModuleJob:
                 on_progress=self._on_progress,
                 **({"sleep": run.sleep} if run.sleep is not None else {}),
             )
+            if isinstance(reader, BulkReader):
+                # Bulk's ZIPs go to the output's scratch area, not the system's temp dir: a
+                # killed run's files are then swept by the next run's recover().
+                reader.scratch_dir = run.output.tmp_path(f"{self.name}/bulk/_").parent
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True
@@ -453,7 +493,7 @@ class _ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id)
-        tracker = WatermarkTracker.from_state(target)
+        tracker = WatermarkTracker.from_state(target, cap=self.cap)
         pending = 0
         try:
             for batch in batches:
@@ -462,11 +502,13 @@ class _ModuleJob:
                 if batch.num_rows == 0:
                     continue
                 writer.write(batch)
+                crashpoint("sync_batch_written")
                 tracker.observe(batch)
                 pending += batch.num_rows
                 if checkpoint and pending >= run.checkpoint_rows:
                     self._commit_data(writer, tracker, target, pending, schema)
                     self.report.checkpoints += 1
+                    crashpoint("sync_checkpoint_done")
                     pending = 0
         except (_Stopped, CreditsExhausted, BudgetExceeded, RetriableAPIError):
             if checkpoint and ordered:
@@ -489,6 +531,7 @@ class _ModuleJob:
         schema: ModuleSchema,
     ) -> None:
         files = writer.commit()
+        crashpoint("sync_data_committed")
         target.record_files(self.run.run_id, [f.path for f in files])
         tracker.apply(target)
         target.fields = tuple(schema.arrow.names)
@@ -500,6 +543,7 @@ class _ModuleJob:
     def _commit_state(self, target: ModuleState) -> None:
         target.last_run_id = self.run.run_id
         self.run.store.commit(target)
+        crashpoint("sync_state_committed")
 
     # deletions ---------------------------------------------------------------------------------
 
@@ -517,7 +561,9 @@ class _ModuleJob:
             partition_name="deleted_date",
         )
         base = replace(target)
-        tracker = WatermarkTracker.from_state(target, time_column=DELETED_TIME)
+        # Deletions made while this read pages are stamped at or after its start: cap there.
+        _, cap = self._read_start()
+        tracker = WatermarkTracker.from_state(target, time_column=DELETED_TIME, cap=cap)
         rows = 0
         try:
             for batch in read_deleted(run.client, name, target.deleted_watermark):
@@ -526,12 +572,14 @@ class _ModuleJob:
                 if batch.num_rows == 0:
                     continue
                 writer.write(batch)
+                crashpoint("sync_tombstones_written")
                 tracker.observe(batch)
                 rows += batch.num_rows
         except BaseException:
             writer.abort()
             raise
         files = writer.commit()
+        crashpoint("sync_tombstones_committed")
         target.record_files(run.run_id, [f.path for f in files])
         tracker.apply(target)
         self._commit_state(target)
@@ -552,8 +600,10 @@ def _run_module(run: _Run, target: Target, report: ModuleReport) -> None:
         if target.error is not None:
             raise target.error
         with run.store.lock(name, run.run_id):
+            crashpoint("sync_locked")
             job = _ModuleJob(run, target, report)
             job.execute()
+        crashpoint("sync_module_done")
         report.status = STATUS_OK
     except LockError as exc:
         report.status, report.error = STATUS_LOCKED, str(exc)
@@ -636,6 +686,7 @@ def run_extract(
         attribution.bind(None)
         try:
             targets = discover(client, modules)
+            crashpoint("sync_discovered")
         except CreditsExhausted as exc:
             manifest.status, manifest.message = STATUS_STOPPED_CREDITS, str(exc)
             targets = []
@@ -682,6 +733,7 @@ def run_extract(
         if own_client:
             client.close()
     manifest.finish()
+    crashpoint("sync_before_manifest")
     manifest.write(out)
     return manifest
 
@@ -782,6 +834,7 @@ def _plan_module(
         api_type=settings.api_type.value,
         use_coql=settings.use_coql,
         coql_ok=coql_ok,
+        bulk_ok=bulk_allowed(client.tokens.granted_scopes),
     )
     return ModulePlan(
         module=name,

@@ -1,9 +1,10 @@
 """COQL reader: keyset paging on ``(Modified_Time, id)``, never OFFSET.
 
 Each page is ``select id, Modified_Time, … from M where <after the cursor> order by Modified_Time
-asc, id asc limit N``. ``N`` starts at 200 (1 credit) and grows to 2,000 (3 credits, the best rate)
-once Zoho says more rows follow, so a small incremental run costs 1 credit and a big read costs the
-minimum. Ids are 19-digit strings of equal length, so comparing them is numeric-safe.
+asc, id asc limit N``. On an incremental run ``N`` starts at 200 (1 credit) and grows to 2,000
+(3 credits, the best rate) once Zoho says more rows follow, so a small change set costs 1 credit;
+a full load starts at 2,000, so a big read costs the minimum. Ids are 19-digit strings of equal
+length, so comparing them is numeric-safe.
 
 Columns go in groups of at most 50 (Zoho's select limit); every group holds ``id`` and
 ``Modified_Time``. The first group's page fixes the page's ``(Modified_Time, id)`` range; the other
@@ -27,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError
 from connector.readers.base import (
     ID,
@@ -131,7 +133,11 @@ def _query(client: ZohoClient, query: str) -> tuple[list[dict[str, Any]], bool]:
     data = body.get("data") or []
     if not isinstance(data, list):
         raise DataError("COQL answer has a 'data' that is not a list")
+    if not all(isinstance(row, dict) and row.get(ID) is not None for row in data):
+        raise DataError("COQL answer has a row that is not a record with an id")
     info = body.get("info") or {}
+    if not isinstance(info, dict):
+        raise DataError("COQL answer has an 'info' that is not an object")
     return data, bool(info.get("more_records", False))
 
 
@@ -141,7 +147,15 @@ def _cursor_of(row: dict[str, Any], module: str) -> Cursor:
         raise DataError(
             "a COQL row has no Modified_Time", module=module, record_id=str(row.get(ID))
         )
-    return Cursor(zoho_time(parse_time(text)), str(row[ID]))
+    try:
+        when = parse_time(text)
+    except (ValueError, OverflowError) as exc:
+        raise DataError(
+            f"a COQL row has a Modified_Time that is not a time ({text[:40]!r})",
+            module=module,
+            record_id=str(row.get(ID)),
+        ) from exc
+    return Cursor(zoho_time(when), str(row[ID]))
 
 
 def base_where(since: datetime | None, cursor: Cursor | None) -> str:
@@ -210,7 +224,9 @@ class CoqlReader:
         name = module.api_name
         groups = field_groups(schema, MAX_COLUMNS)
         cursor: Cursor | None = None
-        limit = self.first_limit
+        # A full load reads the whole module, so the ramp from LIMIT 200 only costs credits; an
+        # incremental run usually finds a few changes, which LIMIT 200 reads for 1 credit.
+        limit = self.first_limit if since is not None else self.max_limit
         # Ids already yielded at the greatest Modified_Time yielded so far: an inclusive cursor
         # reads some of them again.
         top_time: str | None = None
@@ -218,6 +234,7 @@ class CoqlReader:
         stalled = 0
         while True:
             page = read_page(self.client, name, groups, base_where(since, cursor), limit)
+            crashpoint("coql_page_read")
             self.stats.pages += 1
             fresh: list[dict[str, Any]] = []
             for row in page.rows:

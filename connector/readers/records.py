@@ -35,6 +35,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
 from connector.readers.base import (
     ID,
@@ -71,7 +72,14 @@ def _time_of(row: dict[str, Any], module: str) -> str:
     text = row.get(MODIFIED_TIME)
     if not isinstance(text, str):
         raise DataError("a record has no Modified_Time", module=module, record_id=str(row.get(ID)))
-    return zoho_time(parse_time(text))
+    try:
+        return zoho_time(parse_time(text))
+    except (ValueError, OverflowError) as exc:
+        raise DataError(
+            f"a record has a Modified_Time that is not a time ({text[:40]!r})",
+            module=module,
+            record_id=str(row.get(ID)),
+        ) from exc
 
 
 def list_page(
@@ -109,7 +117,14 @@ def list_page(
     data = body.get("data") or []
     if not isinstance(data, list):
         raise DataError("a Records API answer has a 'data' that is not a list", module=module)
-    return data, body.get("info") or {}
+    if not all(isinstance(row, dict) and row.get(ID) is not None for row in data):
+        raise DataError(
+            "a Records API answer has a row that is not a record with an id", module=module
+        )
+    info = body.get("info") or {}
+    if not isinstance(info, dict):
+        raise DataError("a Records API answer has an 'info' that is not an object", module=module)
+    return data, info
 
 
 def fill_groups(
@@ -220,6 +235,7 @@ class RecordsReader:
                 query_since = top_time if top_time is not None else query_since
                 page, tokens = 1, [None] * len(groups)
                 continue
+            crashpoint("records_page_read")
             first, info = answers[0]
             if not first:
                 return

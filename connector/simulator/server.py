@@ -1203,6 +1203,17 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         """Silence the default per-request stderr log (the app keeps its own)."""
 
+    def date_time_string(self, timestamp: float | None = None) -> str:
+        """The ``Date`` header, read from the org's clock (injectable), not ``time.time()``.
+
+        Real Zoho answers every call with a ``Date`` header; the connector takes it as the
+        server's time when a read starts, so it must agree with the clock that stamps
+        ``Modified_Time`` here. Whole seconds, truncated, like the header itself.
+        """
+        if timestamp is None:
+            timestamp = self.server.app.clock().timestamp()
+        return super().date_time_string(timestamp)
+
     def _dispatch(self) -> None:
         split = urlsplit(self.path)
         query = dict(parse_qsl(split.query, keep_blank_values=True))

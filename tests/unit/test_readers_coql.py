@@ -50,18 +50,18 @@ def assert_ascending(table: pa.Table) -> None:
     assert len(set(keys)) == len(keys)
 
 
-def test_full_read_equals_source_with_limit_growth_and_minimal_credits() -> None:
+def test_full_read_equals_source_at_the_best_rate_from_the_first_page() -> None:
     schema = make_schema()
     fake = FakeZoho(make_records(4500, per_second=7))
     reader = make_reader("coql", fake, tuning())  # type: ignore[arg-type]
     table = read_all(reader, schema)
     assert by_id(table).equals(expected(fake, schema))
     assert_ascending(table)
-    # 200 rows for 1 credit, then 2,000 rows a call for 3 credits.
-    assert limits(fake) == [200, 2000, 2000, 2000]
-    assert fake.credits() == 1 + 3 * 3
+    # A full load starts at LIMIT 2,000 (3 credits for 2,000 rows): no LIMIT-200 ramp.
+    assert limits(fake) == [2000, 2000, 2000]
+    assert fake.credits() == 3 * 3
     assert reader.ordered and reader.name == "coql"
-    assert reader.stats.rows == 4500 and reader.stats.pages == 4
+    assert reader.stats.rows == 4500 and reader.stats.pages == 3
     assert "where (id is not null)" in str(fake.calls[0].body)
     assert "order by Modified_Time asc, id asc" in str(fake.calls[0].body)
 
@@ -74,6 +74,17 @@ def test_small_incremental_costs_one_credit_and_is_inclusive() -> None:
     assert sorted(table["Amount"].to_pylist()) == list(range(988, 1000))
     assert fake.credits() == 1
     assert "Modified_Time >= '2026-01-01T00:04:07+00:00'" in str(fake.calls[0].body)
+
+
+def test_big_incremental_starts_at_limit_200_then_grows() -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(3000, per_second=2))
+    since = BASE + timedelta(seconds=100)  # rows 200..2999
+    table = read_all(CoqlReader(fake, tuning()), schema, since)  # type: ignore[arg-type]
+    assert table.num_rows == 2800
+    assert_ascending(table)
+    assert limits(fake) == [200, 2000, 2000]
+    assert fake.credits() == 1 + 3 * 2
 
 
 def test_incremental_with_microseconds_floors_to_the_second() -> None:
@@ -111,7 +122,8 @@ def test_empty_module_is_one_call() -> None:
 def test_groups_of_fifty_columns_merge_by_id() -> None:
     schema = make_schema(extra_fields=100)  # 104 fields + id → 3 groups
     fake = FakeZoho(make_records(500, per_second=3, extra_fields=100))
-    table = read_all(CoqlReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    reader = CoqlReader(fake, tuning(), max_limit=300)  # type: ignore[arg-type]
+    table = read_all(reader, schema)
     assert by_id(table).equals(expected(fake, schema))
     selects = [str(c.body) for c in fake.calls]
     assert len(selects) == 6  # 2 pages x 3 groups
@@ -156,7 +168,8 @@ def test_record_changed_in_the_pages_last_second_behind_the_cursor_is_read() -> 
             zoho.touch(victim, at=last_second, X001="late")
 
     fake.on_call = change
-    table = read_all(CoqlReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    reader = CoqlReader(fake, tuning(), max_limit=200)  # type: ignore[arg-type]
+    table = read_all(reader, schema)
     assert by_id(table).equals(expected(fake, schema))
     assert table.num_rows == 300
 
@@ -182,7 +195,7 @@ def test_progress_callback_sees_each_page() -> None:
     seen: list[int] = []
     reader = CoqlReader(fake, tuning(), on_progress=lambda s: seen.append(s.rows))  # type: ignore[arg-type]
     read_all(reader, schema)
-    assert seen == [200, 2200, 2500]
+    assert seen == [2000, 2500]
 
 
 def test_probe_returns_its_rows_and_whether_more_follow() -> None:

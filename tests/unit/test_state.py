@@ -66,9 +66,9 @@ def test_commit_and_load_round_trip_human_readable(tmp_path: Path) -> None:
     state = ModuleState(
         module="Leads",
         watermark=datetime(2024, 6, 5, 2, 4, 9, tzinfo=timezone(timedelta(hours=5, minutes=30))),
-        ids_at_watermark=frozenset({"2", "1"}),
+        remembered=frozenset({("2", T0), ("1", T0), ("3", T0 + 2 * S), ("1", T0 + 2 * S)}),
         deleted_watermark=T0,
-        deleted_ids_at_watermark=frozenset({"9"}),
+        deleted_remembered=frozenset({("9", T0)}),
         fields=("id", "Name", "Modified_Time"),
         reader="coql",
     )
@@ -76,8 +76,14 @@ def test_commit_and_load_round_trip_human_readable(tmp_path: Path) -> None:
     store.commit(state)
     text = (tmp_path / "_state" / "Leads.json").read_text()
     doc = json.loads(text)
+    assert doc["version"] == 2
     assert doc["watermark"] == "2024-06-04T20:34:09+00:00"
-    assert doc["ids_at_watermark"] == ["1", "2"]
+    # (id, time) pairs grouped by time, both sorted: small and readable
+    assert doc["remembered"] == {
+        "2024-06-04T20:34:09+00:00": ["1", "2"],
+        "2024-06-04T20:34:11+00:00": ["1", "3"],
+    }
+    assert doc["deleted_remembered"] == {"2024-06-04T20:34:09+00:00": ["9"]}
     assert doc["committed_runs"] == {"r1": ["Leads/modified_date=2024-06-04/part-r1-00000.parquet"]}
     assert "\n  " in text  # indented, for humans
     loaded = store.load("Leads")
@@ -85,6 +91,33 @@ def test_commit_and_load_round_trip_human_readable(tmp_path: Path) -> None:
     assert loaded.updated_at == clock_value
     assert loaded.last_run_id == "r1"
     assert loaded.watermark is not None and loaded.watermark.utcoffset() == timedelta(0)
+    assert loaded.ids_at_watermark == {"1", "2"} and loaded.deleted_ids_at_watermark == {"9"}
+
+
+def test_version_1_state_file_still_loads(tmp_path: Path) -> None:
+    """Files written before (id, time) pairs: the ids at the watermark become pairs at it."""
+    (tmp_path / "_state").mkdir()
+    doc = {
+        "version": 1,
+        "module": "Leads",
+        "watermark": "2024-06-05T02:04:09+05:30",
+        "ids_at_watermark": ["1", "2"],
+        "deleted_watermark": None,
+        "deleted_ids_at_watermark": ["7"],
+        "fields": ["id"],
+        "last_run_id": "r1",
+        "updated_at": None,
+        "reader": "bulk",
+        "committed_runs": {"r1": None},
+    }
+    (tmp_path / "_state" / "Leads.json").write_text(json.dumps(doc))
+    state = StateStore(Output.open(tmp_path)).load("Leads")
+    assert state.watermark == T0
+    assert state.remembered == {("1", T0), ("2", T0)}
+    assert state.deleted_watermark is None and state.deleted_remembered == frozenset()
+    assert state.committed_runs == {"r1": None} and state.reader == "bulk"
+    kept = dedupe_against_watermark(batch([("1", T0), ("3", T0), ("2", T0 + S)]), state)
+    assert kept.column("id").to_pylist() == ["3", "2"]
 
 
 @pytest.mark.parametrize(
@@ -97,6 +130,12 @@ def test_commit_and_load_round_trip_human_readable(tmp_path: Path) -> None:
         b'{"version": 1, "module": "Leads", "watermark": "yesterday"}',
         b'{"version": 1, "module": "Leads", "ids_at_watermark": "1"}',
         b'{"version": 1, "module": "Leads", "committed_runs": {"r": "x"}}',
+        b'{"version": 2, "module": "Leads", "remembered": ["1"]}',
+        b'{"version": 2, "module": "Leads", "remembered": {"soon": ["1"]}}',
+        b'{"version": 2, "module": "Leads", "remembered": {"2024-06-04T20:34:09+00:00": "1"}}',
+        b'{"version": 2, "module": "Leads", "deleted_remembered": {"2024-06-04T20:34:09": []}}',
+        b'{"version": true, "module": "Leads"}',
+        b'{"version": 2, "module": "Leads", "watermark": "2024-06-04T20:34:09"}',
         b"\xff\xfe",
     ],
 )
@@ -131,24 +170,33 @@ S = timedelta(seconds=1)
 
 
 @pytest.mark.parametrize(
-    ("rows", "watermark", "ids", "kept"),
+    ("rows", "watermark", "pairs", "kept"),
     [
         ([("1", T0), ("2", T0 + S)], None, set(), ["1", "2"]),
-        ([("1", T0 - S), ("2", T0), ("3", T0), ("4", T0 + S)], T0, {"2"}, ["3", "4"]),
-        ([("1", T0), ("2", T0)], T0, {"1", "2"}, []),
+        ([("1", T0 - S), ("2", T0), ("3", T0), ("4", T0 + S)], T0, {("2", T0)}, ["3", "4"]),
+        ([("1", T0), ("2", T0)], T0, {("1", T0), ("2", T0)}, []),
         ([("1", T0), ("2", T0)], T0, set(), ["1", "2"]),
         ([("1", T0 - S)], T0, set(), []),
-        ([("2", T0 + S)], T0, {"2"}, ["2"]),  # same id, newer version: kept
-        ([("5", None), ("6", T0)], T0, {"6"}, ["5"]),  # rows without a time are kept
+        ([("2", T0 + S)], T0, {("2", T0)}, ["2"]),  # same id, newer version: kept
+        ([("5", None), ("6", T0)], T0, {("6", T0)}, ["5"]),  # rows without a time are kept
+        # pairs after the watermark (written during a capped run) are dropped, only them
+        (
+            [("1", T0), ("2", T0 + S), ("3", T0 + S), ("2", T0 + 2 * S), ("4", T0 + 3 * S)],
+            T0,
+            {("2", T0 + S), ("4", T0 + 3 * S), ("9", T0 + S)},
+            ["1", "3", "2"],
+        ),
+        # a remembered id with another time is another version: kept
+        ([("7", T0 + S)], T0, {("7", T0 + 2 * S)}, ["7"]),
     ],
 )
 def test_dedupe_against_watermark(
     rows: list[tuple[str, datetime | None]],
     watermark: datetime | None,
-    ids: set[str],
+    pairs: set[tuple[str, datetime]],
     kept: list[str],
 ) -> None:
-    state = ModuleState(module="Leads", watermark=watermark, ids_at_watermark=frozenset(ids))
+    state = ModuleState(module="Leads", watermark=watermark, remembered=frozenset(pairs))
     result = dedupe_against_watermark(batch(rows), state)
     assert result.column("id").to_pylist() == kept
     assert result.schema == SCHEMA.arrow
@@ -166,8 +214,9 @@ def test_dedupe_tombstones_uses_the_deleted_watermark() -> None:
     state = ModuleState(
         module="Leads",
         watermark=T0 + timedelta(days=9),
+        remembered=frozenset({("2", T0)}),  # the data pairs play no part for tombstones
         deleted_watermark=T0,
-        deleted_ids_at_watermark=frozenset({"1"}),
+        deleted_remembered=frozenset({("1", T0)}),
     )
     kept = dedupe_against_watermark(tombs, state, time_column="deleted_time")
     assert kept.column("id").to_pylist() == ["2", "3"]
@@ -188,18 +237,94 @@ def test_tracker_keeps_max_and_ids_at_max_across_batches() -> None:
 
 
 def test_tracker_from_state_accumulates_ids_at_an_unchanged_watermark() -> None:
-    state = ModuleState(module="Leads", watermark=T0, ids_at_watermark=frozenset({"1"}))
+    state = ModuleState(module="Leads", watermark=T0, remembered=frozenset({("1", T0)}))
     tracker = WatermarkTracker.from_state(state)
     tracker.observe(batch([("2", T0)]))
     tracker.apply(state)
-    assert state.watermark == T0 and state.ids_at_watermark == {"1", "2"}
+    assert state.watermark == T0 and state.remembered == {("1", T0), ("2", T0)}
 
     tombs = pa.RecordBatch.from_pylist([{"id": "7", "deleted_time": T0}], schema=TOMBSTONE_SCHEMA)
     deleted = WatermarkTracker.from_state(state, time_column="deleted_time")
     deleted.observe(tombs)
     deleted.apply(state)
-    assert state.deleted_watermark == T0 and state.deleted_ids_at_watermark == {"7"}
+    assert state.deleted_watermark == T0 and state.deleted_remembered == {("7", T0)}
     assert state.ids_at_watermark == {"1", "2"}
+
+
+# --- the cap: the server time the read started ------------------------------------------------
+
+
+def test_capped_tracker_remembers_every_pair_at_or_after_the_cap() -> None:
+    cap = T0 + 10 * S
+    tracker = WatermarkTracker(cap=cap)
+    tracker.observe(batch([("1", T0), ("2", T0 + 5 * S)]))
+    # below the cap the watermark is the greatest time, as without a cap
+    assert tracker.watermark == T0 + 5 * S and tracker.remembered == {("2", T0 + 5 * S)}
+    tracker.observe(batch([("3", cap + 3 * S), ("4", cap), ("5", cap - S), ("6", cap + 3 * S)]))
+    tracker.observe(batch([("3", cap + 9 * S), ("7", None)]))
+    assert tracker.watermark == cap  # never past the cap
+    assert tracker.remembered == {
+        ("4", cap),
+        ("3", cap + 3 * S),
+        ("6", cap + 3 * S),
+        ("3", cap + 9 * S),
+    }
+    assert tracker.ids_at_watermark == {"4"}
+    state = ModuleState(module="Leads")
+    tracker.apply(state)
+    assert state.watermark == cap and state.remembered == tracker.remembered
+
+
+def test_cap_below_the_previous_watermark_keeps_the_previous_one() -> None:
+    # A cap from a skewed local clock must not move the watermark back past pairs it forgot.
+    state = ModuleState(module="Leads", watermark=T0, remembered=frozenset({("1", T0)}))
+    tracker = WatermarkTracker.from_state(state, cap=T0 - 60 * S)
+    tracker.observe(batch([("2", T0 + S)]))
+    tracker.apply(state)
+    assert state.watermark == T0
+    assert state.remembered == {("1", T0), ("2", T0 + S)}
+
+
+def test_capped_tracker_memory_is_bounded_by_rows_after_the_cap() -> None:
+    """A big unordered read (a Bulk full load): times in random order, most below the cap."""
+    cap = T0 + 100_000 * S
+    tracker = WatermarkTracker(cap=cap)
+    seconds = [(i * 7919) % 50_000 for i in range(50_000)]  # every second once, shuffled
+    rows = [(str(i), T0 + s * S) for i, s in enumerate(seconds)]
+    for start in range(0, len(rows), 5_000):
+        tracker.observe(batch(rows[start : start + 5_000]))
+        assert len(tracker._pairs) <= 1  # only the greatest second so far
+    assert tracker.watermark == T0 + 49_999 * S
+    assert len(tracker.remembered) == 1
+    late = [(str(100_000 + i), cap + (i % 3) * S) for i in range(30)]
+    tracker.observe(batch(late))
+    assert tracker.watermark == cap
+    assert tracker.remembered == set(late)
+
+
+def test_cap_rereads_a_change_the_run_missed() -> None:
+    """The live edge: during a run, record A changes at cap+1 s but the reader has already passed
+    it (a keyset cursor, an earlier Bulk page's snapshot); record B changes at cap+2 s and the
+    reader sees it. Uncapped, the watermark would be cap+2 s and A (cap+1 s) never read again.
+    Capped, the next run reads from the cap, gets A, and drops B, which it already has."""
+    cap = T0 + 10 * S
+    state = ModuleState(module="Leads", watermark=T0, remembered=frozenset({("0", T0)}))
+    first_run = [("0", T0), ("1", T0 + 3 * S), ("B", cap + 2 * S)]  # A's new version unseen
+    fresh = dedupe_against_watermark(batch(first_run), state)
+    assert fresh.column("id").to_pylist() == ["1", "B"]
+    tracker = WatermarkTracker.from_state(state, cap=cap)
+    tracker.observe(fresh)
+    tracker.apply(state)
+    assert state.watermark == cap and state.remembered == {("B", cap + 2 * S)}
+
+    uncapped = WatermarkTracker(T0, {("0", T0)})
+    uncapped.observe(fresh)
+    assert uncapped.watermark == cap + 2 * S  # what the old logic committed: A is behind it
+
+    # the next run reads from the watermark inclusive: A's new version and B come again
+    second_run = [("A", cap + S), ("B", cap + 2 * S)]
+    again = dedupe_against_watermark(batch(second_run), state)
+    assert again.column("id").to_pylist() == ["A"]
 
 
 # --- locks -----------------------------------------------------------------------------------
@@ -290,12 +415,19 @@ class FaultyOutput(LocalOutput):
         self.moves_before_crash: int | None = None
         self.crash_in_state_write = False
 
-    def write_file_atomic(self, rel: str, local_tmp_path: Path) -> None:
+    def _count_move(self) -> None:
         if self.moves_before_crash is not None:
             if self.moves_before_crash == 0:
                 raise Crash("during file moves")
             self.moves_before_crash -= 1
+
+    def write_file_atomic(self, rel: str, local_tmp_path: Path) -> None:
+        self._count_move()
         super().write_file_atomic(rel, local_tmp_path)
+
+    def place_file(self, rel: str, local_tmp_path: Path) -> None:
+        self._count_move()
+        super().place_file(rel, local_tmp_path)
 
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         if self.crash_in_state_write and rel.startswith("_state/"):
@@ -339,6 +471,7 @@ def run_once(
     crash_checkpoint: int = 0,
     page_rows: int = 7,
     checkpoint_pages: int = 2,
+    cap: datetime | None = None,
 ) -> None:
     """One extract of an ordered reader with checkpoints; ``crash_at`` simulates a kill."""
     out = FaultyOutput(root)
@@ -346,7 +479,7 @@ def run_once(
     lock = store.lock("Leads", run_id)
     store.recover("Leads")
     state = store.load("Leads")
-    tracker = WatermarkTracker.from_state(state)
+    tracker = WatermarkTracker.from_state(state, cap=cap)
     writer = DatasetWriter(out, "Leads", SCHEMA.arrow, run_id, max_buffer_bytes=1)
     rows = source.read_from(state.watermark)
     pages = [rows[i : i + page_rows] for i in range(0, len(rows), page_rows)]
@@ -391,14 +524,25 @@ def output_versions(root: Path) -> list[tuple[str, datetime]]:
     )
 
 
+@pytest.mark.parametrize("capped", [False, True])
 @pytest.mark.parametrize("crash_checkpoint", [0, 1, 2])
 @pytest.mark.parametrize("crash_at", CRASH_POINTS)
 def test_crash_then_rerun_gives_every_version_exactly_once(
-    tmp_path: Path, crash_at: str, crash_checkpoint: int
+    tmp_path: Path, crash_at: str, crash_checkpoint: int, capped: bool
 ) -> None:
     source = make_source()
+    # Capped: every run started (server time) in the middle of the data, so the watermark stays
+    # there and every later row is a remembered pair, across crashes and checkpoints.
+    cap = T0 + timedelta(hours=20, seconds=2) if capped else None
     with pytest.raises(Crash):
-        run_once(tmp_path, source, "run1", crash_at=crash_at, crash_checkpoint=crash_checkpoint)
+        run_once(
+            tmp_path,
+            source,
+            "run1",
+            crash_at=crash_at,
+            crash_checkpoint=crash_checkpoint,
+            cap=cap,
+        )
     # a killed process leaves its lock; the next run must take it over, not be blocked by it
     with pytest.raises(LockError):
         StateStore(Output.open(tmp_path)).lock("Leads", "too-early")
@@ -407,12 +551,12 @@ def test_crash_then_rerun_gives_every_version_exactly_once(
     # new versions arrive between runs (Zoho stamps them "now"), some in the newest second
     tie = max(v[1] for v in source.versions)
     source.add(("1000", tie), ("5000", tie), ("5001", tie + S), ("1003", tie + 2 * S))
-    run_once(tmp_path, source, "run2")
+    run_once(tmp_path, source, "run2", cap=cap)
 
     # and once more after a clean run
     last = max(v[1] for v in source.versions)
     source.add(("5002", last), ("1001", last + S))
-    run_once(tmp_path, source, "run3")
+    run_once(tmp_path, source, "run3", cap=cap)
 
     written = output_versions(tmp_path)
     duplicates = [v for v, n in Counter(written).items() if n > 1]
@@ -422,7 +566,11 @@ def test_crash_then_rerun_gives_every_version_exactly_once(
     assert not list((tmp_path / "_tmp").rglob("*.tmp"))
     assert not (tmp_path / "_state" / "Leads.lock").exists()
     final = StateStore(Output.open(tmp_path)).load("Leads")
-    assert final.watermark == max(v[1] for v in source.versions)
+    if cap is None:
+        assert final.watermark == max(v[1] for v in source.versions)
+    else:
+        assert final.watermark == cap
+        assert final.remembered == {v for v in source.versions if v[1] >= cap}
     # earlier runs were sealed by run3's recover; run3's own files are listed
     assert final.committed_runs["run3"]
     assert all(files is None for run, files in final.committed_runs.items() if run != "run3")

@@ -105,10 +105,10 @@ def test_files_appear_only_at_commit_and_abort_cleans_up(tmp_path: Path) -> None
     writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r", max_buffer_bytes=1, target_file_rows=5)
     writer.write(make_batch(0, 50))
     assert not (tmp_path / "Leads").exists()
-    assert list((tmp_path / "_tmp" / "Leads").glob("*.parquet"))  # spilled to scratch files
+    assert list((tmp_path / "_tmp" / "Leads").glob("*.parquet"))  # written out to scratch
     writer.abort()
     assert not (tmp_path / "Leads").exists()
-    assert not list((tmp_path / "_tmp").rglob("*.parquet"))
+    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
 
 
 def test_memory_bound_file_size_and_open_files(tmp_path: Path) -> None:
@@ -121,13 +121,11 @@ def test_memory_bound_file_size_and_open_files(tmp_path: Path) -> None:
         "r",
         max_buffer_bytes=budget,
         target_file_rows=40,
-        max_open_files=2,
         row_group_rows=25,
     )
     for first in range(0, 2000, 100):
         writer.write(make_batch(first, 100, step_minutes=11))
         assert writer._buffered_bytes <= budget
-        assert len(writer._open) <= 2
     files = writer.commit()
     assert all(f.rows <= 40 for f in files)
     assert len({f.path for f in files}) == len(files)
@@ -136,6 +134,46 @@ def test_memory_bound_file_size_and_open_files(tmp_path: Path) -> None:
     assert len(set(table.column("id").to_pylist())) == 2000
     for f in files:
         assert pq.ParquetFile(tmp_path / f.path).metadata.num_rows == f.rows
+
+
+def test_spilled_runs_give_one_file_per_partition_per_commit(tmp_path: Path) -> None:
+    out = Output.open(tmp_path)
+    budget = 8_000
+    # One row a day, so no partition ever fills a row group: every row goes through the spills.
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r", max_buffer_bytes=budget)
+    batches = [make_batch(first, 50, step_minutes=24 * 60 + 1) for first in range(0, 300, 50)]
+    # The same days again, out of order, as a Bulk export delivers them.
+    batches += [make_batch(first, 50, step_minutes=24 * 60 + 1) for first in range(1000, 1300, 50)]
+    for batch in reversed(batches):
+        writer.write(batch)
+        assert writer._buffered_bytes <= budget
+    assert len(writer._runs) > 2
+    assert not (tmp_path / "Leads").exists()
+    files = writer.commit()
+    partitions = [f.partition for f in files]
+    assert len(partitions) == len(set(partitions))  # one file per partition
+    assert not list((tmp_path / "_tmp").rglob("spill-*"))  # runs are removed at commit
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 600
+    expected = pa.Table.from_batches(batches).sort_by("id")
+    assert table.drop_columns(["modified_date"]).sort_by("id").equals(expected)
+    for f in files:
+        assert pq.ParquetFile(tmp_path / f.path).metadata.num_rows == f.rows
+
+
+def test_a_single_writer_thread_writes_the_same_files(tmp_path: Path) -> None:
+    results = []
+    for threads in (1, 3):
+        root = tmp_path / str(threads)
+        writer = DatasetWriter(
+            Output.open(root), "Leads", SCHEMA.arrow, "r", max_buffer_bytes=4_000, threads=threads
+        )
+        for first in range(0, 400, 100):
+            writer.write(make_batch(first, 100, step_minutes=200))
+        files = writer.commit()
+        results.append(sorted((f.path, f.rows) for f in files))
+        assert read_dataset(root).num_rows == 400
+    assert results[0] == results[1]
 
 
 def test_checkpoint_commits_return_only_new_files_and_seq_continues(tmp_path: Path) -> None:

@@ -144,6 +144,7 @@ class CreditMeter:
         self._pending = 0
         self._by_kind: dict[str, int] = {}
         self._token_refreshes = 0
+        self._listeners: list[Callable[[str, int], None]] = []
 
     @property
     def total(self) -> int:
@@ -189,11 +190,24 @@ class CreditMeter:
             self._pending = max(0, self._pending - credits)
 
     def record(self, kind: str, credits: int) -> None:
-        """Add one billed call."""
+        """Add one billed call, and tell the listeners (on the calling thread)."""
         with self._lock:
             self._total += credits
             self._calls += 1
             self._by_kind[kind] = self._by_kind.get(kind, 0) + credits
+            listeners = list(self._listeners)
+        for listener in listeners:
+            listener(kind, credits)
+
+    def add_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Call ``listener(kind, credits)`` after every billed call (e.g. to attribute credits)."""
+        with self._lock:
+            self._listeners.append(listener)
+
+    def remove_listener(self, listener: Callable[[str, int], None]) -> None:
+        """Stop calling ``listener``."""
+        with self._lock:
+            self._listeners.remove(listener)
 
     def record_token_refresh(self) -> None:
         """Count one token refresh."""

@@ -224,21 +224,20 @@ class _Attribution:
         self._local = threading.local()
         self._lock = threading.Lock()
         self.spend: dict[str | None, _Spend] = {}
-        self._original = meter.record
+
+    def _on_record(self, kind: str, credits: int) -> None:
+        # Called on the thread that made the call: its module is the one billed.
+        module = getattr(self._local, "module", None)
+        with self._lock:
+            spend = self.spend.setdefault(module, _Spend())
+            spend.credits[kind] = spend.credits.get(kind, 0) + credits
+            spend.calls += 1
 
     def install(self) -> None:
-        def record(kind: str, credits: int) -> None:
-            self._original(kind, credits)
-            module = getattr(self._local, "module", None)
-            with self._lock:
-                spend = self.spend.setdefault(module, _Spend())
-                spend.credits[kind] = spend.credits.get(kind, 0) + credits
-                spend.calls += 1
-
-        self.meter.record = record  # type: ignore[method-assign]
+        self.meter.add_listener(self._on_record)
 
     def uninstall(self) -> None:
-        self.meter.record = self._original  # type: ignore[method-assign]
+        self.meter.remove_listener(self._on_record)
 
     def bind(self, module: str | None) -> None:
         self._local.module = module

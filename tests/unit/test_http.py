@@ -454,3 +454,16 @@ def test_context_manager_closes_owned_session() -> None:
     with ZohoClient(settings, session=session):
         pass
     assert closed == []  # a session passed in belongs to the caller
+
+
+def test_credit_meter_tells_listeners_on_the_calling_thread() -> None:
+    meter = CreditMeter()
+    seen: list[tuple[str, int]] = []
+    meter.add_listener(lambda kind, credits: seen.append((kind, credits)))
+    meter.record("coql", 3)
+    meter.record("metadata", 1)
+    assert seen == [("coql", 3), ("metadata", 1)]
+    assert meter.total == 4
+    meter.remove_listener(meter._listeners[0])
+    meter.record("coql", 1)
+    assert len(seen) == 2

@@ -6,6 +6,10 @@ simulator serves repeated requests from its cache, so only client-side work diff
 gives the best warm wall time of each side and their ratio (the target is at most 1.3), the cold
 times for reference, and the peak RSS of each side's process.
 
+The Bulk floor writes the connector's layout (hive partitions by UTC day of ``Modified_Time``), so
+the ratio compares the same output; the single-file floor (one Parquet file per page, no
+partitions) is timed too and shown in its own columns, for transparency.
+
     python -m bench.throughput                  # Bulk 100k and 1M, COQL and Records 100k
     python -m bench.throughput --quick          # Bulk, COQL and Records at 20k, one warm run
     python -m bench.throughput --readers bulk --sizes 100000
@@ -30,7 +34,7 @@ from bench.common import (
 
 
 def run_case(root: Path, reader: str, rows: int, repeat: int) -> list[object]:
-    """Time one reader at one size; return a table row."""
+    """Time one reader at one size; return a table row (the single-file floor: Bulk only)."""
     module = BIG_MODULE
     floor_args = (
         ("bench.floor_bulk", "--module", module)
@@ -45,11 +49,17 @@ def run_case(root: Path, reader: str, rows: int, repeat: int) -> list[object]:
         def flo() -> Measured:
             return floor(floor_args[0], sim, fresh_dir(root, f"{reader}-floor"), *floor_args[1:])
 
+        def single() -> Measured:
+            args = (*floor_args[1:], "--layout", "single")
+            return floor(floor_args[0], sim, fresh_dir(root, f"{reader}-floor1"), *args)
+
         cold_c, cold_f = conn(), flo()
         warm_c = [conn() for _ in range(repeat)]
         warm_f = [flo() for _ in range(repeat)]
+        warm_s = [single() for _ in range(repeat)] if reader == "bulk" else []
     best_c = min(warm_c, key=lambda m: m.wall_s)
     best_f = min(warm_f, key=lambda m: m.wall_s)
+    best_s = min(warm_s, key=lambda m: m.wall_s) if warm_s else None
     got = best_c.extra.get("manifest", {}).get("modules", [{}])[0].get("rows")
     floor_rows = best_f.extra.get("rows")
     if got != floor_rows:
@@ -67,6 +77,9 @@ def run_case(root: Path, reader: str, rows: int, repeat: int) -> list[object]:
         max(m.max_rss_mb for m in [cold_c, *warm_c]),
         max(m.max_rss_mb for m in [cold_f, *warm_f]),
         len(best_c.extra.get("manifest", {}).get("modules", [{}])[0].get("files", [])),
+        best_f.extra.get("files", "-"),
+        best_s.wall_s if best_s else "-",
+        f"{best_c.wall_s / best_s.wall_s:.2f}x" if best_s else "-",
     ]
 
 
@@ -99,7 +112,7 @@ def main() -> None:
                 "reader",
                 "rows",
                 "connector s",
-                "floor s",
+                "floor s (hive)",
                 "ratio",
                 "connector cold s",
                 "floor cold s",
@@ -108,6 +121,9 @@ def main() -> None:
                 "connector RSS MB",
                 "floor RSS MB",
                 "files",
+                "floor files",
+                "floor s (1 file/page)",
+                "ratio to it",
             ],
             rows,
             title=f"Throughput: {BIG_MODULE} (72 fields), warm best of runs",

@@ -79,9 +79,15 @@ def bulk_credits(rows: int, groups: int = 1, polls: int = BULK_POLLS_PER_JOB) ->
     return jobs * groups * (BULK_CREATE_CREDITS + polls + BULK_DOWNLOAD_CREDITS)
 
 
-def coql_credits(rows: int, groups: int = 1) -> int:
-    """Credits to read ``rows`` with COQL: LIMIT 200 first (1 credit), then LIMIT 2,000 (3)."""
-    if rows <= COQL_FIRST_LIMIT:
+def coql_credits(rows: int, groups: int = 1, *, full: bool = False) -> int:
+    """Credits to read ``rows`` with COQL.
+
+    Incremental reads start at LIMIT 200 (1 credit) and go on at LIMIT 2,000 (3 credits); a full
+    load starts at LIMIT 2,000, the cheapest rate per row.
+    """
+    if full:
+        per_group = COQL_PAGE_CREDITS * max(1, math.ceil(rows / COQL_PAGE_LIMIT))
+    elif rows <= COQL_FIRST_LIMIT:
         per_group = 1
     else:
         per_group = 1 + COQL_PAGE_CREDITS * math.ceil((rows - COQL_FIRST_LIMIT) / COQL_PAGE_LIMIT)
@@ -98,13 +104,13 @@ def deleted_credits(tombstones: int | None) -> int:
     return DELETED_PAGE_CREDITS * max(1, math.ceil((tombstones or 0) / DELETED_PER_PAGE))
 
 
-def reader_credits(reader: str, rows: int, n_columns: int) -> int:
+def reader_credits(reader: str, rows: int, n_columns: int, *, full: bool = False) -> int:
     """Credits ``reader`` spends reading ``rows`` rows of a schema of ``n_columns`` columns."""
     groups = field_groups(reader, n_columns)
     if reader == BULK:
         return bulk_credits(rows, groups)
     if reader == COQL:
-        return coql_credits(rows, groups)
+        return coql_credits(rows, groups, full=full)
     return records_credits(rows, groups)
 
 
@@ -259,7 +265,7 @@ def estimate_module(
             choice = cheapest_incremental(known, n_columns)
             read = 2 + reader_credits(choice.reader, known, n_columns)
     else:
-        read = reader_credits(choice.reader, known, n_columns)
+        read = reader_credits(choice.reader, known, n_columns, full=not incremental)
     deleted = deleted_credits(0) if incremental else 0
     return choice, fields_credits + read + deleted
 

@@ -11,8 +11,8 @@ from connector.planner import (
     COQL,
     RECORDS,
     ModulePlan,
-    bulk_allowed,
     Plan,
+    bulk_allowed,
     bulk_credits,
     cheapest_incremental,
     coql_allowed,
@@ -236,3 +236,11 @@ def test_format_plan_lists_every_module_and_the_total() -> None:
     assert plan.total_credits == 3 + 55 + 2
     assert "estimated total: 60 credits or more" in text
     assert "making this plan spent 4" in text
+
+
+@pytest.mark.parametrize(
+    ("rows", "groups", "credits"),
+    [(0, 1, 3), (150, 1, 3), (2_000, 1, 3), (2_001, 1, 6), (10_000, 2, 30), (1_000_000, 1, 1_500)],
+)
+def test_coql_credits_full_load_starts_at_limit_2000(rows: int, groups: int, credits: int) -> None:
+    assert coql_credits(rows, groups, full=True) == credits

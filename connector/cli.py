@@ -335,10 +335,10 @@ def auth_url(
         kwargs: dict[str, Any] = {"accounts_server": accounts_server}
         if redirect_uri:
             kwargs["redirect_uri"] = redirect_uri
-        scopes = oauth_setup.scopes_for(api_type) if hasattr(oauth_setup, "scopes_for") else None
-        if scopes is not None:
-            kwargs["scopes"] = scopes
-        typer.echo(oauth_setup.authorization_url(client_id, region, **kwargs))
+        url = oauth_setup.authorization_url(
+            client_id, region, scopes=oauth_setup.scopes_for(api_type), **kwargs
+        )
+        typer.echo(url)
 
     _run(action)
 

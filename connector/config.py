@@ -398,6 +398,13 @@ class LoadedSettings:
 # Value conversion
 
 
+def parse_region(value: str) -> Region:
+    """A Region from a code or the Loome guide's name (``EU``, ``Europe``, ``eu``); else ConfigError."""
+    allowed = ", ".join(r.value for r in Region)
+    region: Region = _choice("Region", value, _REGION_NAMES, allowed)
+    return region
+
+
 def _choice(key: str, value: str, names: Mapping[str, Any], allowed: str) -> Any:
     found = names.get(re.sub(r"[\s_\-]", "", value).lower())
     if found is None:

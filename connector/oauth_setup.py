@@ -26,6 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import requests
 
 from connector.config import InstanceType, Region
+from connector.config import parse_region as config_parse_region
 from connector.endpoints import ACCOUNTS_SERVERS, API_DOMAINS
 from connector.errors import AuthError, ConfigError
 from connector.redact import redact, register_secret
@@ -82,11 +83,7 @@ def parse_region(value: str | Region) -> Region:
     """``"us"``/``"EU"``/:class:`Region` → :class:`Region`; anything else is a ConfigError."""
     if isinstance(value, Region):
         return value
-    try:
-        return Region(value.strip().upper())
-    except ValueError:
-        allowed = ", ".join(r.value for r in Region)
-        raise ConfigError(f"region {value!r} is not valid: use one of {allowed}") from None
+    return config_parse_region(value)
 
 
 def scopes_for(api_type: str = "Bulk") -> list[str]:

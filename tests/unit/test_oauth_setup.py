@@ -137,8 +137,10 @@ def test_authorization_url_custom_scopes_redirect_state_and_server() -> None:
 
 
 def test_authorization_url_rejects_bad_region_and_empty_client() -> None:
-    with pytest.raises(ConfigError, match="region 'Mars'"):
+    with pytest.raises(ConfigError, match="Region='Mars' is not valid"):
         authorization_url("id", "Mars")
+    # The Loome guide's names work as well as the codes.
+    assert authorization_url("id", "Europe").startswith("https://accounts.zoho.eu/")
     with pytest.raises(ConfigError, match="client id"):
         authorization_url("  ", "US")
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import traceback
 from collections.abc import Callable, Iterator
@@ -364,6 +365,13 @@ def auth_exchange(
             "--show-secrets", help="Print the secret and tokens in the connection string."
         ),
     ] = False,
+    write: Annotated[
+        Path | None,
+        typer.Option(
+            "--write",
+            help="Also write the full connection string, secrets included, to this file (0600).",
+        ),
+    ] = None,
 ) -> None:
     """Trade a grant code for tokens and print a ready connection string."""
 
@@ -383,7 +391,21 @@ def auth_exchange(
             region=region,
             include_secrets=show_secrets,
         )
-        # The user asked for the secrets: print them verbatim, bypassing redaction.
+        if write is not None:
+            # The grant code is spent now: keep the full string where only the owner can read it.
+            full = oauth_setup.connection_string_for(
+                result,
+                client_id=client_id,
+                client_secret=client_secret,
+                region=region,
+                include_secrets=True,
+            )
+            fd = os.open(write, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                handle.write(full + "\n")
+            os.chmod(write, 0o600)
+            typer.echo(f"connection string with secrets written to {write} (mode 0600)", err=True)
+        # With --show-secrets the user asked for them: printed verbatim, bypassing redaction.
         typer.echo(line)
 
     _run(action)

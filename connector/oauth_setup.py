@@ -367,5 +367,5 @@ def connection_string_for(
         f"{line}\n"
         f"# {SECRET_PLACEHOLDER} and {REFRESH_PLACEHOLDER} stand for your client secret and the "
         "new refresh token. A grant code works once: to print them, get a new code with "
-        "`zoho-crm auth url` and run `zoho-crm auth exchange` again with --show-secrets."
+        "`zoho-crm auth url` and run `zoho-crm auth exchange` again with --show-secrets or --write FILE."
     )

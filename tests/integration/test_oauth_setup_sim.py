@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import re
+import stat
 from collections.abc import Callable
+from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -184,3 +187,48 @@ def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
     )
     assert again.exit_code == 3
     assert "codes live 3 minutes" in again.output
+
+
+def test_cli_auth_exchange_writes_the_full_string_to_an_owner_only_file(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    runner = CliRunner()
+    url = (
+        runner.invoke(
+            app,
+            ["auth", "url", "--client-id", simulator.client_id, "--accounts-server", simulator.url],
+        )
+        .output.strip()
+        .splitlines()[-1]
+    )
+    redirect = parse_redirect(
+        requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
+    )
+    target = tmp_path / "connection.txt"
+    result = runner.invoke(
+        app,
+        [
+            "auth",
+            "exchange",
+            "--code",
+            redirect.code,
+            "--client-id",
+            simulator.client_id,
+            "--client-secret",
+            simulator.client_secret,
+            "--accounts-server",
+            str(redirect.accounts_server),
+            "--write",
+            str(target),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert simulator.client_secret not in result.output
+    assert stat.S_IMODE(target.stat().st_mode) == 0o600
+    written = target.read_text(encoding="utf-8")
+    assert f"OAuthClientSecret={simulator.client_secret};" in written
+    refresh = re.search(r"OAuthRefreshToken=([^;]+);", written)
+    assert refresh is not None and not refresh.group(1).startswith("<")
+    # The written string works: it loads and refreshes a token against the simulator.
+    settings = load_settings(connection=written.strip(), environ={}).settings
+    assert settings.refresh_token is not None

@@ -1,0 +1,222 @@
+"""Helpers of the reliability tests: run the CLI as a subprocess, compare the output with the
+simulator's data, and check that an output directory holds nothing a reader should not see."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from connector.config import Settings, Tuning, load_settings
+from connector.http import ZohoClient
+from connector.metadata import list_fields
+from connector.output import Output
+from connector.schema import ModuleSchema, module_schema
+from connector.simulator import Simulator
+from connector.state import ModuleState, StateStore
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+
+# Retry and poll waits shrunk to nothing: tests never wait for real.
+TINY = Tuning(
+    bulk_poll_initial=0.0,
+    bulk_poll_max=0.0,
+    retry_initial_wait=0.0,
+    retry_max_wait=0.0,
+)
+TINY_ENV = {
+    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0",
+    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0",
+    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
+    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+}
+READERS: dict[str, dict[str, str]] = {
+    "bulk": {"APIType": "Bulk", "UseCOQL": "false"},
+    "coql": {"APIType": "REST", "UseCOQL": "true"},
+    "records": {"APIType": "REST", "UseCOQL": "false"},
+}
+CLI_TIMEOUT = 120
+
+
+def noop(_: float) -> None:
+    """A sleep that does not sleep."""
+    return None
+
+
+def settings_for(sim: Simulator, tmp: Path, tuning: Tuning = TINY, **overrides: str) -> Settings:
+    """Settings for ``sim`` with a token cache under ``tmp`` and the given tuning."""
+    text = sim.connection_string(OAuthSettingsLocation=str(tmp / "tokens.json"), **overrides)
+    settings = load_settings(text, environ={}).settings
+    return settings.model_copy(update={"tuning": tuning})
+
+
+def connection_for(sim: Simulator, tmp: Path, reader: str = "bulk", **overrides: str) -> str:
+    """A connection string for the CLI against ``sim`` reading with ``reader``."""
+    return sim.connection_string(
+        OAuthSettingsLocation=str(tmp / "tokens.json"), **{**READERS[reader], **overrides}
+    )
+
+
+@dataclass
+class CliResult:
+    """What a CLI subprocess did."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+    def describe(self) -> str:
+        """Everything it printed, for assertion messages."""
+        return f"rc={self.returncode}\n--- stdout\n{self.stdout}\n--- stderr\n{self.stderr}"
+
+
+def cli_env(
+    home: Path, extra: Mapping[str, str] | None = None, *, tiny: bool = True
+) -> dict[str, str]:
+    """A clean environment for the CLI: no inherited ZOHO_CRM_* variables, HOME in ``home``."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
+    env["HOME"] = str(home)
+    env["XDG_CACHE_HOME"] = str(home / ".cache")
+    env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+    env["PYTHONDONTWRITEBYTECODE"] = "1"
+    if tiny:
+        env.update(TINY_ENV)
+    env.update(extra or {})
+    return env
+
+
+def run_cli(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    *,
+    checkpoint_rows: int | None = None,
+    timeout: float = CLI_TIMEOUT,
+) -> CliResult:
+    """Run ``python -m connector ARGS`` (or the checkpoint-shrinking runner) in a subprocess."""
+    if checkpoint_rows is None:
+        command = [sys.executable, "-m", "connector", *args]
+    else:
+        command = [sys.executable, str(HERE / "cli_runner.py"), str(checkpoint_rows), *args]
+    done = subprocess.run(
+        command,
+        env=dict(env),
+        cwd=str(REPO),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return CliResult(done.returncode, done.stdout, done.stderr)
+
+
+def schema_of(settings: Settings, module: str, client: ZohoClient | None = None) -> ModuleSchema:
+    """The connector's schema of ``module`` (one metadata call, through ``client`` if given)."""
+    if client is not None:
+        return module_schema(module, list_fields(client, module))
+    with ZohoClient(settings, sleep=noop) as own:
+        return module_schema(module, list_fields(own, module))
+
+
+def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
+    """The simulator's current records, normalised to the connector's types, sorted by id."""
+    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
+    columns = []
+    for field in schema.arrow:
+        column = raw.column(field.name)
+        if pa.types.is_struct(column.type):
+            column = pc.struct_field(column, "id")
+        columns.append(column.cast(field.type))
+    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
+
+
+def _dataset(path: Path) -> pa.Table | None:
+    if not path.exists() or not any(path.rglob("*.parquet")):
+        return None
+    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+
+
+def output_table(out: Path, schema: ModuleSchema) -> pa.Table:
+    """Latest version per id, minus tombstones; asserts no (id, Modified_Time) appears twice."""
+    table = _dataset(out / schema.module)
+    if table is None:
+        return schema.arrow.empty_table()
+    table = table.select(schema.arrow.names).cast(schema.arrow)
+    keys = list(
+        zip(table.column("id").to_pylist(), table.column("Modified_Time").to_pylist(), strict=True)
+    )
+    assert len(keys) == len(set(keys)), f"{schema.module}: an (id, Modified_Time) row twice"
+    table = table.sort_by([("id", "ascending"), ("Modified_Time", "descending")])
+    ids = table.column("id").to_pylist()
+    keep = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
+    table = table.filter(pa.array(keep, pa.bool_()))
+    tombstones = _dataset(out / "_deleted" / schema.module)
+    if tombstones is not None and tombstones.num_rows:
+        gone = pc.is_in(table.column("id"), value_set=tombstones.column("id"))
+        table = table.filter(pc.invert(gone))
+    return table.sort_by("id")
+
+
+def assert_output_equals_source(sim: Simulator, out: Path, schema: ModuleSchema) -> None:
+    """The output, read as a change log, is the simulator's current module, value for value."""
+    got, want = output_table(out, schema), source_table(sim, schema)
+    assert got.num_rows == want.num_rows, (schema.module, got.num_rows, want.num_rows)
+    for name in want.column_names:
+        assert got.column(name).equals(want.column(name)), (schema.module, name)
+
+
+def load_state(out: Path, module: str) -> ModuleState:
+    """The committed state (raises DataError when the state file is corrupt)."""
+    return StateStore(Output.open(str(out))).load(module)
+
+
+def assert_files_readable(out: Path, module: str) -> None:
+    """Every file in the module's dataset dirs is a complete Parquet file (what a reader sees)."""
+    for rel in (module, f"_deleted/{module}"):
+        base = out / rel
+        if not base.exists():
+            continue
+        for path in base.rglob("*"):
+            if path.is_dir():
+                continue
+            assert path.suffix == ".parquet", f"a non-Parquet file is visible: {path}"
+            pq.read_metadata(path)  # raises on a partial file
+            pq.read_table(path)
+
+
+def assert_clean_and_committed(out: Path, module: str) -> ModuleState:
+    """After a successful run: only committed part files, no scratch left, no lock, a valid state
+    whose watermark is set and not past the greatest Modified_Time written."""
+    assert_files_readable(out, module)
+    state = load_state(out, module)
+    for rel in (module, f"_deleted/{module}"):
+        base = out / rel
+        if not base.exists():
+            continue
+        for path in base.rglob("*.parquet"):
+            relpath = path.relative_to(out).as_posix()
+            assert state.covers(relpath), f"an uncommitted file is visible: {relpath}"
+    tmp = out / "_tmp"
+    if tmp.exists():
+        leftovers = [
+            p.relative_to(tmp).as_posix()
+            for p in tmp.rglob("*")
+            if p.is_file() and p.relative_to(tmp).as_posix().startswith(f"{module}/")
+        ]
+        assert not leftovers, f"scratch files left behind: {leftovers}"
+    assert not (out / "_state" / f"{module}.lock").exists(), "the lock was not released"
+    data = _dataset(out / module)
+    if data is not None and data.num_rows:
+        # The watermark never passes what was written (it may lag: it is capped at the time the
+        # read started, so records changed during the read are read again next time).
+        newest = pc.max(data.column("Modified_Time")).as_py()
+        assert state.watermark is not None and state.watermark <= newest, (state.watermark, newest)
+    return state

@@ -576,9 +576,11 @@ class ZohoClient:
         consume: Callable[[requests.Response], T],
     ) -> T:
         kind, credits = call_cost(method, path, params, json_body)
-        token_retry_used = [False]
 
         def attempt() -> T:
+            # One token refresh per attempt: a token may expire again during a long 429/5xx
+            # retry loop, but a freshly obtained token refused at once is a real auth problem.
+            token_retry_used = [False]
             response = self._send_authorised(
                 method, path, params, json_body, headers, stream, kind, credits, token_retry_used
             )
@@ -618,7 +620,7 @@ class ZohoClient:
                 if code in _INVALID_TOKEN_CODES:
                     response.close()
                     self.tokens.invalidate(token)
-                    # One fresh token per call, outside the normal attempts; a second refusal
+                    # One fresh token per attempt, outside the normal attempts; a second refusal
                     # means something other than expiry is wrong.
                     if not token_retry_used[0]:
                         token_retry_used[0] = True

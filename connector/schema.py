@@ -364,7 +364,10 @@ def _read_header(stream: BinaryIO, module: str) -> tuple[list[str], bytes]:
         text = line.decode("utf-8-sig").rstrip("\r")
     except UnicodeDecodeError as exc:
         raise DataError(f"{module}: the Bulk Read CSV header is not UTF-8", module=module) from exc
-    names = next(csv.reader([text]))
+    try:
+        names = next(csv.reader([text]))
+    except (csv.Error, StopIteration) as exc:
+        raise DataError(f"{module}: the Bulk Read CSV header cannot be parsed ({exc})") from None
     return names, head
 
 
@@ -446,6 +449,11 @@ def _user_part(value: Any, key: str) -> str | None:
 
 def tombstones_from_json(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
     """Normalise the rows of the deleted-records API into a batch of :data:`TOMBSTONE_SCHEMA`."""
+    for row in rows:
+        if not isinstance(row, Mapping):
+            raise DataError(
+                f"the deleted-records answer holds a row that is not an object: {_describe(row)}"
+            )
     ids = pa.array([_scalar_text(r.get("id")) for r in rows], pa.string())
     times = pa.array([_scalar_text(r.get("deleted_time")) for r in rows], pa.string())
     columns = [
@@ -465,7 +473,9 @@ def parse_zoho_datetime(text: str) -> datetime:
     """Parse a Zoho ISO 8601 datetime with its offset into an aware UTC datetime."""
     try:
         parsed = datetime.fromisoformat(text)
-    except (TypeError, ValueError) as exc:
+        if parsed.tzinfo is not None:
+            parsed = parsed.astimezone(timezone.utc)
+    except (TypeError, ValueError, OverflowError) as exc:
         raise DataError(f"not an ISO 8601 datetime: {_describe(text)}") from exc
     if parsed.tzinfo is None:
         raise DataError(f"datetime without a UTC offset: {_describe(text)}")

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import string
@@ -25,13 +26,19 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 from connector.config import Tuning, load_settings
-from connector.errors import ConnectorError
+from connector.errors import ConnectorError, DataError
 from connector.http import ZohoClient
 from connector.metadata import FieldMeta, ModuleMeta
 from connector.readers.bulk import BulkReader
 from connector.readers.coql import CoqlReader
 from connector.readers.records import RecordsReader
-from connector.schema import batch_from_records, module_schema
+from connector.schema import (
+    batch_from_records,
+    batches_from_csv,
+    module_schema,
+    parse_zoho_datetime,
+    tombstones_from_json,
+)
 
 FUZZ = settings(
     derandomize=True,
@@ -394,3 +401,28 @@ def test_bulk_reader_fuzz(data: st.DataObject, tmp_path_factory: pytest.TempPath
 @given(batch=st.lists(st.one_of(rows, plausible_row), max_size=6))
 def test_json_rows_with_wrong_types(batch: list[dict[str, Any]]) -> None:
     _ends_well(lambda: batch_from_records(batch, SCHEMA))
+
+
+@FUZZ
+@given(rows=st.lists(json_values | rows, max_size=5))
+def test_tombstones_from_any_json_rows(rows: list[Any]) -> None:
+    """Whatever the deleted-records API returns, a batch or a DataError: never another exception."""
+    with contextlib.suppress(DataError):
+        tombstones_from_json(rows)
+
+
+@FUZZ
+@given(data=st.binary(max_size=300) | st.text(max_size=300).map(lambda t: t.encode("utf-8")))
+def test_bulk_csv_from_any_bytes(data: bytes) -> None:
+    """Any Bulk CSV content reads as batches or fails with a DataError naming the module."""
+    schema = module_schema("Leads", [FieldMeta("id", "bigint"), FieldMeta("Last_Name", "text")])
+    try:
+        list(batches_from_csv(io.BytesIO(data), schema))
+    except DataError as exc:
+        assert "Leads" in str(exc)
+
+
+@pytest.mark.parametrize("text", ["9999-12-31T23:59:59-05:00", "0001-01-01T00:00:00+05:30", "x"])
+def test_parse_zoho_datetime_out_of_range_is_a_data_error(text: str) -> None:
+    with pytest.raises(DataError):
+        parse_zoho_datetime(text)

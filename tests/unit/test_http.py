@@ -310,6 +310,34 @@ def test_second_401_is_auth_error(tmp_path: Any, code: str) -> None:
     assert len(adapter.requests) == 4  # refresh, call, refresh, call
 
 
+def test_token_expiring_twice_within_one_calls_retries_is_refreshed_each_time(
+    tmp_path: Any,
+) -> None:
+    """A 401 after a 429 retry is a new expiry, not a refused fresh token."""
+    tokens = iter(["1000.t1.aaa", "1000.t2.bbb", "1000.t3.ccc"])
+    script = iter(
+        [
+            zoho_error(401, "INVALID_TOKEN"),  # t1 expired
+            zoho_error(429, "TOO_MANY_REQUESTS"),  # t2 works, but Zoho is busy
+            zoho_error(401, "INVALID_TOKEN"),  # t2 expired during the wait
+            response(200, {"org": [{"id": "1"}]}),  # t3
+        ]
+    )
+
+    def handler(req: requests.PreparedRequest) -> requests.Response:
+        if path_of(req) == "/oauth/v2/token":
+            return token_ok(next(tokens))
+        return next(script)
+
+    settings = refresh_settings(
+        tmp_path, tuning=Tuning(retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=3)
+    )
+    client, _, waits = client_for(handler=handler, settings=settings)
+    assert client.get_json("org") == {"org": [{"id": "1"}]}
+    assert len(waits) == 1
+    assert client.meter.token_refreshes == 3
+
+
 def test_401_in_off_mode() -> None:
     client, adapter, _ = client_for([zoho_error(401, "INVALID_TOKEN")])
     with pytest.raises(AuthError, match="supply a new OAuthAccessToken"):

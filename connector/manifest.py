@@ -57,6 +57,8 @@ class ModuleReport:
     fallback: str | None = None
     mode: str | None = None  # "full" | "incremental" | "full_refresh"
     rows: int = 0
+    # Rows read but modified at or after the cap (the read's start): the next run writes them.
+    deferred_rows: int = 0
     tombstones: int = 0
     files: list[FileEntry] = field(default_factory=list)
     tombstone_files: list[FileEntry] = field(default_factory=list)
@@ -72,6 +74,7 @@ class ModuleReport:
     checkpoints: int = 0
     skipped_fields: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # worth knowing, nothing to fix
     recovered_files: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     error: str | None = None
@@ -174,6 +177,7 @@ class RunManifest:
             "modules": [{**asdict(m), "credits_total": m.credits_total} for m in self.modules],
             "totals": {
                 "rows": self.rows,
+                "deferred_rows": sum(m.deferred_rows for m in self.modules),
                 "tombstones": sum(m.tombstones for m in self.modules),
                 "files": sum(len(m.files) + len(m.tombstone_files) for m in self.modules),
                 "credits": self.credits_total,
@@ -220,6 +224,7 @@ class RunManifest:
                 lines.append(f"{m.module}: {m.error}")
             if m.fallback:
                 lines.append(f"{m.module}: {m.reason}")
+            lines.extend(f"{m.module}: {note}" for note in m.notes)
         duration = self.duration_s
         lines.append(
             f"run {self.run_id}: {self.status} (exit {self.exit_code}), {self.rows:,} rows, "

@@ -40,9 +40,16 @@ written at or after ``W``. The next run reads from ``W`` inclusive and drops exa
 remembered pairs: whatever changed during a run is read again, and nothing is written twice. The
 remembered set stays small: the rows of the watermark's second plus the rows modified during the
 run (:class:`WatermarkTracker` keeps only pairs that can still be at or after ``W``). Checkpoints
-apply the same cap, and tombstones follow the same rule with ``deleted_time``. (A record changed
-twice within one second keeps one pair: Zoho's whole-second times cannot tell those versions
-apart.)
+apply the same cap, and tombstones follow the same rule with ``deleted_time``.
+
+**Rows at or after ``T0`` are not written at all** (the caller, :mod:`connector.sync`, leaves them
+for the next run). Zoho's ``Modified_Time`` has whole seconds, so a record changed twice within
+one second has one ``(id, Modified_Time)`` pair for both versions: had a run written the first
+version in a second that was not over, the next run would drop the second version as already
+written. Every row written is older than ``T0``, so its second was complete before the read
+began and no later version can share its pair: deduplicating by pair is then exact. It also
+means ``W`` is simply the greatest time written (always below ``T0``) and ``remembered`` holds the
+rows of that one second; the cap in :class:`WatermarkTracker` remains as a guard.
 
 At the next recover, every run's list is *sealed* (replaced by ``null``: every file of that run
 still present is committed), because recover has just removed the others; runs with no file left

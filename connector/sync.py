@@ -19,7 +19,7 @@ the rows since the last commit, and the next run's ``recover`` removes their unc
 Decisions:
 
 * **Full load and deletions.** After a full load the deletion watermark is the data watermark (the
-  greatest ``Modified_Time`` read, capped at the read's start): every record deleted after its
+  greatest ``Modified_Time`` written, below the read's start): every record deleted after its
   snapshot was taken has a ``deleted_time`` at or after it, so the first incremental run sees
   every deletion that matters, and uses Zoho's clock, never this machine's.
 * **Full refresh.** ``--full-refresh`` on a module with committed data writes a new generation: it
@@ -43,6 +43,13 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
+  not written (:func:`_defer_live_edge`, between the dedupe and the writer): their second may not
+  be over, and a record changed again within it gets the same ``(id, Modified_Time)`` pair, which
+  the next run would drop as already written. Every written row is older than the cap, so its
+  second was complete before the read began: no later version can share its pair, and the
+  dedupe is exact. The next run reads from the watermark (inclusive) and writes the deferred rows
+  once their seconds are over. The manifest counts them per module (``deferred_rows``).
 """
 
 from __future__ import annotations
@@ -57,6 +64,7 @@ from datetime import datetime, timedelta, timezone
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connector.config import Settings
 from connector.crashpoints import crashpoint
@@ -286,6 +294,27 @@ def _entries(files: Iterable[WrittenFile]) -> list[FileEntry]:
     return [FileEntry(f.path, f.rows, f.bytes) for f in files]
 
 
+def _defer_live_edge(
+    batch: pa.RecordBatch, cap: datetime | None, *, time_column: str = "Modified_Time"
+) -> tuple[pa.RecordBatch, int]:
+    """(the rows of ``batch`` modified before ``cap``, how many rows were left out).
+
+    Zoho's ``Modified_Time`` has whole seconds: a version written from a second that is not over
+    yet could be followed by another in the same second, with the same ``(id, Modified_Time)``,
+    which the next run would then drop as already written. Rows with no time are kept (there is
+    nothing to defer them to).
+    """
+    if cap is None or batch.num_rows == 0:
+        return batch, 0
+    times = batch.column(time_column)
+    bound = pa.scalar(cap.astimezone(timezone.utc), type=times.type)
+    keep = pc.fill_null(pc.less(times, bound), True)
+    kept = pc.sum(keep.cast(pa.int64())).as_py() or 0
+    if kept == batch.num_rows:
+        return batch, 0
+    return batch.filter(keep), batch.num_rows - kept
+
+
 class _ModuleJob:
     """Extracts one module (the caller holds its lock)."""
 
@@ -373,7 +402,16 @@ class _ModuleJob:
         )
         run.progress.start_module(name, choice.reader)
 
-        self._read_data(choice, first, schema, base, target_state, checkpoints=not new_generation)
+        try:
+            self._read_data(
+                choice, first, schema, base, target_state, checkpoints=not new_generation
+            )
+        finally:
+            if report.deferred_rows:
+                report.notes.append(
+                    f"{report.deferred_rows:,} rows modified in the last second(s) before the "
+                    f"read (at or after {_iso(self.cap)}) are left for the next run"
+                )
 
         if incremental:
             self._read_deleted(target_state)
@@ -494,10 +532,14 @@ class _ModuleJob:
         writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id)
         tracker = WatermarkTracker.from_state(target, cap=self.cap)
         pending = 0
+        # A restart reads the deferred rows again: count this attempt's only.
+        self.report.deferred_rows = 0
         try:
             for batch in batches:
                 self._check_stop()
                 batch = dedupe_against_watermark(batch, base)
+                batch, deferred = _defer_live_edge(batch, self.cap)
+                self.report.deferred_rows += deferred
                 if batch.num_rows == 0:
                     continue
                 writer.write(batch)
@@ -561,6 +603,11 @@ class _ModuleJob:
         )
         base = replace(target)
         # Deletions made while this read pages are stamped at or after its start: cap there.
+        # Tombstones are not deferred like records (_defer_live_edge): a record is deleted once,
+        # so no later tombstone can share an (id, deleted_time) pair with a different content;
+        # one deleted again within the same second after a restore from the recycle bin says
+        # nothing new (it is gone either way), and the cap still re-reads anything deleted
+        # during this read.
         _, cap = self._read_start()
         tracker = WatermarkTracker.from_state(target, time_column=DELETED_TIME, cap=cap)
         rows = 0

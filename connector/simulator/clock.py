@@ -55,3 +55,26 @@ class FakeClock:
         """Jump to ``when`` (tz-aware)."""
         with self._lock:
             self._now = when
+
+
+class LiveClock:
+    """A clock that follows real time, plus the seconds skipped with :meth:`advance`.
+
+    The connector leaves rows modified in the last second(s) before its read for the next run, so
+    the demo and the tests skip ahead between changing the org and extracting, as time passes
+    between a user's edit and a scheduled run, instead of sleeping; everything else (token
+    lifetimes, download limits) keeps moving with real time.
+    """
+
+    def __init__(self) -> None:
+        self._skipped = timedelta()
+        self._lock = threading.Lock()
+
+    def __call__(self) -> datetime:
+        with self._lock:
+            return datetime.now(timezone.utc) + self._skipped
+
+    def advance(self, seconds: float) -> None:
+        """Skip ``seconds`` ahead."""
+        with self._lock:
+            self._skipped += timedelta(seconds=seconds)

@@ -73,6 +73,7 @@ def changed_org(
             leads.update(record_id, {"Last_Name": "Changed"})
         leads.delete(ids[200])
         leads.delete(ids[201], permanent=True)
+        clock.advance(2)  # the next run comes after the changes' second, as a scheduled one does
     return sim, settings, client, out
 
 

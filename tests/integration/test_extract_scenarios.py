@@ -144,20 +144,24 @@ def test_full_then_incremental_equals_source(
 
     leads, ships = sim.org.module("Leads"), sim.org.module("Shipments")
     lead_ids, ship_ids = leads.current_ids(), ships.current_ids()
-    # Changes at 12:00:00, and the second run starts in that same second: its watermark is capped
-    # one second before the server time at the read's start (the change is written AND
-    # remembered, so the next run reads that second again and drops only what it has).
+    # Changes at 12:00:00, then time passes before the next scheduled run (rows modified in the
+    # read's last second are left for the run after: see test_extract_live_edge.py). The
+    # watermark is the change's second, 12:00:00, and lead 0's pair is remembered, so the next
+    # run reads that second again and drops only what it has.
     leads.update(lead_ids[0], {"Last_Name": 'Comma, "quote"\nnewline 😀'})
     ships.update(ship_ids[0], {"Name": "Renamed"})
+    clock.advance(2)
     second = extract(settings, client, out)
     assert second.exit_code == 0, second.summary_lines()
     assert second.module("Leads").mode == "incremental"
     assert second.module("Leads").rows == 1
-    assert second.module("Leads").watermark_after == "2026-07-01T11:59:59+00:00"
+    assert second.module("Leads").deferred_rows == 0
+    assert second.module("Leads").watermark_after == "2026-07-01T12:00:00+00:00"
     for m in ["Leads", "Shipments"]:
         assert_output_equals_source(sim, out, schemas[m])
 
-    # More changes in the SAME second as the watermark, plus deletes (recycle and permanent).
+    # More changes in the second the previous read started in, plus deletes (recycle and
+    # permanent); a later change; then the next run.
     leads.update(lead_ids[1], {"Last_Name": "Same second"})
     new_id = leads.insert({"Last_Name": "New in the same second", "Company": "Zylker"})
     leads.delete(lead_ids[2])
@@ -165,6 +169,7 @@ def test_full_then_incremental_equals_source(
     ships.delete(ship_ids[1])
     clock.advance(5)
     leads.update(lead_ids[4], {"Last_Name": "Later"})
+    clock.advance(2)
     third = extract(settings, client, out)
     assert third.exit_code == 0, third.summary_lines()
     assert third.module("Leads").rows == 3  # lead 1, the new lead, lead 4; lead 0 not again
@@ -214,6 +219,7 @@ def test_incremental_with_bulk_settings_costs_at_most_5_credits(
     leads = sim.org.module("Leads")
     for record_id in leads.current_ids()[:100]:
         leads.update(record_id, {"Last_Name": "Changed"})
+    clock.advance(2)  # the next scheduled run comes after the edits' second
     before = sim.credits.total
     run = extract(settings, client, out, modules=["Leads"])
     report = run.module("Leads")

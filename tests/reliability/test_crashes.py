@@ -35,6 +35,7 @@ from support import (
 
 from connector.schema import ModuleSchema
 from connector.simulator import Simulator
+from connector.simulator.clock import LiveClock
 
 LEADS = ("Leads",)
 BOTH = ("Leads", "Accounts")
@@ -124,7 +125,12 @@ def sim(make_simulator: Callable[..., Simulator]) -> Iterator[Simulator]:
     # About 250 Leads and 75 Accounts; Bulk pages of 80 rows make Leads four jobs.
     # Zoho's 10 downloads a minute would make the client wait out a real minute: not tested here.
     yield make_simulator(
-        seed=21, records=250, bulk_page_size=80, bulk_polls=2, download_limit_per_minute=10_000
+        seed=21,
+        records=250,
+        bulk_page_size=80,
+        bulk_polls=2,
+        download_limit_per_minute=10_000,
+        clock=LiveClock(),
     )
 
 
@@ -147,6 +153,10 @@ def mutate(sim: Simulator, modules: tuple[str, ...], round_: int) -> None:
         )
         store.delete(ids[10 + round_])
         store.delete(ids[20 + round_], permanent=True)
+    # The next run comes after the changes' second (rows modified in the last second(s) before a
+    # read are left for the run after it).
+    assert isinstance(sim.clock, LiveClock)
+    sim.clock.advance(2)
 
 
 def _extract_args(case: Case, sim: Simulator, tmp: Path, out: Path, *extra: str) -> list[str]:

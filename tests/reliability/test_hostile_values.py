@@ -22,6 +22,7 @@ from support import (
 
 from connector.http import ZohoClient
 from connector.simulator import Simulator
+from connector.simulator.clock import LiveClock
 from connector.sync import run_extract
 
 HOSTILE = [
@@ -64,7 +65,8 @@ HOSTILE = [
 def test_csv_breaking_values_survive_exactly(
     make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str
 ) -> None:
-    sim = make_simulator(seed=13, records=60, bulk_page_size=1000, bulk_polls=1)
+    clock = LiveClock()
+    sim = make_simulator(seed=13, records=60, bulk_page_size=1000, bulk_polls=1, clock=clock)
     leads = sim.org.module("Leads")
     inserted: dict[str, str] = {}
     for value in HOSTILE:
@@ -75,6 +77,7 @@ def test_csv_breaking_values_survive_exactly(
     # And an existing record updated with every troublesome character at once.
     everything = "".join(v for v in HOSTILE if len(v) < 100)
     leads.update(leads.current_ids()[0], {"Description": everything})
+    clock.advance(2)  # the run comes after the edits' second, as a scheduled one does
 
     settings = settings_for(sim, tmp_path, **READERS[reader])
     client = ZohoClient(settings, sleep=noop)

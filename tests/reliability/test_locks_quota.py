@@ -26,6 +26,7 @@ from support import (
 )
 
 from connector.simulator import FaultConfig, Simulator
+from connector.simulator.clock import LiveClock
 
 
 def _args(sim: Simulator, tmp: Path, out: Path, reader: str, modules: str, *extra: str) -> list:
@@ -123,7 +124,10 @@ def test_daily_credits_run_out_mid_way(
     limit: int,
     resumes: bool,
 ) -> None:
-    sim = make_simulator(seed=8, records=250, bulk_page_size=80, bulk_polls=1, daily_credits=limit)
+    clock = LiveClock()
+    sim = make_simulator(
+        seed=8, records=250, bulk_page_size=80, bulk_polls=1, daily_credits=limit, clock=clock
+    )
     out = tmp_path / "out"
     home = tmp_path / "home"
     home.mkdir()
@@ -150,6 +154,7 @@ def test_daily_credits_run_out_mid_way(
     # The budget resets (a new day): the rerun completes and the output equals the source.
     sim.credits.daily_limit = None
     sim.org.module("Leads").update(sim.org.module("Leads").current_ids()[5], {"Last_Name": "x"})
+    clock.advance(2)  # the rerun comes after the edit's second
     rerun = run_cli(args, env)
     assert rerun.returncode == 0, rerun.describe()
     manifest = json.loads(sorted((out / "_runs").glob("*.json"))[-1].read_text())

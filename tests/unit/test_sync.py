@@ -7,6 +7,7 @@ import logging
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+import pyarrow as pa
 import pytest
 
 from connector.errors import ConfigError, ModuleUnavailable
@@ -49,6 +50,8 @@ def test_manifest_json_has_the_documented_content() -> None:
     report.reader, report.mode, report.rows, report.tombstones = "bulk", "full", 10, 2
     report.files = [FileEntry("M0/modified_date=2026-07-01/part-r1-00000.parquet", 10, 999)]
     report.credits = {"bulk_create": 50, "metadata": 1}
+    report.deferred_rows = 3
+    report.notes = ["3 rows modified in the last second(s) before the read are left for later"]
     m.credits = {"bulk_create": 50, "metadata": 2}
     m.calls, m.token_refreshes = 5, 1
     m.finish(T0 + timedelta(seconds=3))
@@ -59,6 +62,7 @@ def test_manifest_json_has_the_documented_content() -> None:
     assert module["credits_total"] == 51 and module["files"][0]["bytes"] == 999
     assert doc["totals"] == {
         "rows": 10,
+        "deferred_rows": 3,
         "tombstones": 2,
         "files": 1,
         "credits": 52,
@@ -70,6 +74,8 @@ def test_manifest_json_has_the_documented_content() -> None:
     lines = m.summary_lines()
     assert lines[0].split() == ["module", "status", "reader", "mode", "rows", "deleted", "credits"]
     assert lines[1].split() == ["M0", "ok", "bulk", "full", "10", "2", "51"]
+    assert "M0: 3 rows modified in the last second(s) before the read are left for later" in lines
+    assert module["deferred_rows"] == 3 and module["notes"] == report.notes
     assert lines[-1].startswith("run r1: ok (exit 0), 10 rows, 52 credits, 5 calls")
 
 
@@ -158,3 +164,26 @@ def test_a_known_module_zoho_refuses_is_kept_as_unavailable() -> None:
     client = FakeClient(MODULES, FIELDS)
     targets = discover(client, ["Visits"])  # type: ignore[arg-type]
     assert targets[0].error is not None and targets[0].error.code == "INVALID_MODULE"
+
+
+def test_rows_at_or_after_the_cap_are_deferred_rows_without_time_kept() -> None:
+    from connector.sync import _defer_live_edge
+
+    utc_us = pa.timestamp("us", tz="UTC")
+    cap = T0
+    times = [
+        T0 - timedelta(seconds=1),
+        T0,
+        None,
+        T0 + timedelta(seconds=3),
+        T0 - timedelta(0, 0, 1),
+    ]
+    batch = pa.RecordBatch.from_arrays(
+        [pa.array(["a", "b", "c", "d", "e"]), pa.array(times, utc_us)], ["id", "Modified_Time"]
+    )
+    kept, deferred = _defer_live_edge(batch, cap)
+    assert kept.column("id").to_pylist() == ["a", "c", "e"] and deferred == 2
+    assert _defer_live_edge(batch, None) == (batch, 0)
+    older = batch.filter(pa.array([True, False, True, False, True]))
+    same, none = _defer_live_edge(older, cap)
+    assert same is older and none == 0

@@ -124,11 +124,10 @@ from connector.state import (
 )
 from connector.writer import DatasetWriter, WrittenFile
 
-__all__ = ["CHECKPOINT_ROWS", "build_plan", "discover", "format_plan", "run_extract"]
+__all__ = ["build_plan", "discover", "format_plan", "run_extract"]
 
 log = logging.getLogger(__name__)
 
-CHECKPOINT_ROWS = 200_000
 # The Date header and Modified_Time both come in whole seconds, from hosts whose clocks may differ
 # by a fraction of one: one second of margin keeps the cap at or below any later Modified_Time.
 SERVER_TIME_MARGIN = timedelta(seconds=1)
@@ -700,7 +699,7 @@ def run_extract(
     max_credits: int | None = None,
     progress: Progress | None = None,
     client: ZohoClient | None = None,
-    checkpoint_rows: int = CHECKPOINT_ROWS,
+    checkpoint_rows: int | None = None,
     sleep: Callable[[float], None] | None = None,
 ) -> RunManifest:
     """Extract ``modules`` (default: every extractable module) into ``output``; one run.
@@ -750,7 +749,10 @@ def run_extract(
             full_refresh=full_refresh,
             progress=progress,
             attribution=attribution,
-            checkpoint_rows=max(1, checkpoint_rows),
+            checkpoint_rows=max(
+                1,
+                checkpoint_rows if checkpoint_rows is not None else settings.tuning.checkpoint_rows,
+            ),
             sleep=sleep,
         )
         n_workers = max(1, min(workers or settings.tuning.workers, MAX_WORKERS, len(targets) or 1))

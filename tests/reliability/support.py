@@ -101,14 +101,14 @@ def run_cli(
     checkpoint_rows: int | None = None,
     timeout: float = CLI_TIMEOUT,
 ) -> CliResult:
-    """Run ``python -m connector ARGS`` (or the checkpoint-shrinking runner) in a subprocess."""
-    if checkpoint_rows is None:
-        command = [sys.executable, "-m", "connector", *args]
-    else:
-        command = [sys.executable, str(HERE / "cli_runner.py"), str(checkpoint_rows), *args]
+    """Run ``python -m connector ARGS`` in a subprocess (checkpointing every N rows if asked)."""
+    command = [sys.executable, "-m", "connector", *args]
+    env = dict(env)
+    if checkpoint_rows is not None:
+        env["ZOHO_CRM_TUNING_CHECKPOINT_ROWS"] = str(checkpoint_rows)
     done = subprocess.run(
         command,
-        env=dict(env),
+        env=env,
         cwd=str(REPO),
         capture_output=True,
         text=True,

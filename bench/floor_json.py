@@ -6,8 +6,12 @@ the first group's range), exactly as the connector's COQL reader asks.
 ``--reader records``: ``GET /crm/v8/{module}`` with ``per_page=200`` sorted by ``Modified_Time``,
 one page-token chain per group of at most 50 fields, up to Zoho's 100,000 rows per query.
 
-Nothing is converted or written: the bodies are decoded with ``json.loads`` and counted. Prints
-one JSON line with the rows, calls and time.
+``--layout none`` (the default, the issue's floor): nothing is converted or written, the bodies are
+decoded with ``json.loads`` and counted. ``--layout hive`` also writes what the connector must
+write, as plainly as Arrow allows: each page's groups are joined row by row (dict updates), every
+100,000 rows become one ``pa.Table.from_pylist`` (Arrow infers the types) and one
+``pq.write_to_dataset`` partitioned by the UTC day of ``Modified_Time`` (zstd). Prints one JSON
+line with the rows, calls, files and time.
 """
 
 from __future__ import annotations
@@ -15,8 +19,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
+from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.parquet as pq
 import requests
 
 from bench.floor_bulk import SKIPPED, token
@@ -50,8 +58,59 @@ def _coql_page(
     return list(body["data"]), bool(body.get("info", {}).get("more_records", False))
 
 
+Sink = Callable[[list[dict]], None]
+
+
+class HiveSink:
+    """Collect decoded rows; write each 100,000 as one hive-partitioned ``write_to_dataset``."""
+
+    def __init__(self, out: Path) -> None:
+        self.out = out
+        self.rows: list[dict] = []
+        self.writes = 0
+
+    def __call__(self, rows: list[dict]) -> None:
+        """Take one page's joined rows."""
+        self.rows.extend(rows)
+        if len(self.rows) >= 100_000:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is collected."""
+        if not self.rows:
+            return
+        days = [
+            datetime.fromisoformat(r["Modified_Time"]).astimezone(timezone.utc).date()
+            for r in self.rows
+        ]
+        table = pa.Table.from_pylist(self.rows).append_column(
+            "modified_date", pa.array(days, pa.date32())
+        )
+        self.rows = []
+        pq.write_to_dataset(
+            table,
+            self.out,
+            partition_cols=["modified_date"],
+            basename_template=f"chunk-{self.writes:05d}-{{i}}.parquet",
+            max_partitions=1 << 16,
+            compression="zstd",
+        )
+        self.writes += 1
+
+
+def _join(first: list[dict], others: list[list[dict]]) -> list[dict]:
+    for page in others:
+        for row, extra in zip(first, page, strict=False):
+            row.update(extra)
+    return first
+
+
 def coql(
-    session: requests.Session, url: str, module: str, groups: list[list[str]]
+    session: requests.Session,
+    url: str,
+    module: str,
+    groups: list[list[str]],
+    sink: Sink | None = None,
 ) -> tuple[int, int]:
     """Read every row by keyset COQL pages; return (rows, calls)."""
     rows = calls = 0
@@ -66,9 +125,12 @@ def coql(
             f"((Modified_Time < '{last_t}') or "
             f"((Modified_Time = '{last_t}') and (id <= '{last_id}')))"
         )
+        others = []
         for cols in groups[1:]:
-            _coql_page(session, url, module, cols, f"({where} and {upper})")
+            others.append(_coql_page(session, url, module, cols, f"({where} and {upper})")[0])
             calls += 1
+        if sink is not None:
+            sink(_join(first, others))
         rows += len(first)
         if not more:
             break
@@ -80,13 +142,18 @@ def coql(
 
 
 def records(
-    session: requests.Session, url: str, module: str, groups: list[list[str]]
+    session: requests.Session,
+    url: str,
+    module: str,
+    groups: list[list[str]],
+    sink: Sink | None = None,
 ) -> tuple[int, int]:
     """Read up to 100,000 rows by page-token chains, one per field group; return (rows, calls)."""
     rows = calls = 0
     tokens: list[str | None] = [None] * len(groups)
     while True:
         infos = []
+        pages: list[list[dict]] = []
         count = 0
         for i, cols in enumerate(groups):
             params: dict[str, str | int] = {
@@ -103,8 +170,11 @@ def records(
                 return rows, calls
             body = json.loads(resp.content)
             infos.append(body.get("info", {}))
+            pages.append(body["data"])
             if i == 0:
                 count = len(body["data"])
+        if sink is not None:
+            sink(_join(pages[0], pages[1:]))
         rows += count
         if not infos[0].get("more_records"):
             return rows, calls
@@ -118,6 +188,7 @@ def main() -> None:
         parser.add_argument(name, required=True)
     parser.add_argument("--module", required=True)
     parser.add_argument("--reader", choices=("coql", "records"), required=True)
+    parser.add_argument("--layout", choices=("none", "hive"), default="none")
     args = parser.parse_args()
     started = time.perf_counter()
     session = requests.Session()
@@ -128,8 +199,17 @@ def main() -> None:
     names = [f["api_name"] for f in fields if f["data_type"] not in SKIPPED]
     groups = groups_of(names, 50)
     read = coql if args.reader == "coql" else records
-    rows, calls = read(session, args.url, args.module, groups)
-    print(json.dumps({"rows": rows, "calls": calls, "total_s": time.perf_counter() - started}))
+    out = Path(args.out)
+    sink = HiveSink(out) if args.layout == "hive" else None
+    rows, calls = read(session, args.url, args.module, groups, sink)
+    if sink is not None:
+        sink.flush()
+    files = sum(1 for _ in out.rglob("*.parquet")) if sink is not None else "-"
+    print(
+        json.dumps(
+            {"rows": rows, "calls": calls, "files": files, "total_s": time.perf_counter() - started}
+        )
+    )
 
 
 if __name__ == "__main__":

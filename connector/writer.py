@@ -137,7 +137,7 @@ class DatasetWriter:
         partition_column: str = "Modified_Time",
         partition_name: str = "modified_date",
         target_file_rows: int = 500_000,
-        max_buffer_bytes: int = 32 << 20,
+        max_buffer_bytes: int = 16 << 20,
         row_group_rows: int = ROW_GROUP_ROWS,
         first_seq: int = 0,
         threads: int = COMMIT_THREADS,

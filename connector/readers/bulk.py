@@ -69,9 +69,14 @@ MAX_JOB_ATTEMPTS = 3
 MAX_DOWNLOADS = 3
 # Rounds of reading records that changed between field groups again, by id.
 MAX_REREAD_ROUNDS = 3
-# Arrow's streaming CSV reader parses several blocks ahead on its threads: 8 MB blocks held about
-# 200 MB of a 100k-row read, 2 MB blocks about 60 MB, and read as fast.
-CSV_BLOCK_SIZE = 2 << 20
+# Arrow's streaming CSV reader reads up to 32 blocks ahead on its I/O thread (as Python bytes from
+# the ZIP stream) and parses a few more: 8 MB blocks held about 200 MB of a 100k-row read, 2 MB
+# blocks 60-100 MB; 512 KB blocks cap the read-ahead at 16 MB, and read as fast.
+CSV_BLOCK_SIZE = 512 << 10
+# Arrow cannot parse a row longer than one block ("straddling object"); a file with such a row
+# (long text areas) is read again from the first row not yet given, with blocks this much bigger.
+CSV_BLOCK_GROWTH = 8
+CSV_BLOCK_MAX = 256 << 20
 
 
 @dataclass
@@ -262,27 +267,45 @@ class BulkReader:
         if job.path is None:
             return
         seen = 0
-        with zipfile.ZipFile(job.path) as archive:
-            member = archive.namelist()[0]
-            with archive.open(member) as stream:
-                batches = batches_from_csv(
-                    cast(BinaryIO, stream), schema, block_size=CSV_BLOCK_SIZE
-                )
-                while True:
-                    try:
-                        batch = next(batches)
-                    except StopIteration:
-                        break
-                    except csv.Error as exc:
-                        raise DataError(
-                            f"{schema.module}: a Bulk Read file is not valid CSV ({exc})",
-                            module=schema.module,
-                        ) from exc
-                    seen += batch.num_rows
-                    if seen > job.count:
-                        break
-                    crashpoint("bulk_csv_batch")
-                    yield batch
+        block_size = CSV_BLOCK_SIZE
+        done = False
+        while not done:
+            # Rows already given on an earlier pass (read again with bigger blocks) are skipped.
+            skip = seen
+            with zipfile.ZipFile(job.path) as archive:
+                member = archive.namelist()[0]
+                with archive.open(member) as stream:
+                    batches = batches_from_csv(
+                        cast(BinaryIO, stream), schema, block_size=block_size
+                    )
+                    while True:
+                        try:
+                            batch = next(batches)
+                        except StopIteration:
+                            done = True
+                            break
+                        except csv.Error as exc:
+                            raise DataError(
+                                f"{schema.module}: a Bulk Read file is not valid CSV ({exc})",
+                                module=schema.module,
+                            ) from exc
+                        except DataError as exc:
+                            if "straddl" not in str(exc) or block_size >= CSV_BLOCK_MAX:
+                                raise
+                            block_size *= CSV_BLOCK_GROWTH
+                            log.debug("%s: a CSV row is longer than a block", schema.module)
+                            break
+                        if skip:
+                            if batch.num_rows <= skip:
+                                skip -= batch.num_rows
+                                continue
+                            batch, skip = batch.slice(skip), 0
+                        seen += batch.num_rows
+                        if seen > job.count:
+                            done = True
+                            break
+                        crashpoint("bulk_csv_batch")
+                        yield batch
         if seen != job.count:
             raise RetriableAPIError(
                 f"{schema.module}: a Bulk Read file holds {seen} rows where the job counted "

@@ -6,6 +6,7 @@ deletes), runs an incremental extraction, and reports where the Parquet went and
 
 from __future__ import annotations
 
+import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -70,6 +71,6 @@ def run_demo(
 
         yield f"Parquet datasets are in {Path(output).resolve()}/<Module>/ (hive-partitioned by modified_date)"
         yield (
-            'read them with: python -c "import pyarrow.dataset as ds; '
+            f'read them with: {sys.executable} -c "import pyarrow.dataset as ds; '
             f"print(ds.dataset('{output}/{DEMO_MODULE}', partitioning='hive').to_table().num_rows)\""
         )

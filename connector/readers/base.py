@@ -74,6 +74,51 @@ class Reader(Protocol):
         ...
 
 
+class ReaderBase:
+    """What every reader keeps: its client, tuning, sleep, progress callback and statistics."""
+
+    def __init__(
+        self,
+        client: ZohoClient,
+        tuning: Tuning,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        on_progress: ProgressCallback | None = None,
+    ) -> None:
+        self.client = client
+        self.tuning = tuning
+        self.sleep = sleep
+        self.on_progress = on_progress
+        self.stats = ReaderStats()
+
+    def report_progress(self) -> None:
+        """Hand the current statistics to the progress callback, if there is one."""
+        if self.on_progress is not None:
+            self.on_progress(self.stats)
+
+
+@dataclass
+class LastSecond:
+    """The greatest ``Modified_Time`` an ordered reader has yielded and the ids yielded at it.
+
+    An ordered reader restarts inclusively at that second (a COQL cursor, a Records API query from
+    it), so it reads some of those ids again; :meth:`first_time` tells them apart.
+    """
+
+    time: str | None = None
+    ids: set[str] = field(default_factory=set)
+
+    def first_time(self, stamp: str, rid: str) -> bool:
+        """Note the row ``rid`` at ``stamp``; False when it was already yielded at that second."""
+        if stamp == self.time:
+            if rid in self.ids:
+                return False
+            self.ids.add(rid)
+        else:
+            self.time, self.ids = stamp, {rid}
+        return True
+
+
 def make_reader(
     name: str,
     client: ZohoClient,

@@ -51,7 +51,7 @@ from connector.readers.base import (
     ID,
     MODIFIED_TIME,
     ProgressCallback,
-    ReaderStats,
+    ReaderBase,
     field_groups,
     zoho_time,
 )
@@ -119,7 +119,7 @@ def _zip_member(path: Path) -> str | None:
         return None
 
 
-class BulkReader:
+class BulkReader(ReaderBase):
     """Reads a module through Bulk Read jobs; batches come in no particular order."""
 
     name = "bulk"
@@ -134,12 +134,8 @@ class BulkReader:
         on_progress: ProgressCallback | None = None,
         scratch_dir: str | Path | None = None,
     ) -> None:
-        self.client = client
-        self.tuning = tuning
-        self.sleep = sleep
-        self.on_progress = on_progress
+        super().__init__(client, tuning, sleep=sleep, on_progress=on_progress)
         self.scratch_dir = scratch_dir
-        self.stats = ReaderStats()
         self._base = f"/crm/bulk/{_api_version(client)}/read"
 
     # --- one job -------------------------------------------------------------------------------
@@ -355,8 +351,7 @@ class BulkReader:
                         job.path.unlink(missing_ok=True)
                 self.stats.pages += 1
                 crashpoint("bulk_page_done")
-                if self.on_progress is not None:
-                    self.on_progress(self.stats)
+                self.report_progress()
                 tokens = [job.next_page_token for job in jobs]
                 if any((t is None) != (tokens[0] is None) for t in tokens):
                     # One group has more pages than another: the module changed a lot between

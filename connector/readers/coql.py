@@ -33,8 +33,9 @@ from connector.errors import DataError, RetriableAPIError
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
+    LastSecond,
     ProgressCallback,
-    ReaderStats,
+    ReaderBase,
     field_groups,
     merge_groups,
     parse_time,
@@ -191,7 +192,7 @@ def read_page(
     return Page(merged, unstable, more, last, credits, calls)
 
 
-class CoqlReader:
+class CoqlReader(ReaderBase):
     """Reads a module through COQL, in ascending ``(Modified_Time, id)`` order."""
 
     name = "coql"
@@ -207,13 +208,9 @@ class CoqlReader:
         first_limit: int = FIRST_LIMIT,
         max_limit: int = MAX_LIMIT,
     ) -> None:
-        self.client = client
-        self.tuning = tuning
-        self.sleep = sleep
-        self.on_progress = on_progress
+        super().__init__(client, tuning, sleep=sleep, on_progress=on_progress)
         self.first_limit = first_limit
         self.max_limit = max_limit
-        self.stats = ReaderStats()
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
@@ -229,8 +226,7 @@ class CoqlReader:
         limit = self.first_limit if since is not None else self.max_limit
         # Ids already yielded at the greatest Modified_Time yielded so far: an inclusive cursor
         # reads some of them again.
-        top_time: str | None = None
-        top_ids: set[str] = set()
+        top = LastSecond()
         stalled = 0
         while True:
             page = read_page(self.client, name, groups, base_where(since, cursor), limit)
@@ -239,13 +235,8 @@ class CoqlReader:
             fresh: list[dict[str, Any]] = []
             for row in page.rows:
                 position = _cursor_of(row, name)
-                if position.time == top_time:
-                    if position.id in top_ids:
-                        continue
-                    top_ids.add(position.id)
-                else:
-                    top_time, top_ids = position.time, {position.id}
-                fresh.append(row)
+                if top.first_time(position.time, position.id):
+                    fresh.append(row)
             if fresh:
                 self.stats.rows += len(fresh)
                 yield batch_from_records(fresh, schema)
@@ -256,8 +247,7 @@ class CoqlReader:
                     f"{name}: {len(page.unstable)} record(s) changed while a page was read; "
                     "read again from the page's last second"
                 )
-            if self.on_progress is not None:
-                self.on_progress(self.stats)
+            self.report_progress()
             if page.last is None or (not page.more_records and not page.unstable):
                 return
             if page.unstable:

@@ -30,8 +30,7 @@ where (or after which) its new version is, because a change stamps a later or th
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -40,8 +39,8 @@ from connector.errors import DataError, RetriableAPIError, ZohoAPIError
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
-    ProgressCallback,
-    ReaderStats,
+    LastSecond,
+    ReaderBase,
     field_groups,
     merge_groups,
     parse_time,
@@ -51,7 +50,6 @@ from connector.readers.base import (
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from connector.config import Tuning
     from connector.http import ZohoClient
     from connector.metadata import ModuleMeta
     from connector.schema import ModuleSchema
@@ -169,25 +167,11 @@ def fetch_by_ids(
     return rows, unstable
 
 
-class RecordsReader:
+class RecordsReader(ReaderBase):
     """Reads a module through the Records API, in ascending ``Modified_Time`` order."""
 
     name = "records"
     ordered = True
-
-    def __init__(
-        self,
-        client: ZohoClient,
-        tuning: Tuning,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        self.client = client
-        self.tuning = tuning
-        self.sleep = sleep
-        self.on_progress = on_progress
-        self.stats = ReaderStats()
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
@@ -201,8 +185,7 @@ class RecordsReader:
         page = 1
         # One page-token chain per field group: the groups page through the same query in step.
         tokens: list[str | None] = [None] * len(groups)
-        top_time: str | None = None
-        top_ids: set[str] = set()
+        top = LastSecond()
         # Ids read in a second paged past its first page, with that second: if one of them comes
         # again later in this read, it was modified meanwhile and may have shifted a row of that
         # second past a page boundary.
@@ -220,7 +203,7 @@ class RecordsReader:
                     raise
                 stalled += 1
                 if stalled >= MAX_STALLED or (
-                    exc.code == "PAGINATION_LIMIT_EXCEEDED" and query_since == top_time
+                    exc.code == "PAGINATION_LIMIT_EXCEEDED" and query_since == top.time
                 ):
                     raise RetriableAPIError(
                         f"{name}: the Records API cannot page past this point ({exc.code}); "
@@ -232,7 +215,7 @@ class RecordsReader:
                 # Start again at the last second yielded; its ids are skipped.
                 self.stats.retries += 1
                 self.stats.notes.append(f"{name}: restarted paging after {exc.code}")
-                query_since = top_time if top_time is not None else query_since
+                query_since = top.time if top.time is not None else query_since
                 page, tokens = 1, [None] * len(groups)
                 continue
             crashpoint("records_page_read")
@@ -252,13 +235,8 @@ class RecordsReader:
                     )
                 if stamp == deep_second:
                     deep[rid] = stamp
-                if stamp == top_time:
-                    if rid in top_ids:
-                        continue
-                    top_ids.add(rid)
-                else:
-                    top_time, top_ids = stamp, {rid}
-                fresh.append(row)
+                if top.first_time(stamp, rid):
+                    fresh.append(row)
             if fresh:
                 self.stats.rows += len(fresh)
                 yield batch_from_records(fresh, schema)
@@ -267,8 +245,7 @@ class RecordsReader:
                 self.stats.notes.append(
                     f"{name}: {len(unstable)} record(s) changed while a page was read; read again"
                 )
-            if self.on_progress is not None:
-                self.on_progress(self.stats)
+            self.report_progress()
             more = bool(info.get("more_records", False))
             if not more and not unstable:
                 return
@@ -277,8 +254,8 @@ class RecordsReader:
             if at_last == len(first) == PER_PAGE and deep_second != last_time:
                 # This second fills a whole page: it will be paged through with offsets.
                 deep_second = last_time
-                if top_time == last_time:
-                    deep.update(dict.fromkeys(top_ids, last_time))
+                if top.time == last_time:
+                    deep.update(dict.fromkeys(top.ids, last_time))
             if unstable:
                 # The changed records' new versions are at last_time or later: read that second
                 # again from its start.

@@ -8,7 +8,6 @@ asserts on the exit code, the key content of stdout and the shape of stderr.
 from __future__ import annotations
 
 import json
-import os
 import queue
 import subprocess
 import sys
@@ -18,10 +17,10 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from clirun import REPO, clean_env, run_cli
 
 from connector.simulator import Simulator
 
-REPO = Path(__file__).resolve().parents[2]
 # Small waits, so bulk polls and retries cost milliseconds instead of seconds.
 FAST_TUNING = {
     "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
@@ -34,25 +33,7 @@ FAST_TUNING = {
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache, tiny waits."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
-    env.update(FAST_TUNING)
-    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def run_cli(
-    *args: str, env: dict[str, str], timeout: float = 120
-) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m connector ARGS`` to completion, capturing text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=REPO,
-    )
+    return clean_env(tmp_path, FAST_TUNING)
 
 
 def ok(proc: subprocess.CompletedProcess[str]) -> str:

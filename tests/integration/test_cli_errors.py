@@ -9,21 +9,19 @@ context; the error itself is exactly one line starting with ``error:``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
+from clirun import clean_env, run_cli
 
 from connector.simulator import DEFAULT_SCOPES, Simulator
 
-REPO = Path(__file__).resolve().parents[2]
 # Small waits and few attempts, so failures that retry still end in well under a second.
 FAST_TUNING = {
     "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
@@ -34,23 +32,7 @@ FAST_TUNING = {
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache, tiny waits."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
-    env.update(FAST_TUNING)
-    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
-
-
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run ``python -m connector ARGS`` to completion, capturing text output."""
-    return subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=REPO,
-    )
+    return clean_env(tmp_path, FAST_TUNING)
 
 
 # A text log line: "2026-01-01 12:00:00,123 WARNING connector.cli: …".

@@ -16,9 +16,9 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pytest
+from sourcecheck import read_local
 from test_extract_scenarios import (
     READERS,
-    _dataset,
     assert_output_equals_source,
     client_for,
     extract,
@@ -59,14 +59,14 @@ def during_call(
 
 def output_version(out: Path, record_id: str) -> datetime:
     """The newest ``Modified_Time`` the output holds for ``record_id``."""
-    table = _dataset(out / "Leads")
+    table = read_local(out / "Leads")
     assert table is not None
     mine = table.filter(pc.equal(table.column("id"), record_id))
     return max(mine.column("Modified_Time").to_pylist())
 
 
 def newest_written(out: Path) -> datetime:
-    table = _dataset(out / "Leads")
+    table = read_local(out / "Leads")
     assert table is not None
     return pc.max(table.column("Modified_Time")).as_py()
 
@@ -178,7 +178,7 @@ def test_bulk_change_after_an_earlier_page_snapshot_is_read_by_the_next_run(
     assert report.read_started_at_server == T.isoformat()
     assert report.rows == len(ids) - 1 and report.deferred_rows == 1  # e's new version
     assert output_version(out, d) < T  # page 1 held d's old version
-    table = _dataset(out / "Leads")
+    table = read_local(out / "Leads")
     assert table is not None and e not in table.column("id").to_pylist()
     state = StateStore(Output.open(out)).load("Leads")
     assert state.watermark == newest_written(out) < T - S
@@ -249,7 +249,7 @@ def test_a_record_edited_again_in_the_second_it_was_read_keeps_its_second_versio
     clock.advance(2)
     after = run_leads(settings, client, out)
     assert after.module("Leads").rows == 1 and after.module("Leads").deferred_rows == 0
-    table = _dataset(out / "Leads")
+    table = read_local(out / "Leads")
     assert table is not None
     mine = table.filter(pc.equal(table.column("id"), r)).sort_by("Modified_Time")
     # The full load may hold R's version from before T; from T, only the second version.

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
+from sourcecheck import source_table
 
 from connector.config import load_settings
 from connector.http import ZohoClient
@@ -55,18 +55,6 @@ def schema_of(sim: Simulator, tmp: Path, module: str) -> ModuleSchema:
     text = sim.connection_string(OAuthSettingsLocation=str(tmp / "test-tokens.json"))
     client = ZohoClient(load_settings(text, environ={}).settings)
     return module_schema(module, list_fields(client, module))
-
-
-def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records in the connector's types, sorted by id."""
-    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
-    columns = []
-    for field in schema.arrow:
-        column = raw.column(field.name)
-        if pa.types.is_struct(column.type):  # a lookup: the connector keeps the related id
-            column = pc.struct_field(column, "id")
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
 
 
 def output_table(out: Path, schema: ModuleSchema) -> pa.Table:

@@ -22,8 +22,9 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
+from sourcecheck import TINY, noop
 
-from connector.config import Tuning, load_settings
+from connector.config import load_settings
 from connector.http import ZohoClient
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
@@ -32,11 +33,6 @@ from connector.sync import run_extract
 MODULES = ("Leads", "Shipments")
 PARTITION = "modified_date"
 UTC_NAMES = {"UTC", "Etc/UTC", "+00:00", "Z", "GMT", "Etc/GMT"}
-TINY = Tuning(bulk_poll_initial=0.0, bulk_poll_max=0.0, retry_initial_wait=0.0, retry_max_wait=0.0)
-
-
-def _no_sleep(_: float) -> None:
-    return None
 
 
 @pytest.fixture(scope="module")
@@ -48,15 +44,15 @@ def extracted(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, 
     try:
         text = sim.connection_string(OAuthSettingsLocation=str(tmp / "tokens.json"), APIType="Bulk")
         settings = load_settings(text, environ={}).settings.model_copy(update={"tuning": TINY})
-        client = ZohoClient(settings, sleep=_no_sleep)
+        client = ZohoClient(settings, sleep=noop)
         out = tmp / "out"
-        first = run_extract(settings, str(out), modules=MODULES, client=client, sleep=_no_sleep)
+        first = run_extract(settings, str(out), modules=MODULES, client=client, sleep=noop)
         assert first.exit_code == 0, first.summary_lines()
         leads = sim.org.module("Leads")
         leads.update(leads.current_ids()[0], {"Last_Name": 'Ünïcode; "quoted", ok'})
         leads.insert({"Last_Name": "Newcomer", "Company": "Zylker"})
         clock.advance(2)  # the next run comes after the edits' second, as a scheduled one does
-        second = run_extract(settings, str(out), modules=MODULES, client=client, sleep=_no_sleep)
+        second = run_extract(settings, str(out), modules=MODULES, client=client, sleep=noop)
         assert second.exit_code == 0 and second.module("Leads").rows == 2
         yield out, sim
     finally:

@@ -14,12 +14,12 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pytest
 from s3server import S3Bucket, s3, s3_server
+from sourcecheck import TINY, latest_per_id, noop, source_table
 
-from connector.config import Tuning, load_settings
+from connector.config import load_settings
 from connector.errors import LockError
 from connector.http import ZohoClient
 from connector.manifest import RunManifest
@@ -264,38 +264,15 @@ def test_lock_of_another_host_is_never_broken(s3: S3Bucket, out: FsspecOutput) -
 
 # --- the whole extract ----------------------------------------------------------------------
 
-TINY = Tuning(bulk_poll_initial=0.0, bulk_poll_max=0.0, retry_initial_wait=0.0, retry_max_wait=0.0)
 E2E_MODULES = ("Leads", "Contacts")
-
-
-def _no_sleep(_: float) -> None:
-    return None
-
-
-def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records in the connector's types, sorted by id."""
-    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
-    columns = []
-    for field in schema.arrow:
-        column = raw.column(field.name)
-        if pa.types.is_struct(column.type):  # a lookup: the connector keeps the related id
-            column = pc.struct_field(column, "id")
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
 
 
 def current_from_s3(s3: S3Bucket, schema: ModuleSchema) -> pa.Table:
     """What the bucket holds as the table now: latest version per id, minus tombstones."""
-    table = read_dataset(s3, schema.module).select(schema.arrow.names).cast(schema.arrow)
-    keys = list(zip(table["id"].to_pylist(), table["Modified_Time"].to_pylist(), strict=True))
-    assert len(keys) == len(set(keys)), "an (id, Modified_Time) row was written twice"
-    table = table.sort_by([("id", "ascending"), ("Modified_Time", "descending")])
-    ids = table.column("id").to_pylist()
-    table = table.filter(pa.array([i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]))
+    gone = None
     if s3.fs.exists(f"{s3.root}/_deleted/{schema.module}"):
         gone = read_dataset(s3, f"_deleted/{schema.module}").column("id")
-        table = table.filter(pc.invert(pc.is_in(table.column("id"), value_set=gone)))
-    return table.sort_by("id")
+    return latest_per_id(read_dataset(s3, schema.module), schema, gone)
 
 
 def test_extract_to_s3_then_incremental_equals_source(
@@ -305,11 +282,11 @@ def test_extract_to_s3_then_incremental_equals_source(
     sim = make_simulator(seed=11, records=60, bulk_polls=1, clock=clock)
     text = sim.connection_string(OAuthSettingsLocation=str(tmp_path / "tokens.json"))
     settings = load_settings(text, environ={}).settings.model_copy(update={"tuning": TINY})
-    client = ZohoClient(settings, sleep=_no_sleep)
+    client = ZohoClient(settings, sleep=noop)
     schemas = {m: module_schema(m, list_fields(client, m)) for m in E2E_MODULES}
 
     def extract() -> RunManifest:
-        return run_extract(settings, s3.url, modules=E2E_MODULES, client=client, sleep=_no_sleep)
+        return run_extract(settings, s3.url, modules=E2E_MODULES, client=client, sleep=noop)
 
     first = extract()
     assert first.exit_code == 0, first.summary_lines()

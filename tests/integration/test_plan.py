@@ -6,21 +6,18 @@ credit ledger show exactly what the plan called and what the following ``extract
 
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+from clirun import clean_env, run_cli
 
 import connector.simulator.server as sim_server
 from connector.simulator import Simulator
 
-REPO = Path(__file__).resolve().parents[2]
 FAST_TUNING = {
     "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
     "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
@@ -74,23 +71,12 @@ def parse_plan(stdout: str) -> tuple[dict[str, PlanRow], int, int]:
 
 def cli_env(tmp_path: Path) -> dict[str, str]:
     """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache, tiny waits."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
-    env.update(FAST_TUNING)
-    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
-    return env
+    return clean_env(tmp_path, FAST_TUNING)
 
 
 def run_ok(*args: str, env: dict[str, str]) -> str:
     """Run ``python -m connector ARGS``; assert a clean exit 0 and return stdout."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "connector", *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=120,
-        cwd=REPO,
-    )
+    proc = run_cli(*args, env=env)
     assert proc.returncode == 0, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
     return proc.stdout

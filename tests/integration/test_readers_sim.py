@@ -11,20 +11,15 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from sourcecheck import TINY, source_table
+from sourcecheck import assert_same_table as assert_same
 
-from connector.config import Tuning, load_settings
+from connector.config import load_settings
 from connector.http import ZohoClient
 from connector.metadata import ModuleMeta, list_fields
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
 from connector.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
 from connector.simulator import Simulator
-
-TINY = Tuning(
-    bulk_poll_initial=0.0,
-    bulk_poll_max=0.0,
-    retry_initial_wait=0.0,
-    retry_max_wait=0.0,
-)
 
 
 @pytest.fixture(scope="module")
@@ -44,18 +39,6 @@ def schema_of(client: ZohoClient, module: str) -> ModuleSchema:
     return module_schema(module, list_fields(client, module))
 
 
-def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records, normalised to the connector's schema."""
-    raw = sim.org.module(schema.module).current_table(schema.names)
-    columns = []
-    for field in schema.arrow:
-        column = raw.column(field.name)
-        if pa.types.is_struct(column.type):
-            column = pc.struct_field(column, "id")
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
-
-
 def read_table(
     reader_name: str, client: ZohoClient, schema: ModuleSchema, since: Any = None
 ) -> pa.Table:
@@ -64,12 +47,6 @@ def read_table(
     batches = list(reader.read(module, schema, since))
     assert all(b.schema == schema.arrow for b in batches)
     return pa.Table.from_batches(batches, schema=schema.arrow).sort_by("id")
-
-
-def assert_same(got: pa.Table, want: pa.Table) -> None:
-    assert got.num_rows == want.num_rows
-    for name in want.column_names:
-        assert got.column(name).equals(want.column(name)), name
 
 
 @pytest.mark.parametrize("module", ["Leads", "Shipments"])

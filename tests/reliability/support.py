@@ -10,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
+from sourcecheck import TINY, assert_output_equals_source, noop, output_table, read_local
 
 from connector.config import Settings, Tuning, load_settings
 from connector.http import ZohoClient
@@ -23,16 +22,29 @@ from connector.schema import ModuleSchema, module_schema
 from connector.simulator import Simulator
 from connector.state import ModuleState, StateStore
 
+__all__ = [
+    "CLI_TIMEOUT",
+    "READERS",
+    "REPO",
+    "TINY",
+    "TINY_ENV",
+    "CliResult",
+    "assert_clean_and_committed",
+    "assert_files_readable",
+    "assert_output_equals_source",
+    "cli_env",
+    "connection_for",
+    "load_state",
+    "noop",
+    "output_table",
+    "run_cli",
+    "schema_of",
+    "settings_for",
+]
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 
-# Retry and poll waits shrunk to nothing: tests never wait for real.
-TINY = Tuning(
-    bulk_poll_initial=0.0,
-    bulk_poll_max=0.0,
-    retry_initial_wait=0.0,
-    retry_max_wait=0.0,
-)
 TINY_ENV = {
     "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0",
     "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0",
@@ -45,11 +57,6 @@ READERS: dict[str, dict[str, str]] = {
     "records": {"APIType": "REST", "UseCOQL": "false"},
 }
 CLI_TIMEOUT = 120
-
-
-def noop(_: float) -> None:
-    """A sleep that does not sleep."""
-    return None
 
 
 def settings_for(sim: Simulator, tmp: Path, tuning: Tuning = TINY, **overrides: str) -> Settings:
@@ -126,53 +133,6 @@ def schema_of(settings: Settings, module: str, client: ZohoClient | None = None)
         return module_schema(module, list_fields(own, module))
 
 
-def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records, normalised to the connector's types, sorted by id."""
-    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
-    columns = []
-    for field in schema.arrow:
-        column = raw.column(field.name)
-        if pa.types.is_struct(column.type):
-            column = pc.struct_field(column, "id")
-        columns.append(column.cast(field.type))
-    return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
-
-
-def _dataset(path: Path) -> pa.Table | None:
-    if not path.exists() or not any(path.rglob("*.parquet")):
-        return None
-    return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
-
-
-def output_table(out: Path, schema: ModuleSchema) -> pa.Table:
-    """Latest version per id, minus tombstones; asserts no (id, Modified_Time) appears twice."""
-    table = _dataset(out / schema.module)
-    if table is None:
-        return schema.arrow.empty_table()
-    table = table.select(schema.arrow.names).cast(schema.arrow)
-    keys = list(
-        zip(table.column("id").to_pylist(), table.column("Modified_Time").to_pylist(), strict=True)
-    )
-    assert len(keys) == len(set(keys)), f"{schema.module}: an (id, Modified_Time) row twice"
-    table = table.sort_by([("id", "ascending"), ("Modified_Time", "descending")])
-    ids = table.column("id").to_pylist()
-    keep = [i == 0 or ids[i] != ids[i - 1] for i in range(len(ids))]
-    table = table.filter(pa.array(keep, pa.bool_()))
-    tombstones = _dataset(out / "_deleted" / schema.module)
-    if tombstones is not None and tombstones.num_rows:
-        gone = pc.is_in(table.column("id"), value_set=tombstones.column("id"))
-        table = table.filter(pc.invert(gone))
-    return table.sort_by("id")
-
-
-def assert_output_equals_source(sim: Simulator, out: Path, schema: ModuleSchema) -> None:
-    """The output, read as a change log, is the simulator's current module, value for value."""
-    got, want = output_table(out, schema), source_table(sim, schema)
-    assert got.num_rows == want.num_rows, (schema.module, got.num_rows, want.num_rows)
-    for name in want.column_names:
-        assert got.column(name).equals(want.column(name)), (schema.module, name)
-
-
 def load_state(out: Path, module: str) -> ModuleState:
     """The committed state (raises DataError when the state file is corrupt)."""
     return StateStore(Output.open(str(out))).load(module)
@@ -213,7 +173,7 @@ def assert_clean_and_committed(out: Path, module: str) -> ModuleState:
         ]
         assert not leftovers, f"scratch files left behind: {leftovers}"
     assert not (out / "_state" / f"{module}.lock").exists(), "the lock was not released"
-    data = _dataset(out / module)
+    data = read_local(out / module)
     if data is not None and data.num_rows:
         # The watermark never passes what was written (it may lag: it is capped at the time the
         # read started, so records changed during the read are read again next time).

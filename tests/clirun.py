@@ -1,0 +1,39 @@
+"""Shared test helpers: run the ``zoho-crm`` command line as a subprocess, as a user does.
+
+Importable from every test directory (``from clirun import …``), as the root conftest puts this
+directory on the import path.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clean_env(tmp_path: Path, tuning: Mapping[str, str]) -> dict[str, str]:
+    """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache under
+    ``tmp_path``, the given ``ZOHO_CRM_TUNING_*`` values, and this checkout importable."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ZOHO_CRM_")}
+    env.update(tuning)
+    env["ZOHO_CRM_TOKEN_CACHE_DIR"] = str(tmp_path / "tokens")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    return env
+
+
+def run_cli(
+    *args: str, env: dict[str, str], timeout: float = 120
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m connector ARGS`` to completion, capturing text output."""
+    return subprocess.run(
+        [sys.executable, "-m", "connector", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=timeout,
+        cwd=REPO,
+    )

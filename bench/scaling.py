@@ -10,6 +10,7 @@ figures are the connector's own. Linear means seconds per 100k rows stays about 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from bench.common import (
     BIG_MODULE,
@@ -29,10 +30,23 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--dir")
+    parser.add_argument(
+        "--part",
+        choices=["all", "size", "workers"],
+        default="all",
+        help="run only the size table or only the --workers table",
+    )
     args = parser.parse_args()
     root = scratch_root(args.dir)
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
-    size_rows = []
+    size_rows: list[list[object]] = []
+    if args.part != "workers":
+        _sizes(root, sizes, size_rows)
+    if args.part != "size":
+        _workers(root, 20_000 if args.quick else 100_000)
+
+
+def _sizes(root: Path, sizes: list[int], size_rows: list[list[object]]) -> None:
     for size in sizes:
         with simulator(records_for(BIG_MODULE, size)) as sim:
             extract(sim, fresh_dir(root, "sc"), [BIG_MODULE])  # cold: builds the answers
@@ -48,8 +62,10 @@ def main() -> None:
             title=f"Bulk extraction of {BIG_MODULE} against size (warm)",
         )
     )
-    records = 20_000 if args.quick else 100_000
-    worker_rows = []
+
+
+def _workers(root: Path, records: int) -> None:
+    worker_rows: list[list[object]] = []
     with simulator(records) as sim:
         extract(sim, fresh_dir(root, "sw"), FOUR, workers=4)  # cold
         for workers in (1, 4):
@@ -57,9 +73,9 @@ def main() -> None:
             total = sum(e["rows"] for e in m.extra["manifest"]["modules"])
             worker_rows.append([workers, total, m.wall_s, m.cpu_s, m.max_rss_mb])
             print(f"done: workers {workers}", flush=True)
-    base = worker_rows[0][2]
+    base = float(worker_rows[0][2])  # type: ignore[arg-type]
     for row in worker_rows:
-        row.append(f"{base / row[2]:.2f}x")
+        row.append(f"{base / float(row[2]):.2f}x")  # type: ignore[arg-type]
     print()
     print(
         table(

@@ -422,9 +422,13 @@ class LocalOutput(Output):
         """Rename a prepared file to ``rel`` (durable after :meth:`finish_placing`)."""
         src = Path(local_tmp_path)
         dest = self._abs(rel)
-        dest.parent.mkdir(parents=True, exist_ok=True)
         try:
-            os.replace(src, dest)
+            try:
+                os.replace(src, dest)
+            except FileNotFoundError:
+                # Most renames go to a directory that exists; create it only when it does not.
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(src, dest)
         except OSError as exc:
             if exc.errno != errno.EXDEV:  # the scratch file is on another filesystem
                 raise

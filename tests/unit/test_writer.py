@@ -352,3 +352,19 @@ def test_writes_to_an_fsspec_url() -> None:
     finally:
         out.fs.rm(out.base, recursive=True)
         shutil.rmtree(out.scratch, ignore_errors=True)
+
+
+def test_scratch_space_removed_between_commits_is_recreated(tmp_path: Path) -> None:
+    """A recover() in between (or a user tidying _tmp/) must not break the next checkpoint."""
+    out = Output.open(tmp_path)
+    writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "run8", max_buffer_bytes=1)
+    writer.write(make_batch(0, 40))
+    writer.commit()
+    shutil.rmtree(tmp_path / "_tmp")
+    writer.write(make_batch(40, 40))
+    writer.commit()
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 80
+    assert sorted(table.column("id").to_pylist()) == [
+        f"{3652397000000000000 + i}" for i in range(80)
+    ]

@@ -18,6 +18,7 @@ from connector.endpoints import resolve_endpoints
 from connector.errors import AuthError
 from connector.oauth_setup import (
     READ_SCOPES,
+    RedirectParams,
     authorization_url,
     connection_string_for,
     exchange_code,
@@ -139,8 +140,8 @@ def test_wrong_secret_and_wrong_redirect_uri(simulator: Simulator) -> None:
         )
 
 
-def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
-    runner = CliRunner()
+def _consent(runner: CliRunner, simulator: Simulator) -> RedirectParams:
+    """`zoho-crm auth url`, then the browser's consent: the redirect Zoho sends back."""
     shown = runner.invoke(
         app, ["auth", "url", "--client-id", simulator.client_id, "--accounts-server", simulator.url]
     )
@@ -148,7 +149,12 @@ def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
     url = shown.output.strip().splitlines()[-1]
     assert parse_qs(urlsplit(url).query)["access_type"] == ["offline"]
     location = requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
-    redirect = parse_redirect(location)
+    return parse_redirect(location)
+
+
+def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
+    runner = CliRunner()
+    redirect = _consent(runner, simulator)
 
     hidden = runner.invoke(
         app,
@@ -193,17 +199,7 @@ def test_cli_auth_exchange_writes_the_full_string_to_an_owner_only_file(
     simulator: Simulator, tmp_path: Path
 ) -> None:
     runner = CliRunner()
-    url = (
-        runner.invoke(
-            app,
-            ["auth", "url", "--client-id", simulator.client_id, "--accounts-server", simulator.url],
-        )
-        .output.strip()
-        .splitlines()[-1]
-    )
-    redirect = parse_redirect(
-        requests.get(url, allow_redirects=False, timeout=10).headers["Location"]
-    )
+    redirect = _consent(runner, simulator)
     target = tmp_path / "connection.txt"
     result = runner.invoke(
         app,

@@ -10,7 +10,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from typer.testing import CliRunner
+from typer.testing import CliRunner, Result
 
 from connector.cli import app
 from connector.config import load_settings, parse_connection_string
@@ -152,45 +152,39 @@ def _consent(runner: CliRunner, simulator: Simulator) -> RedirectParams:
     return parse_redirect(location)
 
 
-def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
-    runner = CliRunner()
-    redirect = _consent(runner, simulator)
-
-    hidden = runner.invoke(
+def _exchange(
+    runner: CliRunner, simulator: Simulator, code: str, accounts_server: str, *extra: str
+) -> Result:
+    """`zoho-crm auth exchange` with the simulator's client credentials."""
+    return runner.invoke(
         app,
         [
             "auth",
             "exchange",
             "--code",
-            redirect.code,
+            code,
             "--client-id",
             simulator.client_id,
             "--client-secret",
             simulator.client_secret,
             "--accounts-server",
-            str(redirect.accounts_server),
+            accounts_server,
+            *extra,
         ],
     )
+
+
+def test_cli_auth_url_and_exchange(simulator: Simulator) -> None:
+    runner = CliRunner()
+    redirect = _consent(runner, simulator)
+
+    hidden = _exchange(runner, simulator, redirect.code, str(redirect.accounts_server))
     assert hidden.exit_code == 0, hidden.output
     assert "OAuthRefreshToken=<OAuthRefreshToken>;" in hidden.output
     assert simulator.client_secret not in hidden.output
     assert "--show-secrets" in hidden.output
 
-    again = runner.invoke(
-        app,
-        [
-            "auth",
-            "exchange",
-            "--code",
-            redirect.code,
-            "--client-id",
-            simulator.client_id,
-            "--client-secret",
-            simulator.client_secret,
-            "--accounts-server",
-            simulator.url,
-        ],
-    )
+    again = _exchange(runner, simulator, redirect.code, simulator.url)
     assert again.exit_code == 3
     assert "codes live 3 minutes" in again.output
 
@@ -201,22 +195,8 @@ def test_cli_auth_exchange_writes_the_full_string_to_an_owner_only_file(
     runner = CliRunner()
     redirect = _consent(runner, simulator)
     target = tmp_path / "connection.txt"
-    result = runner.invoke(
-        app,
-        [
-            "auth",
-            "exchange",
-            "--code",
-            redirect.code,
-            "--client-id",
-            simulator.client_id,
-            "--client-secret",
-            simulator.client_secret,
-            "--accounts-server",
-            str(redirect.accounts_server),
-            "--write",
-            str(target),
-        ],
+    result = _exchange(
+        runner, simulator, redirect.code, str(redirect.accounts_server), "--write", str(target)
     )
     assert result.exit_code == 0, result.output
     assert simulator.client_secret not in result.output

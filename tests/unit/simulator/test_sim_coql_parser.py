@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from connector.simulator.coql import CoqlQuery, parse_coql, tokenize, validate
+from connector.simulator.coql import KEYWORDS, CoqlQuery, parse_coql, tokenize, validate
 from connector.simulator.query import And, Comparison, Or, QueryError
 from connector.simulator.store import Org
 
@@ -248,25 +248,7 @@ def test_boolean_only_takes_equals() -> None:
 _LEADS_FIELDS = Org.build(records=1).module("Leads").meta.field_map
 _TOKENS = st.sampled_from(
     [
-        "select",
-        "from",
-        "where",
-        "and",
-        "or",
-        "order",
-        "by",
-        "asc",
-        "desc",
-        "limit",
-        "offset",
-        "between",
-        "not",
-        "in",
-        "is",
-        "null",
-        "like",
-        "true",
-        "false",
+        *sorted(KEYWORDS),
         "count",
         "(",
         ")",

@@ -348,6 +348,13 @@ def raise_for_response(method: str, url: str, response: requests.Response) -> No
 # The client
 
 
+def _body_of(response: requests.Response) -> bytes | None:
+    # Zoho answers "no rows" with 204 and an empty body, and "unchanged" with 304.
+    if response.status_code in (204, 304):
+        return None
+    return response.content
+
+
 def _safe_url(url: str) -> str:
     """The URL for logs: no query string (it may carry ids or tokens), secrets masked."""
     parts = urlsplit(url)
@@ -448,6 +455,25 @@ class ZohoClient:
         return self._call(
             "POST", path, json_body=body, headers=headers, consume=self._json_of("POST")
         )
+
+    def get_body(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> bytes | None:
+        """GET ``path`` and return the raw body of its answer, or None for 204 and 304.
+
+        For the record pages, which :mod:`connector.jsonpage` decodes straight into Arrow.
+        """
+        return self._call("GET", path, params=params, headers=headers, consume=_body_of)
+
+    def post_body(
+        self, path: str, body: Any, *, headers: Mapping[str, str] | None = None
+    ) -> bytes | None:
+        """POST ``body`` as JSON to ``path`` and return the raw answer, or None for 204."""
+        return self._call("POST", path, json_body=body, headers=headers, consume=_body_of)
 
     def request(
         self,

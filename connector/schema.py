@@ -28,6 +28,7 @@ import json
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from decimal import Decimal
 from typing import Any, BinaryIO
 
 import pyarrow as pa
@@ -89,6 +90,8 @@ _STRING, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, 
     "datetime",
     "list",
 )
+LOOKUP_KIND, LIST_KIND = _LOOKUP, _LIST
+"""The kinds whose JSON value is an object (lookup) or an array (multi-select list)."""
 _FIXED_KINDS: Mapping[str, str] = {
     "integer": _INT,
     "long": _INT,
@@ -123,6 +126,22 @@ class ModuleSchema:
     def names(self) -> list[str]:
         """The column names, in order."""
         return list(self.arrow.names)
+
+    def select(self, names: Sequence[str]) -> ModuleSchema:
+        """This schema restricted to ``names``, in that order (a field group of a read)."""
+        if list(names) == self.names:
+            return self
+        position = {name: i for i, name in enumerate(self.arrow.names)}
+        missing = [name for name in names if name not in position]
+        if missing:
+            raise ValueError(f"{self.module}: no field {missing[0]!r} in the schema")
+        picked = [position[name] for name in names]
+        return ModuleSchema(
+            module=self.module,
+            arrow=pa.schema([self.arrow.field(i) for i in picked]),
+            fields=tuple(self.fields[i] for i in picked),
+            kinds=tuple(self.kinds[i] for i in picked),
+        )
 
 
 def _kind_and_type(meta: FieldMeta) -> tuple[str, pa.DataType] | None:
@@ -201,7 +220,8 @@ def module_schema(module: str, fields: Sequence[FieldMeta]) -> ModuleSchema:
 
 
 def _compact_json(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    # Exact JSON numbers (Decimal) inside objects and arrays keep the spelling a float gives them.
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=float)
 
 
 def _scalar_text(value: Any) -> str | None:
@@ -212,6 +232,9 @@ def _scalar_text(value: Any) -> str | None:
         return value or None
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, Decimal):
+        # A JSON number decoded exactly: its own digits, as Bulk Read's CSV would hold them.
+        return str(value)
     if isinstance(value, float):
         # repr() is the shortest text that round-trips, so 0.1 stays "0.1" (never 0.1000000000000000055)
         return repr(value)
@@ -286,7 +309,7 @@ def _bad_value(
     return DataError(f"{module}.{name}: cannot read the column as {arrow_type}", module=module)
 
 
-def _from_text(
+def from_text(
     module: str,
     name: str,
     kind: str,
@@ -305,6 +328,25 @@ def _from_text(
         raise _bad_value(module, name, arrow_type, text, ids) from exc
 
 
+def parse_kind(kind: str, arrow_type: pa.DataType) -> pa.DataType | None:
+    """The type Arrow's JSON reader should parse a field of ``kind`` into, or None if it cannot.
+
+    Numbers and booleans parse into their column type directly (decimals from the number's own
+    digits); dates and datetimes parse as text and go through :func:`from_text`; lookups as
+    ``struct<id>``; multi-select lists as ``list<string>``. ``time_range`` values (a list of
+    ``{From, To}`` objects) have no such type.
+    """
+    if kind in (_STRING, _DATE, _DATETIME):
+        return pa.string()
+    if kind == _LOOKUP:
+        return pa.struct([pa.field("id", pa.string())])
+    if kind == _LIST:
+        return pa.list_(pa.string())
+    if kind in (_INT, _FLOAT, _DECIMAL, _BOOL):
+        return arrow_type
+    return None
+
+
 def batch_from_records(rows: Sequence[Mapping[str, Any]], schema: ModuleSchema) -> pa.RecordBatch:
     """Normalise Records API or COQL JSON rows into one batch of ``schema.arrow``.
 
@@ -320,7 +362,7 @@ def batch_from_records(rows: Sequence[Mapping[str, Any]], schema: ModuleSchema) 
             continue
         to_text = _JSON_TEXT.get(kind, _scalar_text)
         text = ids if name == ID else pa.array([to_text(v) for v in values], pa.string())
-        columns.append(_from_text(schema.module, name, kind, arrow_field.type, text, ids))
+        columns.append(from_text(schema.module, name, kind, arrow_field.type, text, ids))
     return pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
 
 
@@ -416,7 +458,7 @@ def batches_from_csv(
 def _convert_csv_batch(raw: pa.RecordBatch, schema: ModuleSchema) -> pa.RecordBatch:
     ids = raw.column(ID)
     columns = [
-        _from_text(schema.module, meta.api_name, kind, arrow_field.type, raw.column(i), ids)
+        from_text(schema.module, meta.api_name, kind, arrow_field.type, raw.column(i), ids)
         for i, (meta, kind, arrow_field) in enumerate(
             zip(schema.fields, schema.kinds, schema.arrow, strict=True)
         )
@@ -458,7 +500,7 @@ def tombstones_from_json(rows: Sequence[Mapping[str, Any]]) -> pa.RecordBatch:
     times = pa.array([_scalar_text(r.get("deleted_time")) for r in rows], pa.string())
     columns = [
         ids,
-        _from_text("deleted records", "deleted_time", _DATETIME, TIMESTAMP, times, ids),
+        from_text("deleted records", "deleted_time", _DATETIME, TIMESTAMP, times, ids),
         pa.array([_scalar_text(r.get("type")) for r in rows], pa.string()),
         pa.array([_scalar_text(r.get("display_name")) for r in rows], pa.string()),
         pa.array([_user_part(r.get("deleted_by"), "id") for r in rows], pa.string()),

@@ -113,7 +113,7 @@ from connector.progress import Progress
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
 from connector.readers.base import ReaderStats
 from connector.readers.bulk import BulkReader
-from connector.schema import ModuleSchema, batch_from_records, module_schema
+from connector.schema import ModuleSchema, module_schema
 from connector.state import (
     DELETED_DIR,
     ModuleState,
@@ -448,16 +448,19 @@ class _ModuleJob:
         )
         if not choice.probe:
             return choice, None
-        columns = [f.api_name for f in schema.fields]
         try:
-            probe = coql_probe(run.client, self.name, since, columns)
+            probe = coql_probe(run.client, schema, since)
         except AuthError as exc:
             # The COQL scope turned out to be missing: Bulk reads everything anyway.
             self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
             return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
         if not probe.more_records:
-            reason = f"APIType=Bulk, incremental: {len(probe.rows)} changes fit one COQL page"
-            return ReaderChoice(COQL, reason), batch_from_records(probe.rows, schema)
+            reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
+            rows = probe.table
+            first = pa.RecordBatch.from_arrays(
+                [column.combine_chunks() for column in rows.columns], schema=rows.schema
+            )
+            return ReaderChoice(COQL, reason), first
         count = coql_count(run.client, self.name, since)
         return cheapest_incremental(count, len(schema.arrow)), None
 

@@ -182,37 +182,38 @@ def floor_second(value: datetime) -> datetime:
     return value.astimezone(timezone.utc).replace(microsecond=0)
 
 
-def merge_groups(
-    groups: Sequence[Sequence[dict]],
-) -> tuple[list[dict], set[str]]:
-    """Merge JSON rows of several field groups by id, in the first group's order.
+def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.Table, set[str]]:
+    """Merge the rows of several field groups by id, in the first group's order.
 
-    Returns the merged rows and the ids of *unstable* records: present in some groups but not all,
-    or with a ``Modified_Time`` that differs between groups. Such a record changed while its groups
-    were read, so it is never half-merged: it is left out and read again later.
+    Every group holds ``id`` and ``Modified_Time``; the result has the columns of ``schema`` that
+    the groups hold, in schema order. Also returns the ids of *unstable* records: present in some
+    groups but not all, or with a ``Modified_Time`` that differs between groups. Such a record
+    changed while its groups were read, so it is never half-merged: it is left out and read again
+    later. Arrow does the joining; no Python runs per row.
     """
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
     first = groups[0]
-    if len(groups) == 1:
-        return list(first), set()
-    by_id: list[dict[str, dict]] = [{str(r[ID]): r for r in g} for g in groups[1:]]
+    ids = first.column(ID)
+    keep = pa.repeat(pa.scalar(True), first.num_rows)
+    columns = {name: first.column(name) for name in first.column_names}
+    for other in groups[1:]:
+        where = pc.index_in(ids, value_set=other.column(ID))
+        same = pc.equal(first.column(MODIFIED_TIME), other.column(MODIFIED_TIME).take(where))
+        keep = pc.and_(keep, pc.fill_null(same, False))
+        for name in other.column_names:
+            if name not in columns:
+                columns[name] = other.column(name).take(where)
+    names = [name for name in schema.names if name in columns]
+    merged = pa.Table.from_arrays(
+        [columns[name] for name in names], schema=schema.select(names).arrow
+    )
     unstable: set[str] = set()
-    merged: list[dict] = []
-    first_ids: set[str] = set()
-    for row in first:
-        rid = str(row[ID])
-        first_ids.add(rid)
-        out = dict(row)
-        ok = True
-        for other in by_id:
-            match = other.get(rid)
-            if match is None or match.get(MODIFIED_TIME) != row.get(MODIFIED_TIME):
-                ok = False
-                break
-            out.update(match)
-        if ok:
-            merged.append(out)
-        else:
-            unstable.add(rid)
-    for other in by_id:
-        unstable.update(rid for rid in other if rid not in first_ids)
+    if len(groups) > 1:
+        unstable.update(str(v) for v in ids.filter(pc.invert(keep)).to_pylist())
+        for other in groups[1:]:
+            extra = other.column(ID).filter(pc.invert(pc.is_in(other.column(ID), value_set=ids)))
+            unstable.update(str(v) for v in extra.to_pylist())
+        merged = merged.filter(keep)
     return merged, unstable

@@ -419,7 +419,6 @@ class BulkReader(ReaderBase):
     def _reread(self, module: str, schema: ModuleSchema, ids: set[str]) -> Iterator[pa.RecordBatch]:
         """Read records that changed between field groups again, by id, until they hold still."""
         from connector.readers.records import fetch_by_ids
-        from connector.schema import batch_from_records
 
         pending = sorted(ids)
         self.stats.dropped += len(pending)
@@ -429,10 +428,10 @@ class BulkReader(ReaderBase):
         )
         for _ in range(MAX_REREAD_ROUNDS):
             self.stats.retries += 1
-            rows, changed = fetch_by_ids(self.client, module, schema, pending)
-            if rows:
-                self.stats.rows += len(rows)
-                yield batch_from_records(rows, schema)
+            rows, changed = fetch_by_ids(self.client, schema, pending)
+            if rows.num_rows:
+                self.stats.rows += rows.num_rows
+                yield from rows.to_batches()
             if not changed:
                 return
             pending = sorted(changed)

@@ -24,12 +24,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import pyarrow as pa
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError
+from connector.jsonpage import JsonPage, decode_page, stamps_of
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
@@ -38,13 +41,10 @@ from connector.readers.base import (
     ReaderBase,
     field_groups,
     merge_groups,
-    parse_time,
     zoho_time,
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from connector.config import Tuning
     from connector.http import ZohoClient
     from connector.metadata import ModuleMeta
@@ -96,7 +96,8 @@ class Cursor:
 class Page:
     """One keyset page merged across field groups."""
 
-    rows: list[dict[str, Any]]
+    table: pa.Table
+    """The page's stable rows, every column of the schema, in ``(Modified_Time, id)`` order."""
     unstable: set[str]
     more_records: bool
     last: Cursor | None
@@ -108,15 +109,20 @@ class Page:
 class ProbeResult:
     """The first COQL page of a module (LIMIT 200), read to price an incremental run.
 
-    ``rows`` are the merged JSON rows (pass them to ``schema.batch_from_records`` so they need
+    ``table`` holds the merged rows in the module's schema (the caller writes them so they need
     not be read twice); ``more_records`` says whether more rows follow (or whether a record changed
     during the probe, in which case the probe's rows are not the whole answer either); ``credits``
     is what the probe cost.
     """
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
+    table: pa.Table
     more_records: bool = False
     credits: int = 0
+
+    @property
+    def rows(self) -> int:
+        """How many rows the probe read."""
+        return self.table.num_rows
 
 
 def _select(module: str, columns: Sequence[str], where: str, limit: int) -> str:
@@ -126,37 +132,12 @@ def _select(module: str, columns: Sequence[str], where: str, limit: int) -> str:
     )
 
 
-def _query(client: ZohoClient, query: str) -> tuple[list[dict[str, Any]], bool]:
-    body = client.post_json("coql", {"select_query": query})
+def _query(
+    client: ZohoClient, schema: ModuleSchema, columns: Sequence[str], where: str, limit: int
+) -> JsonPage:
+    body = client.post_body("coql", {"select_query": _select(schema.module, columns, where, limit)})
     # Zoho answers 204 with an empty body when no row matches.
-    if not body:
-        return [], False
-    data = body.get("data") or []
-    if not isinstance(data, list):
-        raise DataError("COQL answer has a 'data' that is not a list")
-    if not all(isinstance(row, dict) and row.get(ID) is not None for row in data):
-        raise DataError("COQL answer has a row that is not a record with an id")
-    info = body.get("info") or {}
-    if not isinstance(info, dict):
-        raise DataError("COQL answer has an 'info' that is not an object")
-    return data, bool(info.get("more_records", False))
-
-
-def _cursor_of(row: dict[str, Any], module: str) -> Cursor:
-    text = row.get(MODIFIED_TIME)
-    if not isinstance(text, str):
-        raise DataError(
-            "a COQL row has no Modified_Time", module=module, record_id=str(row.get(ID))
-        )
-    try:
-        when = parse_time(text)
-    except (ValueError, OverflowError) as exc:
-        raise DataError(
-            f"a COQL row has a Modified_Time that is not a time ({text[:40]!r})",
-            module=module,
-            record_id=str(row.get(ID)),
-        ) from exc
-    return Cursor(zoho_time(when), str(row[ID]))
+    return decode_page(body, schema, columns, what="a COQL answer")
 
 
 def base_where(since: datetime | None, cursor: Cursor | None) -> str:
@@ -170,25 +151,27 @@ def base_where(since: datetime | None, cursor: Cursor | None) -> str:
 
 def read_page(
     client: ZohoClient,
-    module: str,
+    schema: ModuleSchema,
     groups: Sequence[Sequence[str]],
     where: str,
     limit: int,
 ) -> Page:
     """Read one keyset page: the first group decides the range, the others fill it in."""
-    first, more = _query(client, _select(module, groups[0], where, limit))
+    first = _query(client, schema, groups[0], where, limit)
+    more = bool(first.info.get("more_records", False))
     credits = coql_credits(limit)
     calls = 1
-    if not first:
-        return Page([], set(), False, None, credits, calls)
-    last = _cursor_of(first[-1], module)
-    results = [first]
+    if not first.num_rows:
+        return Page(schema.arrow.empty_table(), set(), False, None, credits, calls)
+    end = first.table.slice(first.num_rows - 1)
+    last = Cursor(stamps_of(end.column(MODIFIED_TIME), end.column(ID))[0], first.ids()[-1])
+    results = [first.table]
     for columns in groups[1:]:
-        rows, _ = _query(client, _select(module, columns, f"({where} and {last.upper()})", limit))
+        page = _query(client, schema, columns, f"({where} and {last.upper()})", limit)
         credits += coql_credits(limit)
         calls += 1
-        results.append(rows)
-    merged, unstable = merge_groups(results)
+        results.append(page.table)
+    merged, unstable = merge_groups(results, schema)
     return Page(merged, unstable, more, last, credits, calls)
 
 
@@ -216,8 +199,6 @@ class CoqlReader(ReaderBase):
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since`` in keyset order."""
-        from connector.schema import batch_from_records
-
         name = module.api_name
         groups = field_groups(schema, MAX_COLUMNS)
         cursor: Cursor | None = None
@@ -229,17 +210,19 @@ class CoqlReader(ReaderBase):
         top = LastSecond()
         stalled = 0
         while True:
-            page = read_page(self.client, name, groups, base_where(since, cursor), limit)
+            page = read_page(self.client, schema, groups, base_where(since, cursor), limit)
             crashpoint("coql_page_read")
             self.stats.pages += 1
-            fresh: list[dict[str, Any]] = []
-            for row in page.rows:
-                position = _cursor_of(row, name)
-                if top.first_time(position.time, position.id):
-                    fresh.append(row)
-            if fresh:
-                self.stats.rows += len(fresh)
-                yield batch_from_records(fresh, schema)
+            fresh = page.table
+            if fresh.num_rows:
+                stamps = stamps_of(fresh.column(MODIFIED_TIME), fresh.column(ID))
+                ids = [str(v) for v in fresh.column(ID).to_pylist()]
+                keep = [top.first_time(stamp, rid) for stamp, rid in zip(stamps, ids, strict=True)]
+                if not all(keep):
+                    fresh = fresh.filter(pa.array(keep, pa.bool_()))
+            if fresh.num_rows:
+                self.stats.rows += fresh.num_rows
+                yield from fresh.to_batches()
             if page.unstable:
                 self.stats.dropped += len(page.unstable)
                 self.stats.retries += 1
@@ -254,7 +237,7 @@ class CoqlReader(ReaderBase):
                 following = Cursor(page.last.time, min(page.unstable), inclusive=True)
             else:
                 following = page.last
-            stalled = 0 if fresh else stalled + 1
+            stalled = 0 if fresh.num_rows else stalled + 1
             if stalled >= MAX_STALLED_PAGES:
                 raise RetriableAPIError(
                     f"{name}: records keep changing while COQL reads them; try the run again",
@@ -265,22 +248,16 @@ class CoqlReader(ReaderBase):
                 limit = self.max_limit
 
 
-def coql_probe(
-    client: ZohoClient, module: str, since: datetime | None, columns: Sequence[str]
-) -> ProbeResult:
-    """Read the first COQL page (LIMIT 200) of ``module`` since ``since`` over ``columns``.
+def coql_probe(client: ZohoClient, schema: ModuleSchema, since: datetime | None) -> ProbeResult:
+    """Read the first COQL page (LIMIT 200) of a module since ``since``, every schema column.
 
-    ``columns`` are field API names (``id`` and ``Modified_Time`` are added when missing); more
-    than 50 are read in groups and merged. The planner uses this to decide whether an incremental
-    run is cheaper through COQL than through a 50-credit Bulk job.
+    More than 50 columns are read in groups and merged. The planner uses this to decide whether an
+    incremental run is cheaper through COQL than through a 50-credit Bulk job.
     """
-    names = [c for c in columns if c not in (ID, MODIFIED_TIME)]
-    room = MAX_COLUMNS - 2
-    chunks = [names[i : i + room] for i in range(0, len(names), room)] or [[]]
-    groups = [[ID, MODIFIED_TIME, *chunk] for chunk in chunks]
-    page = read_page(client, module, groups, base_where(since, None), FIRST_LIMIT)
+    groups = field_groups(schema, MAX_COLUMNS)
+    page = read_page(client, schema, groups, base_where(since, None), FIRST_LIMIT)
     return ProbeResult(
-        rows=page.rows,
+        table=page.table,
         more_records=page.more_records or bool(page.unstable),
         credits=page.credits,
     )

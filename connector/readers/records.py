@@ -34,8 +34,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+import pyarrow as pa
+
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
+from connector.jsonpage import JsonPage, decode_page, stamps_of
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
@@ -43,13 +46,10 @@ from connector.readers.base import (
     ReaderBase,
     field_groups,
     merge_groups,
-    parse_time,
     zoho_time,
 )
 
 if TYPE_CHECKING:
-    import pyarrow as pa
-
     from connector.http import ZohoClient
     from connector.metadata import ModuleMeta
     from connector.schema import ModuleSchema
@@ -66,34 +66,20 @@ RESTART_CODES = frozenset(
 MAX_STALLED = 5
 
 
-def _time_of(row: dict[str, Any], module: str) -> str:
-    text = row.get(MODIFIED_TIME)
-    if not isinstance(text, str):
-        raise DataError("a record has no Modified_Time", module=module, record_id=str(row.get(ID)))
-    try:
-        return zoho_time(parse_time(text))
-    except (ValueError, OverflowError) as exc:
-        raise DataError(
-            f"a record has a Modified_Time that is not a time ({text[:40]!r})",
-            module=module,
-            record_id=str(row.get(ID)),
-        ) from exc
-
-
 def list_page(
     client: ZohoClient,
-    module: str,
+    schema: ModuleSchema,
     fields: Sequence[str],
     *,
     since: str | None = None,
     page: int = 1,
     token: str | None = None,
     ids: Sequence[str] | None = None,
-) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+) -> JsonPage:
     """One ``GET /crm/v8/{module}`` call: sorted by ``Modified_Time`` ascending, or by ``ids``.
 
-    Returns the rows and the ``info`` object; 204 (no rows) and 304 (nothing modified since
-    ``since``) come back as no rows.
+    Returns the rows of ``fields`` and the ``info`` object; 204 (no rows) and 304 (nothing modified
+    since ``since``) come back as an empty page.
     """
     params: dict[str, Any] = {"fields": ",".join(fields), "per_page": PER_PAGE}
     headers: dict[str, str] | None = None
@@ -108,63 +94,54 @@ def list_page(
             params["page"] = page
         if since is not None:
             headers = {"If-Modified-Since": since}
-    body = client.get_json(module, params=params, headers=headers)
-    # Zoho answers 204 (no rows) and 304 (nothing modified since) with no body.
-    if not body:
-        return [], {}
-    data = body.get("data") or []
-    if not isinstance(data, list):
-        raise DataError("a Records API answer has a 'data' that is not a list", module=module)
-    if not all(isinstance(row, dict) and row.get(ID) is not None for row in data):
-        raise DataError(
-            "a Records API answer has a row that is not a record with an id", module=module
-        )
-    info = body.get("info") or {}
-    if not isinstance(info, dict):
-        raise DataError("a Records API answer has an 'info' that is not an object", module=module)
-    return data, info
+    body = client.get_body(schema.module, params=params, headers=headers)
+    return decode_page(body, schema, fields, what="a Records API answer")
 
 
 def fill_groups(
     client: ZohoClient,
-    module: str,
+    schema: ModuleSchema,
     groups: Sequence[Sequence[str]],
-    first: list[dict[str, Any]],
-) -> tuple[list[dict[str, Any]], set[str]]:
+    first: JsonPage,
+) -> tuple[pa.Table, set[str]]:
     """Fetch the other field groups for exactly the ids of ``first`` and merge them by id.
 
     Returns the merged rows and the ids of records that changed between the group reads.
     """
     if len(groups) == 1:
-        return first, set()
-    ids = [str(r[ID]) for r in first]
-    results: list[list[dict[str, Any]]] = [first]
+        return first.table, set()
+    ids = first.ids()
+    results: list[pa.Table] = [first.table]
     for fields in groups[1:]:
-        rows: list[dict[str, Any]] = []
-        for i in range(0, len(ids), IDS_PER_CALL):
-            got, _ = list_page(client, module, fields, ids=ids[i : i + IDS_PER_CALL])
-            rows.extend(got)
-        results.append(rows)
-    return merge_groups(results)
+        parts = [
+            list_page(client, schema, fields, ids=ids[i : i + IDS_PER_CALL]).table
+            for i in range(0, len(ids), IDS_PER_CALL)
+        ]
+        results.append(
+            pa.concat_tables(parts) if parts else schema.select(fields).arrow.empty_table()
+        )
+    return merge_groups(results, schema)
 
 
 def fetch_by_ids(
-    client: ZohoClient, module: str, schema: ModuleSchema, ids: Sequence[str]
-) -> tuple[list[dict[str, Any]], set[str]]:
+    client: ZohoClient, schema: ModuleSchema, ids: Sequence[str]
+) -> tuple[pa.Table, set[str]]:
     """Read the current version of the records ``ids`` (every field, merged across groups).
 
     Returns the rows and the ids that changed between group reads; ids Zoho no longer has
     (deleted meanwhile) are in neither.
     """
     groups = field_groups(schema, MAX_FIELDS)
-    rows: list[dict[str, Any]] = []
+    tables: list[pa.Table] = []
     unstable: set[str] = set()
     for i in range(0, len(ids), IDS_PER_CALL):
-        first, _ = list_page(client, module, groups[0], ids=ids[i : i + IDS_PER_CALL])
-        merged, changed = fill_groups(client, module, groups, first)
-        rows.extend(merged)
+        first = list_page(client, schema, groups[0], ids=ids[i : i + IDS_PER_CALL])
+        merged, changed = fill_groups(client, schema, groups, first)
+        tables.append(merged)
         unstable |= changed
-    return rows, unstable
+    if not tables:
+        return schema.arrow.empty_table(), unstable
+    return pa.concat_tables(tables), unstable
 
 
 class RecordsReader(ReaderBase):
@@ -177,8 +154,6 @@ class RecordsReader(ReaderBase):
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since``, ascending by modified time."""
-        from connector.schema import batch_from_records
-
         name = module.api_name
         groups = field_groups(schema, MAX_FIELDS)
         query_since = zoho_time(since) if since is not None else None
@@ -195,7 +170,9 @@ class RecordsReader(ReaderBase):
         while True:
             try:
                 answers = [
-                    list_page(self.client, name, fields, since=query_since, page=page, token=token)
+                    list_page(
+                        self.client, schema, fields, since=query_since, page=page, token=token
+                    )
                     for fields, token in zip(groups, tokens, strict=True)
                 ]
             except ZohoAPIError as exc:
@@ -219,14 +196,15 @@ class RecordsReader(ReaderBase):
                 page, tokens = 1, [None] * len(groups)
                 continue
             crashpoint("records_page_read")
-            first, info = answers[0]
-            if not first:
+            first = answers[0]
+            if not first.num_rows:
                 return
             self.stats.pages += 1
-            merged, unstable = merge_groups([rows for rows, _ in answers])
-            fresh: list[dict[str, Any]] = []
-            for row in merged:
-                stamp, rid = _time_of(row, name), str(row[ID])
+            merged, unstable = merge_groups([answer.table for answer in answers], schema)
+            keep: list[bool] = []
+            merged_stamps = stamps_of(merged.column(MODIFIED_TIME), merged.column(ID))
+            merged_ids = [str(v) for v in merged.column(ID).to_pylist()]
+            for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
                 if deep.get(rid, stamp) != stamp:
                     self.stats.notes.append(
                         f"{name}: record {rid} changed while the reader paged through second "
@@ -235,23 +213,24 @@ class RecordsReader(ReaderBase):
                     )
                 if stamp == deep_second:
                     deep[rid] = stamp
-                if top.first_time(stamp, rid):
-                    fresh.append(row)
-            if fresh:
-                self.stats.rows += len(fresh)
-                yield batch_from_records(fresh, schema)
+                keep.append(top.first_time(stamp, rid))
+            fresh = merged if all(keep) else merged.filter(pa.array(keep, pa.bool_()))
+            if fresh.num_rows:
+                self.stats.rows += fresh.num_rows
+                yield from fresh.to_batches()
             if unstable:
                 self.stats.dropped += len(unstable)
                 self.stats.notes.append(
                     f"{name}: {len(unstable)} record(s) changed while a page was read; read again"
                 )
             self.report_progress()
-            more = bool(info.get("more_records", False))
+            more = bool(first.info.get("more_records", False))
             if not more and not unstable:
                 return
-            last_time = _time_of(first[-1], name)
-            at_last = sum(1 for r in first if _time_of(r, name) == last_time)
-            if at_last == len(first) == PER_PAGE and deep_second != last_time:
+            first_stamps = first.stamps()
+            last_time = first_stamps[-1]
+            at_last = first_stamps.count(last_time)
+            if at_last == first.num_rows == PER_PAGE and deep_second != last_time:
                 # This second fills a whole page: it will be paged through with offsets.
                 deep_second = last_time
                 if top.time == last_time:
@@ -259,7 +238,7 @@ class RecordsReader(ReaderBase):
             if unstable:
                 # The changed records' new versions are at last_time or later: read that second
                 # again from its start.
-                stalled = 0 if fresh else stalled + 1
+                stalled = 0 if fresh.num_rows else stalled + 1
                 query_since, page, tokens = last_time, 1, [None] * len(groups)
             elif last_time != query_since:
                 # A new second: a fresh query from it. The page's rows at that second are the
@@ -271,7 +250,7 @@ class RecordsReader(ReaderBase):
                 # The whole page lies in the query's own second: go on with the same query.
                 stalled = 0
                 if tokens[0] is not None or page >= MAX_PAGE:
-                    tokens = [answer_info.get("next_page_token") for _, answer_info in answers]
+                    tokens = [answer.info.get("next_page_token") for answer in answers]
                     if not all(tokens):
                         raise DataError(
                             f"{name}: the Records API said more rows follow but gave no page token",

@@ -102,8 +102,9 @@ def test_incremental_reads_from_the_watermark_second_inclusive(sim: Simulator) -
     assert 0 < want.num_rows < full.num_rows
     for name in ("bulk", "coql", "records"):
         assert_same(read_table(name, client, schema, since), want)
-    probe = coql_probe(client, "Accounts", since, schema.names)
-    assert not probe.more_records and len(probe.rows) == want.num_rows
+    probe = coql_probe(client, schema, since)
+    assert not probe.more_records and probe.rows == want.num_rows
+    assert_same(probe.table, want)
     assert coql_count(client, "Accounts", since) == want.num_rows
 
 

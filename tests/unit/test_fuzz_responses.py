@@ -144,6 +144,7 @@ raw_bodies = st.one_of(
     st.binary(max_size=200),
     st.just(b""),
 )
+page_bodies = st.one_of(st.none(), raw_bodies, object_bodies.map(lambda b: json.dumps(b).encode()))
 statuses = st.sampled_from([200, 201, 202, 204, 207, 304, 400, 401, 403, 404, 415, 429, 500, 503])
 
 
@@ -299,6 +300,9 @@ class FuzzClient:
         # Like ZohoClient: a JSON object or None (a non-object body is its DataError already).
         self.get_json = _bounded(lambda: draw(object_bodies), limit)
         self.post_json = _bounded(lambda: draw(object_bodies), limit)
+        # Record pages come as raw bytes: anything at all, cut short, or no body (204/304).
+        self.get_body = _bounded(lambda: draw(page_bodies), limit)
+        self.post_body = _bounded(lambda: draw(page_bodies), limit)
         self._download = _bounded(lambda: draw(zip_files), limit)
 
     def download(self, path: str, dest: BinaryIO) -> int:

@@ -201,21 +201,20 @@ def test_progress_callback_sees_each_page() -> None:
 def test_probe_returns_its_rows_and_whether_more_follow() -> None:
     schema = make_schema()
     fake = FakeZoho(make_records(1000, per_second=4))
-    columns = [n for n in schema.names if n != "id"]
-    small = coql_probe(fake, "Leads", BASE + timedelta(seconds=240), columns)  # type: ignore[arg-type]
-    assert len(small.rows) == 40 and not small.more_records and small.credits == 1
-    assert batch_from_records(small.rows, schema).num_rows == 40
-    big = coql_probe(fake, "Leads", None, columns)  # type: ignore[arg-type]
-    assert len(big.rows) == 200 and big.more_records and big.credits == 1
+    small = coql_probe(fake, schema, BASE + timedelta(seconds=240))  # type: ignore[arg-type]
+    assert small.rows == 40 and not small.more_records and small.credits == 1
+    assert small.table.schema == schema.arrow
+    big = coql_probe(fake, schema, None)  # type: ignore[arg-type]
+    assert big.rows == 200 and big.more_records and big.credits == 1
     assert fake.credits() == 2
 
 
 def test_probe_with_many_columns_uses_groups() -> None:
     schema = make_schema(extra_fields=60)
     fake = FakeZoho(make_records(20, extra_fields=60))
-    result = coql_probe(fake, "Leads", None, [n for n in schema.names if n != "id"])  # type: ignore[arg-type]
-    assert result.credits == 2 and len(result.rows) == 20
-    assert result.rows[0]["X059"] == "x59-0"
+    result = coql_probe(fake, schema, None)  # type: ignore[arg-type]
+    assert result.credits == 2 and result.rows == 20
+    assert result.table.column("X059")[0].as_py() == "x59-0"
 
 
 def test_count() -> None:

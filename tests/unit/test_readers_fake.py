@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import re
 import zipfile
 from collections.abc import Callable
@@ -119,6 +120,11 @@ def coql_predicate(where: str) -> Callable[[str, str], bool]:
     return predicate
 
 
+def _encoded(answer: dict[str, Any] | None) -> bytes | None:
+    """An answer as the bytes Zoho would send (None stays None: 204 and 304 have no body)."""
+    return None if answer is None else json.dumps(answer).encode("utf-8")
+
+
 @dataclass
 class FakeZoho:
     """An in-memory Zoho for one module, at the client seam."""
@@ -188,6 +194,12 @@ class FakeZoho:
 
     def post_json(self, path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
         return self._answered(self._post_json(path, body, **kwargs))  # type: ignore[no-any-return]
+
+    def get_body(self, path: str, **kwargs: Any) -> bytes | None:
+        return _encoded(self.get_json(path, **kwargs))
+
+    def post_body(self, path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
+        return _encoded(self.post_json(path, body, **kwargs))
 
     def download(self, path: str, dest: BinaryIO) -> int:
         return self._answered(self._download(path, dest))  # type: ignore[no-any-return]

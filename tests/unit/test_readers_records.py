@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pytest
 from test_readers_coql import assert_ascending, by_id, expected, read_all
 from test_readers_fake import BASE, FakeZoho, make_records, make_schema, tuning, zid
@@ -167,9 +168,11 @@ def test_fetch_by_ids_reads_current_versions_in_groups() -> None:
     schema = make_schema(extra_fields=60)
     fake = FakeZoho(make_records(300, extra_fields=60))
     wanted = [fake.records[i]["id"] for i in range(0, 300, 2)]
-    rows, unstable = fetch_by_ids(fake, "Leads", schema, [*wanted, zid(99_999)])  # type: ignore[arg-type]
-    assert sorted(r["id"] for r in rows) == sorted(wanted) and not unstable
-    assert all(len(r) == len(schema.names) for r in rows)
+    rows, unstable = fetch_by_ids(fake, schema, [*wanted, zid(99_999)])  # type: ignore[arg-type]
+    assert sorted(rows.column("id").to_pylist()) == sorted(wanted) and not unstable
+    assert rows.schema == schema.arrow
+    source = expected(fake, schema)
+    assert by_id(rows).equals(by_id(source.filter(pc.is_in(source["id"], pa.array(wanted)))))
     assert all(len(c.params["ids"].split(",")) <= 100 for c in fake.calls)  # type: ignore[union-attr]
 
 

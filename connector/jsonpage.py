@@ -19,6 +19,7 @@ reads it. It also raises the :class:`~connector.errors.DataError` that names a b
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -145,7 +146,9 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
             read_options=pajson.ReadOptions(use_threads=False, block_size=len(body) + 1),
             parse_options=pajson.ParseOptions(
                 explicit_schema=explicit,
-                newlines_in_values=True,
+                # A raw line break can only stand between tokens (one inside a string is
+                # escaped); only then must the reader look past it for the object's end.
+                newlines_in_values=b"\n" in body,
                 unexpected_field_behavior="ignore",
             ),
         )
@@ -162,12 +165,17 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
     if rows.null_count:
         return None  # a row that is not an object: the fallback names it
     raw_columns = rows.flatten()
-    ids = _empty_to_null(raw_columns[part.names.index(ID)]) if ID in part.names else None
-    if ids is not None and ids.null_count:
-        return None
+    # Zoho seldom sends an empty string or an empty list: when the body holds none, the columns
+    # need no look for them (a compute call per column and page, a third of the decoding).
+    gates = _Gates(empty_text=b'""' in body, empty_list=_EMPTY_LIST.search(body) is not None)
+    ids = None
+    if ID in part.names:
+        ids = gates.text(raw_columns[part.names.index(ID)])
+        if ids.null_count:
+            return None
     columns = []
     for raw, arrow_field, kind in zip(raw_columns, part.arrow, part.kinds, strict=True):
-        column = _finish(raw, kind, arrow_field, part.module, ids)
+        column = _finish(raw, kind, arrow_field, part.module, ids, gates)
         if column is None:
             return None
         columns.append(column)
@@ -178,29 +186,55 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
     )
 
 
-def _empty_to_null(column: pa.Array) -> pa.Array:
-    empty = pc.equal(column, "")
-    if pc.any(empty).as_py():
-        return pc.if_else(empty, pa.scalar(None, column.type), column)
-    return column
+# An empty JSON array, whitespace allowed inside.
+_EMPTY_LIST = re.compile(rb"\[\s*\]")
+
+
+@dataclass(frozen=True)
+class _Gates:
+    """Whether the page's body holds an empty string or an empty array anywhere (conservative:
+    ``""`` may also end a string with an escaped quote, which only costs a look)."""
+
+    empty_text: bool
+    empty_list: bool
+
+    def text(self, column: pa.Array) -> pa.Array:
+        """``column`` with empty strings as null (Zoho has no empty strings)."""
+        if not self.empty_text:
+            return column
+        empty = pc.equal(column, "")
+        if empty.true_count:
+            return pc.if_else(empty, pa.scalar(None, column.type), column)
+        return column
+
+    def lists(self, column: pa.Array) -> pa.Array:
+        """``column`` with empty lists as null (Zoho has no empty multi-select lists)."""
+        if not self.empty_list:
+            return column
+        empty = pc.equal(pc.list_value_length(column), 0)
+        if empty.true_count:
+            return pc.if_else(empty, pa.scalar(None, column.type), column)
+        return column
 
 
 def _finish(
-    raw: pa.Array, kind: str, arrow_field: pa.Field, module: str, ids: pa.Array | None
+    raw: pa.Array,
+    kind: str,
+    arrow_field: pa.Field,
+    module: str,
+    ids: pa.Array | None,
+    gates: _Gates,
 ) -> pa.Array | None:
     """One parsed column in its schema type, as the shared normalisation would give it."""
     if kind == LOOKUP_KIND:
         # The related record's id; an empty id stays empty text, as in batch_from_records.
         return raw.flatten()[0]
     if kind == LIST_KIND:
-        if pc.list_flatten(raw).null_count:
+        if raw.flatten().null_count:
             return None  # batch_from_records spells a null item "null"
-        empty = pc.equal(pc.list_value_length(raw), 0)
-        if pc.any(empty).as_py():
-            return pc.if_else(empty, pa.scalar(None, raw.type), raw)
-        return raw
+        return gates.lists(raw)
     if pa.types.is_string(raw.type):
-        return from_text(module, arrow_field.name, kind, arrow_field.type, _empty_to_null(raw), ids)
+        return from_text(module, arrow_field.name, kind, arrow_field.type, gates.text(raw), ids)
     return raw
 
 

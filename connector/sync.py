@@ -531,7 +531,8 @@ class _ModuleJob:
     ) -> None:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
-        writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id)
+        # Ordered readers let the writer build each day's file as soon as the day is complete.
+        writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id, ordered=ordered)
         tracker = WatermarkTracker.from_state(target, cap=self.cap)
         pending = 0
         # A restart reads the deferred rows again: count this attempt's only.

@@ -31,6 +31,7 @@ where (or after which) its new version is, because a change stamps a later or th
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -149,11 +150,54 @@ class RecordsReader(ReaderBase):
 
     name = "records"
     ordered = True
+    _pool: ThreadPoolExecutor | None = None
+
+    def _page_of_groups(
+        self,
+        schema: ModuleSchema,
+        groups: Sequence[Sequence[str]],
+        tokens: Sequence[str | None],
+        since: str | None,
+        page: int,
+    ) -> list[JsonPage]:
+        """One page of every field group, ``tuning.group_calls`` calls at a time.
+
+        The groups send the same query, so their calls need not wait for each other: against
+        Zoho's latency this halves the read time of a module with more than 48 fields, for the
+        same credits.
+        """
+
+        def call(fields: Sequence[str], token: str | None) -> JsonPage:
+            return list_page(self.client, schema, fields, since=since, page=page, token=token)
+
+        jobs = list(zip(groups, tokens, strict=True))
+        at_once = min(self.tuning.group_calls, len(jobs))
+        if at_once <= 1:
+            return [call(fields, token) for fields, token in jobs]
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(at_once, thread_name_prefix="records-groups")
+        futures = [self._pool.submit(call, fields, token) for fields, token in jobs]
+        # Every call ends before an error goes up: a restart must not race a call still out.
+        wait(futures)
+        return [future.result() for future in futures]
+
+    def _stop_pool(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since``, ascending by modified time."""
+        try:
+            yield from self._read(module, schema, since)
+        finally:
+            self._stop_pool()
+
+    def _read(
+        self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
+    ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = field_groups(schema, MAX_FIELDS)
         query_since = zoho_time(since) if since is not None else None
@@ -169,12 +213,7 @@ class RecordsReader(ReaderBase):
         stalled = 0
         while True:
             try:
-                answers = [
-                    list_page(
-                        self.client, schema, fields, since=query_since, page=page, token=token
-                    )
-                    for fields, token in zip(groups, tokens, strict=True)
-                ]
+                answers = self._page_of_groups(schema, groups, tokens, query_since, page)
             except ZohoAPIError as exc:
                 if exc.code not in RESTART_CODES:
                     raise

@@ -282,3 +282,13 @@ def test_text_that_is_not_utf8_is_a_data_error_not_a_column() -> None:
     assert jsonpage._decode_with_arrow(body, SCHEMA) is None
     with pytest.raises(DataError, match="is not JSON"):
         decode_page(body, SCHEMA, COLUMNS, what="a test page")
+
+
+def test_empty_values_are_found_in_pretty_printed_bodies_too() -> None:
+    rows = [good_row(1) | {"Name": "", "Codes": []}, good_row(2)]
+    body = json.dumps({"data": rows}, indent=2).replace("[]", "[ \n ]").encode()
+    page = jsonpage._decode_with_arrow(body, SCHEMA)
+    assert page is not None
+    assert page.table.equals(reference(body))
+    assert page.table.column("Name")[0].as_py() is None
+    assert page.table.column("Codes")[0].as_py() is None

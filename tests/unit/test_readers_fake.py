@@ -442,7 +442,13 @@ class Tuning(SimpleNamespace):
 
 
 def tuning(**overrides: Any) -> Any:
-    values = {"bulk_poll_initial": 1.0, "bulk_poll_max": 4.0, "bulk_poll_timeout": 100.0}
+    # One group call at a time: the fake's change hooks count calls, so their order must be fixed.
+    values = {
+        "bulk_poll_initial": 1.0,
+        "bulk_poll_max": 4.0,
+        "bulk_poll_timeout": 100.0,
+        "group_calls": 1,
+    }
     values.update(overrides)
     return Tuning(**values)
 

@@ -196,3 +196,41 @@ def test_empty_module() -> None:
     fake = FakeZoho([])
     assert read_all(RecordsReader(fake, tuning()), schema).num_rows == 0  # type: ignore[arg-type]
     assert fake.count("records") == 1
+
+
+def test_field_groups_fetched_at_once_read_the_same_rows_for_the_same_credits() -> None:
+    schema = make_schema(extra_fields=100)
+    results = []
+    for at_once in (1, 3):
+        fake = FakeZoho(make_records(900, per_second=3, extra_fields=100))
+        reader = RecordsReader(fake, tuning(group_calls=at_once))  # type: ignore[arg-type]
+        table = read_all(reader, schema)
+        assert reader._pool is None  # the threads end with the read
+        results.append((by_id(table), fake.credits(), fake.count("records")))
+    assert results[0][0].equals(results[1][0])
+    assert results[0][1:] == results[1][1:]
+
+
+def test_a_pages_field_group_calls_are_in_flight_together() -> None:
+    import threading
+
+    schema = make_schema(extra_fields=100)  # three field groups
+    fake = FakeZoho(make_records(300, per_second=3, extra_fields=100))
+    # The first page's three calls each wait here until all three have arrived: one at a time,
+    # the barrier would break instead.
+    barrier = threading.Barrier(3, timeout=30)
+    plain = fake.get_body
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def get_body(path: str, **kwargs: object) -> bytes | None:
+        with lock:
+            seen["n"] += 1
+            first_page = seen["n"] <= 3
+        if first_page:
+            barrier.wait()
+        return plain(path, **kwargs)  # type: ignore[arg-type]
+
+    fake.get_body = get_body  # type: ignore[method-assign]
+    table = read_all(RecordsReader(fake, tuning(group_calls=3)), schema)  # type: ignore[arg-type]
+    assert by_id(table).equals(expected(fake, schema))

@@ -18,7 +18,7 @@ from connector.errors import DataError
 from connector.metadata import FieldMeta
 from connector.output import FsspecOutput, Output
 from connector.schema import TOMBSTONE_SCHEMA, batch_from_records, module_schema
-from connector.writer import DatasetWriter
+from connector.writer import SMALL_FILE_ROWS, DatasetWriter
 
 UTC = timezone.utc
 FIELDS = [
@@ -88,14 +88,17 @@ def test_commit_writes_hive_partitions_that_pyarrow_and_duckdb_read(tmp_path: Pa
     assert str(rows[3]) == expected_days[0]
 
 
-def test_parquet_format_zstd_with_statistics(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("rows", "codec"), [(SMALL_FILE_ROWS, "ZSTD"), (10, "SNAPPY")])
+def test_parquet_format_zstd_with_statistics_snappy_for_small_files(
+    tmp_path: Path, rows: int, codec: str
+) -> None:
     out = Output.open(tmp_path)
     writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r")
-    writer.write(make_batch(0, 10, step_minutes=1))
+    writer.write(make_batch(0, rows, step_minutes=0))
     (written,) = writer.commit()
     meta = pq.ParquetFile(tmp_path / written.path).metadata
     column = meta.row_group(0).column(0)
-    assert column.compression == "ZSTD"
+    assert column.compression == codec
     assert column.statistics is not None and column.statistics.has_min_max
     assert "modified_date" not in pq.read_schema(tmp_path / written.path).names
 
@@ -368,3 +371,119 @@ def test_scratch_space_removed_between_commits_is_recreated(tmp_path: Path) -> N
     assert sorted(table.column("id").to_pylist()) == [
         f"{3652397000000000000 + i}" for i in range(80)
     ]
+
+
+# --- ordered input: complete partitions written while reading goes on ---------------------------
+
+
+def ordered_batches(days: int, per_day: int, *, per_batch: int) -> list[pa.RecordBatch]:
+    """``days`` × ``per_day`` rows in ascending Modified_Time, cut into batches that straddle days."""
+    step = 24 * 60 // per_day
+    whole = make_batch(0, days * per_day, step_minutes=step)
+    return [whole.slice(i, per_batch) for i in range(0, whole.num_rows, per_batch)]
+
+
+def scratch_files(root: Path) -> list[Path]:
+    return sorted((root / "_tmp").rglob("*.parquet"))
+
+
+def test_ordered_input_writes_complete_days_before_the_commit(tmp_path: Path) -> None:
+    batches = ordered_batches(30, 8, per_batch=20)
+    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
+    for batch in batches[:-1]:
+        writer.write(batch)
+    writer._collect_sealed(everything=True)
+    # Every day before the last batch's first day is already a file in the scratch area...
+    assert len(scratch_files(tmp_path)) >= 25
+    assert not (tmp_path / "Leads").exists()
+    writer.write(batches[-1])
+    files = writer.commit()
+    # ...and the result is exactly what an unordered writer makes: one file a day, every row.
+    partitions = [f.partition for f in files]
+    assert len(partitions) == len(set(partitions)) == 31
+    table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
+    assert table.equals(pa.Table.from_batches(batches).sort_by("id"))
+    assert not scratch_files(tmp_path)
+
+
+def test_ordered_and_unordered_writers_make_the_same_dataset(tmp_path: Path) -> None:
+    batches = ordered_batches(20, 5, per_batch=7)
+    results = []
+    for ordered in (False, True):
+        root = tmp_path / str(ordered)
+        writer = DatasetWriter(Output.open(root), "Leads", SCHEMA.arrow, "r", ordered=ordered)
+        for batch in batches:
+            writer.write(batch)
+        files = writer.commit()
+        results.append(sorted((f.partition, f.rows) for f in files))
+        assert (
+            read_dataset(root)
+            .drop_columns(["modified_date"])
+            .sort_by("id")
+            .equals(pa.Table.from_batches(batches).sort_by("id"))
+        )
+    assert results[0] == results[1]
+
+
+def test_a_row_that_comes_after_its_day_was_written_is_kept_in_a_file_of_its_own(
+    tmp_path: Path,
+) -> None:
+    batches = ordered_batches(10, 4, per_batch=6)
+    late = make_batch(100, 1, step_minutes=0)  # Modified_Time = START: the first day, again
+    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
+    for batch in batches:
+        writer.write(batch)
+    writer.write(late)
+    files = writer.commit()
+    first_day = START.date().isoformat()
+    # START is 22:00 UTC and rows come every 6 hours: the first day held one row, then one more.
+    assert [f.rows for f in files if f.partition == first_day] == [1, 1]
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 41 and len(set(table.column("id").to_pylist())) == 41
+
+
+def test_ordered_days_spilled_to_a_run_are_written_once(tmp_path: Path) -> None:
+    # A tiny buffer makes the writer spill rows of days that are complete only later.
+    batches = ordered_batches(40, 6, per_batch=30)
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=3_000
+    )
+    for batch in batches:
+        writer.write(batch)
+    files = writer.commit()
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 240 and len(set(table.column("id").to_pylist())) == 240
+    assert sum(f.rows for f in files) == 240
+    assert not list((tmp_path / "_tmp").rglob("spill-*"))
+
+
+def test_abort_waits_for_background_writes_and_leaves_nothing(tmp_path: Path) -> None:
+    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
+    for batch in ordered_batches(30, 4, per_batch=10):
+        writer.write(batch)
+    writer.abort()
+    assert not (tmp_path / "Leads").exists()
+    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+
+
+def test_a_background_write_that_fails_fails_the_commit_and_abort_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
+    real = writer._write_partition
+    failing_day = (START + timedelta(days=3)).date().isoformat()
+
+    def write_partition(key: str, pieces: object) -> None:
+        if key == failing_day:
+            raise OSError("disk full")
+        real(key, pieces)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(writer, "_write_partition", write_partition)
+    # The failure surfaces at the first write or commit after it happened.
+    with pytest.raises(OSError, match="disk full"):
+        for batch in ordered_batches(10, 4, per_batch=6):
+            writer.write(batch)
+        writer.commit()
+    writer.abort()
+    assert not (tmp_path / "Leads").exists()
+    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]

@@ -167,7 +167,10 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
     raw_columns = rows.flatten()
     # Zoho seldom sends an empty string or an empty list: when the body holds none, the columns
     # need no look for them (a compute call per column and page, a third of the decoding).
-    gates = _Gates(empty_text=b'""' in body, empty_list=_EMPTY_LIST.search(body) is not None)
+    gates = _Gates(
+        empty_text=_has_empty_string(body),
+        empty_list=_EMPTY_LIST.search(body) is not None,
+    )
     ids = None
     if ID in part.names:
         ids = gates.text(raw_columns[part.names.index(ID)])
@@ -186,14 +189,35 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
     )
 
 
+_JSON_SPACE = b" \t\r\n"
+
+
+def _has_empty_string(body: bytes) -> bool:
+    """Whether ``body`` holds an empty JSON string as a value, a list item or a key.
+
+    Such a ``""`` follows ``:``, ``,``, ``[`` or ``{`` (whitespace allowed); any other ``""``
+    ends a string with an escaped quote (quotes inside a string are escaped). A plain search
+    for ``""`` first: a regular expression over a 3 MB page costs ~13 ms, this ~0.01 ms.
+    """
+    start = body.find(b'""')
+    while start != -1:
+        before = start - 1
+        while before >= 0 and body[before] in _JSON_SPACE:
+            before -= 1
+        if before >= 0 and body[before] in b":,[{":
+            return True
+        start = body.find(b'""', start + 2)
+    return False
+
+
 # An empty JSON array, whitespace allowed inside.
 _EMPTY_LIST = re.compile(rb"\[\s*\]")
 
 
 @dataclass(frozen=True)
 class _Gates:
-    """Whether the page's body holds an empty string or an empty array anywhere (conservative:
-    ``""`` may also end a string with an escaped quote, which only costs a look)."""
+    """Whether the page's body holds an empty string or an empty array anywhere (a ``[]`` inside
+    a string is a false alarm that only costs a look)."""
 
     empty_text: bool
     empty_list: bool

@@ -241,7 +241,12 @@ class RecordsReader(ReaderBase):
             self.stats.pages += 1
             merged, unstable = merge_groups([answer.table for answer in answers], schema)
             keep: list[bool] = []
-            merged_stamps = stamps_of(merged.column(MODIFIED_TIME), merged.column(ID))
+            first_stamps = first.stamps()
+            # The merge only ever leaves rows out: as many rows means the very same rows.
+            if merged.num_rows == first.num_rows:
+                merged_stamps = first_stamps
+            else:
+                merged_stamps = stamps_of(merged.column(MODIFIED_TIME), merged.column(ID))
             merged_ids = [str(v) for v in merged.column(ID).to_pylist()]
             for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
                 if deep.get(rid, stamp) != stamp:
@@ -266,7 +271,6 @@ class RecordsReader(ReaderBase):
             more = bool(first.info.get("more_records", False))
             if not more and not unstable:
                 return
-            first_stamps = first.stamps()
             last_time = first_stamps[-1]
             at_last = first_stamps.count(last_time)
             if at_last == first.num_rows == PER_PAGE and deep_second != last_time:

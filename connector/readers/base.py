@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
     import pyarrow as pa
@@ -30,6 +31,7 @@ if TYPE_CHECKING:
     from connector.schema import ModuleSchema
 
 READER_NAMES = ("bulk", "coql", "records")
+T = TypeVar("T")
 
 ID = "id"
 MODIFIED_TIME = "Modified_Time"
@@ -95,6 +97,39 @@ class ReaderBase:
         """Hand the current statistics to the progress callback, if there is one."""
         if self.on_progress is not None:
             self.on_progress(self.stats)
+
+
+class Prefetch(Generic[T]):
+    """The reader's next call, made on a background thread while its caller writes the last page.
+
+    An ordered reader knows its next request once a page is merged; making that request before
+    handing the page over lets the network wait and the JSON decoding overlap the caller's work.
+    The requests are the same ones, in the same order: no call is speculative.
+    """
+
+    def __init__(self) -> None:
+        self._pool: ThreadPoolExecutor | None = None
+        self._future: Future[T] | None = None
+
+    def start(self, call: Callable[[], T]) -> None:
+        """Begin ``call`` in the background (one at a time)."""
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
+        self._future = self._pool.submit(call)
+
+    def take(self, call: Callable[[], T]) -> T:
+        """The started call's result (its error raised here), or ``call()`` made now."""
+        future, self._future = self._future, None
+        return future.result() if future is not None else call()
+
+    def close(self) -> None:
+        """Wait for a call still out (its result and error dropped) and stop the thread."""
+        future, self._future = self._future, None
+        if future is not None:
+            wait([future])
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass

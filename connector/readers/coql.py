@@ -37,6 +37,7 @@ from connector.readers.base import (
     ID,
     MODIFIED_TIME,
     LastSecond,
+    Prefetch,
     ProgressCallback,
     ReaderBase,
     field_groups,
@@ -199,6 +200,19 @@ class CoqlReader(ReaderBase):
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since`` in keyset order."""
+        ahead: Prefetch[Page] = Prefetch()
+        try:
+            yield from self._read(module, schema, since, ahead)
+        finally:
+            ahead.close()
+
+    def _read(
+        self,
+        module: ModuleMeta,
+        schema: ModuleSchema,
+        since: datetime | None,
+        ahead: Prefetch[Page],
+    ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = field_groups(schema, MAX_COLUMNS)
         cursor: Cursor | None = None
@@ -209,8 +223,12 @@ class CoqlReader(ReaderBase):
         # reads some of them again.
         top = LastSecond()
         stalled = 0
+
+        def page_at(where: str, size: int) -> Callable[[], Page]:
+            return lambda: read_page(self.client, schema, groups, where, size)
+
         while True:
-            page = read_page(self.client, schema, groups, base_where(since, cursor), limit)
+            page = ahead.take(page_at(base_where(since, cursor), limit))
             crashpoint("coql_page_read")
             self.stats.pages += 1
             fresh = page.table
@@ -222,7 +240,6 @@ class CoqlReader(ReaderBase):
                     fresh = fresh.filter(pa.array(keep, pa.bool_()))
             if fresh.num_rows:
                 self.stats.rows += fresh.num_rows
-                yield from fresh.to_batches()
             if page.unstable:
                 self.stats.dropped += len(page.unstable)
                 self.stats.retries += 1
@@ -232,20 +249,25 @@ class CoqlReader(ReaderBase):
                 )
             self.report_progress()
             if page.last is None or (not page.more_records and not page.unstable):
+                yield from fresh.to_batches()
                 return
             if page.unstable:
                 following = Cursor(page.last.time, min(page.unstable), inclusive=True)
             else:
                 following = page.last
             stalled = 0 if fresh.num_rows else stalled + 1
+            cursor = following
+            if page.more_records:
+                limit = self.max_limit
+            if stalled < MAX_STALLED_PAGES:
+                # The next page is known: ask for it while the caller writes this one.
+                ahead.start(page_at(base_where(since, cursor), limit))
+            yield from fresh.to_batches()
             if stalled >= MAX_STALLED_PAGES:
                 raise RetriableAPIError(
                     f"{name}: records keep changing while COQL reads them; try the run again",
                     code="UNSTABLE_READ",
                 )
-            cursor = following
-            if page.more_records:
-                limit = self.max_limit
 
 
 def coql_probe(client: ZohoClient, schema: ModuleSchema, since: datetime | None) -> ProbeResult:

@@ -30,7 +30,7 @@ where (or after which) its new version is, because a change stamps a later or th
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -44,6 +44,7 @@ from connector.readers.base import (
     ID,
     MODIFIED_TIME,
     LastSecond,
+    Prefetch,
     ReaderBase,
     field_groups,
     merge_groups,
@@ -190,13 +191,19 @@ class RecordsReader(ReaderBase):
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since``, ascending by modified time."""
+        ahead: Prefetch[list[JsonPage]] = Prefetch()
         try:
-            yield from self._read(module, schema, since)
+            yield from self._read(module, schema, since, ahead)
         finally:
+            ahead.close()
             self._stop_pool()
 
     def _read(
-        self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
+        self,
+        module: ModuleMeta,
+        schema: ModuleSchema,
+        since: datetime | None,
+        ahead: Prefetch[list[JsonPage]],
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = field_groups(schema, MAX_FIELDS)
@@ -211,9 +218,15 @@ class RecordsReader(ReaderBase):
         deep: dict[str, str] = {}
         deep_second: str | None = None
         stalled = 0
+
+        def page_of(
+            tokens: list[str | None], since: str | None, page: int
+        ) -> Callable[[], list[JsonPage]]:
+            return lambda: self._page_of_groups(schema, groups, tokens, since, page)
+
         while True:
             try:
-                answers = self._page_of_groups(schema, groups, tokens, query_since, page)
+                answers = ahead.take(page_of(tokens, query_since, page))
             except ZohoAPIError as exc:
                 if exc.code not in RESTART_CODES:
                     raise
@@ -259,9 +272,7 @@ class RecordsReader(ReaderBase):
                     deep[rid] = stamp
                 keep.append(top.first_time(stamp, rid))
             fresh = merged if all(keep) else merged.filter(pa.array(keep, pa.bool_()))
-            if fresh.num_rows:
-                self.stats.rows += fresh.num_rows
-                yield from fresh.to_batches()
+            self.stats.rows += fresh.num_rows
             if unstable:
                 self.stats.dropped += len(unstable)
                 self.stats.notes.append(
@@ -270,7 +281,9 @@ class RecordsReader(ReaderBase):
             self.report_progress()
             more = bool(first.info.get("more_records", False))
             if not more and not unstable:
+                yield from fresh.to_batches()
                 return
+            failure: Exception | None = None
             last_time = first_stamps[-1]
             at_last = first_stamps.count(last_time)
             if at_last == first.num_rows == PER_PAGE and deep_second != last_time:
@@ -295,15 +308,21 @@ class RecordsReader(ReaderBase):
                 if tokens[0] is not None or page >= MAX_PAGE:
                     tokens = [answer.info.get("next_page_token") for answer in answers]
                     if not all(tokens):
-                        raise DataError(
+                        failure = DataError(
                             f"{name}: the Records API said more rows follow but gave no page token",
                             module=name,
                         )
                 else:
                     page += 1
             if stalled >= MAX_STALLED:
-                raise RetriableAPIError(
+                failure = RetriableAPIError(
                     f"{name}: records keep changing while the Records API reads them; "
                     "try the run again",
                     code="UNSTABLE_READ",
                 )
+            if failure is None:
+                # The next request is known: make it while the caller writes this page.
+                ahead.start(page_of(tokens, query_since, page))
+            yield from fresh.to_batches()
+            if failure is not None:
+                raise failure

@@ -222,3 +222,49 @@ def test_count() -> None:
     assert coql_count(fake, "Leads", None) == 1000  # type: ignore[arg-type]
     assert coql_count(fake, "Leads", BASE + timedelta(seconds=240)) == 40  # type: ignore[arg-type]
     assert fake.credits() == 2
+
+
+@pytest.mark.parametrize("reader_name", ["coql", "records"])
+def test_the_next_page_is_asked_for_while_the_caller_holds_this_one(reader_name: str) -> None:
+    import threading
+
+    schema = make_schema()
+    fake = FakeZoho(make_records(5000, per_second=1))
+    second_call = threading.Event()
+    plain = {"get_body": fake.get_body, "post_body": fake.post_body}
+
+    def counted(kind: str) -> Any:
+        def call(*args: Any, **kwargs: Any) -> Any:
+            answer = plain[kind](*args, **kwargs)
+            if len(fake.calls) >= 2:
+                second_call.set()
+            return answer
+
+        return call
+
+    fake.get_body = counted("get_body")  # type: ignore[method-assign]
+    fake.post_body = counted("post_body")  # type: ignore[method-assign]
+    reader = make_reader(reader_name, fake, tuning())  # type: ignore[arg-type]
+    batches = reader.read(MODULE, schema, None)
+    next(batches)
+    # The caller has the first page and has not asked for more: the second call is made anyway.
+    assert second_call.wait(timeout=30)
+    rest = list(batches)
+    table = pa.Table.from_batches(rest, schema=schema.arrow)
+    assert (
+        table.num_rows + 2000 * (reader_name == "coql") + 200 * (reader_name == "records") == 5000
+    )
+
+
+@pytest.mark.parametrize("reader_name", ["coql", "records"])
+def test_a_caller_that_stops_early_leaves_no_call_running(reader_name: str) -> None:
+    import threading
+
+    schema = make_schema()
+    fake = FakeZoho(make_records(5000, per_second=1))
+    reader = make_reader(reader_name, fake, tuning())  # type: ignore[arg-type]
+    batches = reader.read(MODULE, schema, None)
+    next(batches)
+    batches.close()  # type: ignore[attr-defined]
+    assert not [t for t in threading.enumerate() if t.name.startswith("prefetch")]
+    assert len(fake.calls) <= 2  # the first page and at most the next (one field group)

@@ -5,6 +5,10 @@ figures are the connector's own. Linear means seconds per 100k rows stays about 
 
     python -m bench.scaling              # 10k, 100k, 1M; four modules at --records 100k
     python -m bench.scaling --quick      # 10k, 50k; four modules at --records 20k
+
+The four-module table runs twice: on loopback as it is, where every call answers at once and the
+work is all CPU (2 cores), and with ``--latency-ms`` (default 200) added by the simulator to every
+call, as Zoho's own answer time is, where the workers' waits overlap.
 """
 
 from __future__ import annotations
@@ -36,6 +40,12 @@ def main() -> None:
         default="all",
         help="run only the size table or only the --workers table",
     )
+    parser.add_argument(
+        "--latency-ms",
+        type=int,
+        default=200,
+        help="per-call latency of the second --workers table (0: skip it)",
+    )
     args = parser.parse_args()
     root = scratch_root(args.dir)
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
@@ -43,7 +53,8 @@ def main() -> None:
     if args.part != "workers":
         _sizes(root, sizes, size_rows)
     if args.part != "size":
-        _workers(root, 20_000 if args.quick else 100_000)
+        for latency in sorted({0, args.latency_ms}):
+            _workers(root, 20_000 if args.quick else 100_000, latency)
 
 
 def _sizes(root: Path, sizes: list[int], size_rows: list[list[object]]) -> None:
@@ -64,10 +75,12 @@ def _sizes(root: Path, sizes: list[int], size_rows: list[list[object]]) -> None:
     )
 
 
-def _workers(root: Path, records: int) -> None:
+def _workers(root: Path, records: int, latency_ms: int) -> None:
     worker_rows: list[list[object]] = []
     with simulator(records) as sim:
         extract(sim, fresh_dir(root, "sw"), FOUR, workers=4)  # cold
+        if latency_ms:
+            sim.post("/_sim/faults", {"latency_ms": latency_ms})
         for workers in (1, 4):
             m = extract(sim, fresh_dir(root, "sw"), FOUR, workers=workers)
             total = sum(e["rows"] for e in m.extra["manifest"]["modules"])
@@ -81,7 +94,10 @@ def _workers(root: Path, records: int) -> None:
         table(
             ["workers", "rows", "wall s", "CPU s", "peak RSS MB", "speed-up"],
             worker_rows,
-            title=f"Four modules ({', '.join(FOUR)}), --records {records:,}, 2 cores",
+            title=(
+                f"Four modules ({', '.join(FOUR)}), --records {records:,}, 2 cores, "
+                + (f"{latency_ms} ms added to every call" if latency_ms else "loopback")
+            ),
         )
     )
 

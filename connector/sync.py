@@ -510,6 +510,11 @@ class _ModuleJob:
                     base = replace(target)
                 continue
             finally:
+                # A reader that stopped early (a stop, an error, credits) may have a call out on
+                # its prefetch thread: closing it waits for that call here, not at exit.
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
                 self._add_stats(reader.stats)
             return
 

@@ -217,6 +217,9 @@ def test_max_credits_stops_cleanly_and_a_rerun_completes(
     )
     assert sim.credits.total - before <= budget
     assert (stopped.status, stopped.exit_code) == ("stopped: budget", 4)
+    # No call left out on a reader's prefetch thread, no file left building.
+    helpers = ("prefetch", "records-groups", "parquet")
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(helpers)]
     assert "rerun resumes" in (stopped.message or "")
     assert stopped.module("Leads").status == "stopped: budget"
     state = StateStore(Output.open(out)).load("Leads")
@@ -246,6 +249,8 @@ def test_daily_credits_exhausted_stops_all_modules_and_resumes(
     assert "daily API credits" in (run.message or "")
     assert any(m.status == "stopped: credits" for m in run.modules)
     assert sim.credits.total <= 6
+    helpers = ("prefetch", "records-groups", "parquet")
+    assert not [t.name for t in threading.enumerate() if t.name.startswith(helpers)]
     sim.credits.daily_limit = None
     done = extract(settings, client, out, modules=["Leads", "Accounts"])
     assert done.exit_code == 0, done.summary_lines()

@@ -36,9 +36,9 @@ def main() -> None:
     parser.add_argument("--dir")
     parser.add_argument(
         "--part",
-        choices=["all", "size", "workers"],
+        choices=["all", "size", "workers", "groups"],
         default="all",
-        help="run only the size table or only the --workers table",
+        help="run only the size table, the --workers tables or the group_calls table",
     )
     parser.add_argument(
         "--latency-ms",
@@ -50,11 +50,13 @@ def main() -> None:
     root = scratch_root(args.dir)
     sizes = [10_000, 50_000] if args.quick else [10_000, 100_000, 1_000_000]
     size_rows: list[list[object]] = []
-    if args.part != "workers":
+    if args.part in ("all", "size"):
         _sizes(root, sizes, size_rows)
-    if args.part != "size":
+    if args.part in ("all", "workers"):
         for latency in sorted({0, args.latency_ms}):
             _workers(root, 20_000 if args.quick else 100_000, latency)
+    if args.part in ("all", "groups") and args.latency_ms:
+        _group_calls(root, 2_000 if args.quick else 10_000, args.latency_ms)
 
 
 def _sizes(root: Path, sizes: list[int], size_rows: list[list[object]]) -> None:
@@ -98,6 +100,39 @@ def _workers(root: Path, records: int, latency_ms: int) -> None:
                 f"Four modules ({', '.join(FOUR)}), --records {records:,}, 2 cores, "
                 + (f"{latency_ms} ms added to every call" if latency_ms else "loopback")
             ),
+        )
+    )
+
+
+def _group_calls(root: Path, rows: int, latency_ms: int) -> None:
+    """A Records read of the 72-field module (two field groups) with one or two group calls at
+    once, every call taking ``latency_ms`` more."""
+    group_rows: list[list[object]] = []
+    with simulator(records_for(BIG_MODULE, rows)) as sim:
+        extract(sim, fresh_dir(root, "sg"), [BIG_MODULE], reader="records")  # cold
+        sim.post("/_sim/faults", {"latency_ms": latency_ms})
+        for at_once in (1, 2):
+            m = extract(
+                sim,
+                fresh_dir(root, "sg"),
+                [BIG_MODULE],
+                reader="records",
+                extra_env={"ZOHO_CRM_TUNING_GROUP_CALLS": str(at_once)},
+            )
+            manifest = m.extra["manifest"]
+            rows_read = manifest["modules"][0]["rows"]
+            totals = manifest["totals"]
+            group_rows.append([at_once, rows_read, totals["calls"], totals["credits"], m.wall_s])
+            print(f"done: group_calls {at_once}", flush=True)
+    base = float(group_rows[0][4])  # type: ignore[arg-type]
+    for row in group_rows:
+        row.append(f"{base / float(row[4]):.2f}x")  # type: ignore[arg-type]
+    print()
+    print(
+        table(
+            ["group_calls", "rows", "calls", "credits", "wall s", "speed-up"],
+            group_rows,
+            title=f"Records read of {BIG_MODULE} (72 fields: two groups), {latency_ms} ms a call",
         )
     )
 

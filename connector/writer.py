@@ -25,9 +25,10 @@ column (``Modified_Time`` for records, ``deleted_time`` for tombstones) and writ
   are made durable together, renamed, and the renames made durable together
   (:meth:`~connector.output.Output.prepare_files`). A writer may commit several times
   (checkpoints); each commit returns the files it moved into place.
-* Format: zstd (snappy for files under ``SMALL_FILE_ROWS`` rows, see there), column statistics on, the Arrow schema stored (so ``Modified_Time`` keeps its UTC
-  zone); dictionary encoding only for files big enough to gain from it. The partition column is in
-  the path, not in the files, as hive readers expect.
+* Format: zstd (snappy for files under ``SMALL_FILE_ROWS`` rows, see there), column statistics
+  on, the Arrow schema stored (so ``Modified_Time`` keeps its UTC zone); dictionary encoding only
+  for files big enough to gain from it. The partition column is in the path, not in the files, as
+  hive readers expect.
 """
 
 from __future__ import annotations

@@ -189,25 +189,16 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
     )
 
 
-_JSON_SPACE = b" \t\r\n"
-
-
 def _has_empty_string(body: bytes) -> bool:
-    """Whether ``body`` holds an empty JSON string as a value, a list item or a key.
+    """Whether ``body`` holds an empty JSON string (a value, a list item or a key).
 
-    Such a ``""`` follows ``:``, ``,``, ``[`` or ``{`` (whitespace allowed); any other ``""``
-    ends a string with an escaped quote (quotes inside a string are escaped). A plain search
-    for ``""`` first: a regular expression over a 3 MB page costs ~13 ms, this ~0.01 ms.
+    In valid JSON a closing quote is never followed by a quote, so a ``""`` is either an empty
+    string or an escaped quote ending a string (``\\""``). Counting both takes two C-speed
+    scans; a regular expression over a 3 MB page cost ~13 ms, and a Python loop over the
+    ``\\""`` of text full of quotes a tenth of the decoding. Invalid JSON never gets this far:
+    Arrow refuses it and the page takes the fallback.
     """
-    start = body.find(b'""')
-    while start != -1:
-        before = start - 1
-        while before >= 0 and body[before] in _JSON_SPACE:
-            before -= 1
-        if before >= 0 and body[before] in b":,[{":
-            return True
-        start = body.find(b'""', start + 2)
-    return False
+    return body.count(b'""') > body.count(b'\\""')
 
 
 # An empty JSON array, whitespace allowed inside.

@@ -292,3 +292,31 @@ def test_empty_values_are_found_in_pretty_printed_bodies_too() -> None:
     assert page.table.equals(reference(body))
     assert page.table.column("Name")[0].as_py() is None
     assert page.table.column("Codes")[0].as_py() is None
+
+
+def _holds_empty_string(value: Any) -> bool:
+    if value == "":
+        return True
+    if isinstance(value, dict):
+        return any(k == "" or _holds_empty_string(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_holds_empty_string(v) for v in value)
+    return False
+
+
+json_trees = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.text(alphabet='a"\\ :,[]{}', max_size=6)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.text(alphabet='a"\\', max_size=3), inner, max_size=4),
+    ),
+    max_leaves=10,
+)
+
+
+@seed(20261129)
+@settings(max_examples=500, deadline=None)
+@given(json_trees, st.sampled_from([None, 2]))
+def test_the_empty_string_gate_is_exact_on_valid_json(tree: Any, indent: int | None) -> None:
+    body = json.dumps({"data": tree}, indent=indent).encode()
+    assert jsonpage._has_empty_string(body) == _holds_empty_string(tree)

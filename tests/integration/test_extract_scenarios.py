@@ -203,6 +203,15 @@ def test_three_readers_write_equal_outputs(
         assert tables["coql"][m].equals(tables["records"][m])
 
 
+HELPER_THREADS = ("prefetch", "records-groups", "parquet")
+
+
+def helper_threads(since: set[threading.Thread] | None = None) -> set[threading.Thread]:
+    """The readers' and writer's background threads alive now (and not in ``since``)."""
+    alive = {t for t in threading.enumerate() if t.name.startswith(HELPER_THREADS)}
+    return alive - (since or set())
+
+
 @pytest.mark.parametrize(("reader", "budget"), [("coql", 3), ("records", 3), ("bulk", 30)])
 def test_max_credits_stops_cleanly_and_a_rerun_completes(
     make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str, budget: int
@@ -212,14 +221,14 @@ def test_max_credits_stops_cleanly_and_a_rerun_completes(
     client = client_for(settings)
     out = tmp_path / "out"
     before = sim.credits.total
+    threads_before = helper_threads()
     stopped = extract(
         settings, client, out, modules=["Leads"], max_credits=budget, checkpoint_rows=100
     )
     assert sim.credits.total - before <= budget
     assert (stopped.status, stopped.exit_code) == ("stopped: budget", 4)
     # No call left out on a reader's prefetch thread, no file left building.
-    helpers = ("prefetch", "records-groups", "parquet")
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(helpers)]
+    assert not helper_threads(threads_before)
     assert "rerun resumes" in (stopped.message or "")
     assert stopped.module("Leads").status == "stopped: budget"
     state = StateStore(Output.open(out)).load("Leads")
@@ -242,6 +251,7 @@ def test_daily_credits_exhausted_stops_all_modules_and_resumes(
     settings = settings_for(sim, tmp_path, **READERS["coql"])
     client = client_for(settings)
     out = tmp_path / "out"
+    threads_before = helper_threads()
     run = extract(
         settings, client, out, modules=["Leads", "Accounts"], workers=1, checkpoint_rows=100
     )
@@ -249,8 +259,7 @@ def test_daily_credits_exhausted_stops_all_modules_and_resumes(
     assert "daily API credits" in (run.message or "")
     assert any(m.status == "stopped: credits" for m in run.modules)
     assert sim.credits.total <= 6
-    helpers = ("prefetch", "records-groups", "parquet")
-    assert not [t.name for t in threading.enumerate() if t.name.startswith(helpers)]
+    assert not helper_threads(threads_before)
     sim.credits.daily_limit = None
     done = extract(settings, client, out, modules=["Leads", "Accounts"])
     assert done.exit_code == 0, done.summary_lines()

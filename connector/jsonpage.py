@@ -74,7 +74,7 @@ class JsonPage:
 
     def ids(self) -> list[str]:
         """The rows' ids, in page order."""
-        return [str(v) for v in self.table.column(ID).to_pylist()]
+        return ids_of(self.table)
 
     def stamps(self) -> list[str]:
         """Each row's ``Modified_Time`` as Zoho criteria text (UTC, whole seconds, ``+00:00``).
@@ -82,6 +82,17 @@ class JsonPage:
         The same text :func:`connector.readers.base.zoho_time` gives, computed by Arrow.
         """
         return stamps_of(self.table.column(MODIFIED_TIME), self.table.column(ID))
+
+
+def ids_of(table: pa.Table) -> list[str]:
+    """The ids of ``table``'s rows, in order."""
+    return [str(v) for v in table.column(ID).to_pylist()]
+
+
+def row_keys(table: pa.Table) -> tuple[list[str], list[str]]:
+    """Each row's ``(Modified_Time`` criteria text, ``id)``, as two lists in row order: what the
+    ordered readers' cursors and seen-id sets need, the only values that reach Python per row."""
+    return stamps_of(table.column(MODIFIED_TIME), table.column(ID)), ids_of(table)
 
 
 def stamps_of(times: pa.ChunkedArray | pa.Array, ids: pa.ChunkedArray | pa.Array) -> list[str]:

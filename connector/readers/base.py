@@ -205,13 +205,6 @@ def zoho_time(value: datetime) -> str:
     return value.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def parse_time(text: str) -> datetime:
-    """Parse a Zoho datetime (ISO 8601 with an offset) into an aware UTC ``datetime``."""
-    from connector.schema import parse_zoho_datetime
-
-    return parse_zoho_datetime(text)
-
-
 def floor_second(value: datetime) -> datetime:
     """``value`` in UTC without its fraction of a second."""
     return value.astimezone(timezone.utc).replace(microsecond=0)

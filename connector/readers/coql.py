@@ -32,10 +32,8 @@ import pyarrow as pa
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError
-from connector.jsonpage import JsonPage, decode_page, stamps_of
+from connector.jsonpage import JsonPage, decode_page, row_keys
 from connector.readers.base import (
-    ID,
-    MODIFIED_TIME,
     LastSecond,
     Prefetch,
     ProgressCallback,
@@ -164,8 +162,8 @@ def read_page(
     calls = 1
     if not first.num_rows:
         return Page(schema.arrow.empty_table(), set(), False, None, credits, calls)
-    end = first.table.slice(first.num_rows - 1)
-    last = Cursor(stamps_of(end.column(MODIFIED_TIME), end.column(ID))[0], first.ids()[-1])
+    (stamp,), (last_id,) = row_keys(first.table.slice(first.num_rows - 1))
+    last = Cursor(stamp, last_id)
     results = [first.table]
     for columns in groups[1:]:
         page = _query(client, schema, columns, f"({where} and {last.upper()})", limit)
@@ -233,8 +231,7 @@ class CoqlReader(ReaderBase):
             self.stats.pages += 1
             fresh = page.table
             if fresh.num_rows:
-                stamps = stamps_of(fresh.column(MODIFIED_TIME), fresh.column(ID))
-                ids = [str(v) for v in fresh.column(ID).to_pylist()]
+                stamps, ids = row_keys(fresh)
                 keep = [top.first_time(stamp, rid) for stamp, rid in zip(stamps, ids, strict=True)]
                 if not all(keep):
                     fresh = fresh.filter(pa.array(keep, pa.bool_()))

@@ -39,9 +39,8 @@ import pyarrow as pa
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
-from connector.jsonpage import JsonPage, decode_page, stamps_of
+from connector.jsonpage import JsonPage, decode_page, row_keys
 from connector.readers.base import (
-    ID,
     MODIFIED_TIME,
     LastSecond,
     Prefetch,
@@ -258,10 +257,9 @@ class RecordsReader(ReaderBase):
             first_stamps = first.stamps()
             # The merge only ever leaves rows out: as many rows means the very same rows.
             if merged.num_rows == first.num_rows:
-                merged_stamps = first_stamps
+                merged_stamps, merged_ids = first_stamps, first.ids()
             else:
-                merged_stamps = stamps_of(merged.column(MODIFIED_TIME), merged.column(ID))
-            merged_ids = [str(v) for v in merged.column(ID).to_pylist()]
+                merged_stamps, merged_ids = row_keys(merged)
             for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
                 if deep.get(rid, stamp) != stamp:
                     self.stats.notes.append(

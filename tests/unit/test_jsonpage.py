@@ -18,8 +18,13 @@ from connector import jsonpage
 from connector.errors import DataError
 from connector.jsonpage import decode_page, stamps_of
 from connector.metadata import FieldMeta
-from connector.readers.base import parse_time, zoho_time
-from connector.schema import batch_from_records, batches_from_csv, module_schema
+from connector.readers.base import zoho_time
+from connector.schema import (
+    batch_from_records,
+    batches_from_csv,
+    module_schema,
+    parse_zoho_datetime,
+)
 
 FIELDS = [
     FieldMeta("Modified_Time", "datetime"),
@@ -178,7 +183,7 @@ def test_stamps_are_the_readers_criteria_text() -> None:
         )
     ]
     page = decode_page(body_of(rows), SCHEMA, COLUMNS, what="a test page")
-    assert page.stamps() == [zoho_time(parse_time(r["Modified_Time"])) for r in rows]
+    assert page.stamps() == [zoho_time(parse_zoho_datetime(r["Modified_Time"])) for r in rows]
     assert page.ids() == [r["id"] for r in rows]
 
 

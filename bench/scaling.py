@@ -77,6 +77,13 @@ def _sizes(root: Path, sizes: list[int], size_rows: list[list[object]]) -> None:
     )
 
 
+def _add_speed_up(rows: list[list[object]], *, wall_column: int) -> None:
+    """Append to each row its speed-up against the first row's wall time."""
+    base = float(rows[0][wall_column])  # type: ignore[arg-type]
+    for row in rows:
+        row.append(f"{base / float(row[wall_column]):.2f}x")  # type: ignore[arg-type]
+
+
 def _workers(root: Path, records: int, latency_ms: int) -> None:
     worker_rows: list[list[object]] = []
     with simulator(records) as sim:
@@ -88,9 +95,7 @@ def _workers(root: Path, records: int, latency_ms: int) -> None:
             total = sum(e["rows"] for e in m.extra["manifest"]["modules"])
             worker_rows.append([workers, total, m.wall_s, m.cpu_s, m.max_rss_mb])
             print(f"done: workers {workers}", flush=True)
-    base = float(worker_rows[0][2])  # type: ignore[arg-type]
-    for row in worker_rows:
-        row.append(f"{base / float(row[2]):.2f}x")  # type: ignore[arg-type]
+    _add_speed_up(worker_rows, wall_column=2)
     print()
     print(
         table(
@@ -124,9 +129,7 @@ def _group_calls(root: Path, rows: int, latency_ms: int) -> None:
             totals = manifest["totals"]
             group_rows.append([at_once, rows_read, totals["calls"], totals["credits"], m.wall_s])
             print(f"done: group_calls {at_once}", flush=True)
-    base = float(group_rows[0][4])  # type: ignore[arg-type]
-    for row in group_rows:
-        row.append(f"{base / float(row[4]):.2f}x")  # type: ignore[arg-type]
+    _add_speed_up(group_rows, wall_column=4)
     print()
     print(
         table(

@@ -119,15 +119,8 @@ class _Run:
     reader: ipc.RecordBatchFileReader | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def read(self, key: str) -> pa.RecordBatch | None:
-        """The partition's rows in this run, if any (read from disk, not memory-mapped)."""
-        number = self.index.get(key)
-        if number is None:
-            return None
-        return self.read_number(number)
-
-    def read_number(self, number: int) -> pa.RecordBatch:
-        """The run's ``number``-th record batch."""
+    def read(self, number: int) -> pa.RecordBatch:
+        """The run's ``number``-th record batch (read from disk, not memory-mapped)."""
         with self.lock:
             if self.reader is None:
                 self.source = pa.OSFile(str(self.path), "rb")
@@ -352,19 +345,10 @@ class DatasetWriter:
         if self._sealer is None:
             self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
         for key, part in self._grouped(done):
-            # This partition's pieces in earlier runs (a spill) leave the runs' indexes now, so
-            # the commit does not write them again.
-            spilled = [(run, run.index.pop(key)) for run in self._runs if key in run.index]
-            pieces = self._sealed_pieces(spilled, part)
+            pieces = self._pieces(self._take_spilled(key, self._runs), part)
             future = self._sealer.submit(self._write_partition, key, pieces)
             self._sealing.append((future, self._estimate_bytes(part.num_rows)))
         self._collect_sealed(wait_for_room=True)
-
-    @staticmethod
-    def _sealed_pieces(spilled: list[tuple[_Run, int]], tail: pa.Table) -> Iterator[pa.RecordBatch]:
-        for run, number in spilled:
-            yield run.read_number(number)
-        yield from tail.to_batches()
 
     def _collect_sealed(self, *, wait_for_room: bool = False, everything: bool = False) -> None:
         """Take the finished background writes (raising the first failure); optionally wait until
@@ -482,12 +466,20 @@ class DatasetWriter:
                 current[3].unlink(missing_ok=True)
             raise
 
-    def _pieces(
-        self, key: str, runs: list[_Run], tail: pa.Table | None
-    ) -> Iterator[pa.RecordBatch]:
-        for run in runs:
-            piece = run.read(key)
-            if piece is not None and piece.num_rows:
+    @staticmethod
+    def _take_spilled(key: str, runs: list[_Run]) -> list[tuple[_Run, int]]:
+        """Where ``key``'s rows are in ``runs`` (run, batch number), taken out of the runs'
+        indexes so that no later write reads them again (a partition written early, while
+        reading goes on, is not written a second time by the commit)."""
+        return [(run, run.index.pop(key)) for run in runs if key in run.index]
+
+    @staticmethod
+    def _pieces(spilled: list[tuple[_Run, int]], tail: pa.Table | None) -> Iterator[pa.RecordBatch]:
+        """A partition's rows: its spilled pieces (read when the writer gets to them), then the
+        rows still buffered."""
+        for run, number in spilled:
+            piece = run.read(number)
+            if piece.num_rows:
                 yield piece
         if tail is not None:
             yield from tail.to_batches()
@@ -506,7 +498,9 @@ class DatasetWriter:
                 with ThreadPoolExecutor(max_workers=self.threads) as pool:
                     jobs = [
                         pool.submit(
-                            self._write_partition, key, self._pieces(key, runs, buffers.get(key))
+                            self._write_partition,
+                            key,
+                            self._pieces(self._take_spilled(key, runs), buffers.get(key)),
                         )
                         for key in keys
                     ]
@@ -514,7 +508,8 @@ class DatasetWriter:
                         job.result()
             else:
                 for key in keys:
-                    self._write_partition(key, self._pieces(key, runs, buffers.get(key)))
+                    pieces = self._pieces(self._take_spilled(key, runs), buffers.get(key))
+                    self._write_partition(key, pieces)
         finally:
             for run in runs:
                 run.remove()

@@ -37,7 +37,7 @@ def main() -> None:
         "records": [5_000, 20_000] if args.quick else [20_000, 100_000],
     }
     baseline = measure(
-        [PYTHON, "-c", "import connector.cli, connector.sync, connector.readers.bulk"]
+        [PYTHON, "-c", "import connector.cli, connector.run.sync, connector.readers.bulk"]
     ).max_rss_mb
     rows = []
     for reader in args.readers.split(","):

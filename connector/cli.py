@@ -145,7 +145,7 @@ def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
     """Validate settings, obtain a token, read the org and compare granted and needed scopes."""
 
     def action() -> None:
-        from connector.check import format_check, run_check
+        from connector.run.check import format_check, run_check
 
         report = run_check(_settings(connection, config))
         typer.echo(format_check(report))
@@ -181,8 +181,8 @@ def extract(
     """Extract modules into DIR/<Module>/ as typed, incremental Parquet."""
 
     def action() -> int:
-        from connector.progress import make_progress
-        from connector.sync import run_extract
+        from connector.run.progress import make_progress
+        from connector.run.sync import run_extract
 
         settings = _settings(connection, config)
         show = sys.stderr.isatty() if progress is None else progress
@@ -219,7 +219,7 @@ def plan(
     """Dry run: the reader, estimated rows and credits per module, reading no records."""
 
     def action() -> None:
-        from connector.sync import build_plan, format_plan
+        from connector.run.sync import build_plan, format_plan
 
         result = build_plan(_settings(connection, config), modules=_split(modules), output=output)
         typer.echo(format_plan(result))
@@ -238,8 +238,8 @@ def modules_command(
     """List modules with field counts, record counts (with --counts) and the readers that serve each."""
 
     def action() -> None:
-        from connector.catalog import build_catalog, format_catalog
-        from connector.http import ZohoClient
+        from connector.run.catalog import build_catalog, format_catalog
+        from connector.zoho.http import ZohoClient
 
         with ZohoClient(_settings(connection, config)) as client:
             rows = build_catalog(client, counts=counts)
@@ -257,8 +257,8 @@ def state(
     """Show each module's watermark and last run as stored in DIR/_state/."""
 
     def action() -> None:
-        from connector.output import Output
-        from connector.state import StateStore
+        from connector.lake.output import Output
+        from connector.lake.state import StateStore
 
         out = Output.open(output)
         store = StateStore(out)
@@ -302,7 +302,7 @@ def snapshot(
     """Write a module as it is now: latest version per id, minus deleted records."""
 
     def action() -> None:
-        from connector.snapshot import materialise_snapshot
+        from connector.lake.snapshot import materialise_snapshot
 
         result = materialise_snapshot(output, module, out)
         typer.echo(f"{result.rows} rows -> {result.path}")
@@ -331,7 +331,7 @@ def auth_url(
     """Print the authorization URL to open in a browser, with the scopes the connector needs."""
 
     def action() -> None:
-        from connector import oauth_setup
+        from connector.zoho import oauth_setup
 
         kwargs: dict[str, Any] = {"accounts_server": accounts_server}
         if redirect_uri:
@@ -376,8 +376,8 @@ def auth_exchange(
     """Trade a grant code for tokens and print a ready connection string."""
 
     def action() -> None:
-        from connector import oauth_setup
         from connector.redact import register_secret
+        from connector.zoho import oauth_setup
 
         register_secret(client_secret)
         kwargs: dict[str, Any] = {"accounts_server": accounts_server}

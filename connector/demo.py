@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from connector.config import load_settings
+from connector.run.sync import run_extract
 from connector.simulator import Simulator
 from connector.simulator.clock import LiveClock
-from connector.sync import run_extract
 
 DEMO_MODULE = "Leads"
 

@@ -173,6 +173,6 @@ def s3(s3_server: S3Server) -> Iterator[S3Bucket]:
     bucket.client().create_bucket(Bucket=bucket.name)
     yield bucket
     # An fsspec output builds its files in a local scratch dir of its own; leave none behind.
-    from connector.output import FsspecOutput
+    from connector.lake.output import FsspecOutput
 
     shutil.rmtree(FsspecOutput(bucket.url).scratch, ignore_errors=True)

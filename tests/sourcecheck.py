@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.config import Tuning
-from connector.schema import ModuleSchema
+from connector.lake.schema import ModuleSchema
 from connector.simulator import Simulator
 
 # Retry and poll waits shrunk to nothing: tests never wait for real.

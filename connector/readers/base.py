@@ -1,7 +1,7 @@
 """What every reader shares: the ``Reader`` protocol, its statistics, field grouping and time text.
 
 A reader fetches one module and yields ``pa.RecordBatch``es of exactly ``ModuleSchema.arrow``; the
-values are normalised once, in :mod:`connector.schema`. Three readers exist:
+values are normalised once, in :mod:`connector.lake.schema`. Three readers exist:
 
 - ``bulk`` (:mod:`connector.readers.bulk`): Bulk Read jobs, CSV in a ZIP; unordered.
 - ``coql`` (:mod:`connector.readers.coql`): keyset paging on ``(Modified_Time, id)``; ordered.
@@ -26,9 +26,9 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from connector.config import Tuning
-    from connector.http import ZohoClient
-    from connector.metadata import ModuleMeta
-    from connector.schema import ModuleSchema
+    from connector.lake.schema import ModuleSchema
+    from connector.zoho.http import ZohoClient
+    from connector.zoho.metadata import ModuleMeta
 
 READER_NAMES = ("bulk", "coql", "records")
 T = TypeVar("T")

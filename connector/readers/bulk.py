@@ -4,7 +4,7 @@ One job per page and field group: ``POST /crm/bulk/{v}/read`` (50 credits), stat
 exponential backoff from ``tuning.bulk_poll_initial`` to ``bulk_poll_max`` (1 credit each, so the
 first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file,
 checked (``ZipFile.testzip`` reads every member and checks its CRC) and only then streamed through
-:func:`connector.schema.batches_from_csv`: a batch never comes from a file not known to be complete,
+:func:`connector.lake.schema.batches_from_csv`: a batch never comes from a file not known to be complete,
 and the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
 
 Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
@@ -22,7 +22,7 @@ not another's, or with differing ``Modified_Time``) is never half-merged. Droppi
 safe: its new version is newer than this page's snapshot, but a *later* page's job may see records
 modified even later, so the run's watermark can pass the dropped record's new ``Modified_Time``. So
 the reader reads such records again at the end, by id, through the Records API (the values are
-normalised by the same :mod:`connector.schema`), and gives up with a retriable error if they keep
+normalised by the same :mod:`connector.lake.schema`), and gives up with a retriable error if they keep
 changing. The extra groups of a page are held in memory as Arrow columns (bounded by the page size,
 not the module size); modules with more than 200 fields are rare.
 """
@@ -58,9 +58,9 @@ from connector.readers.base import (
 
 if TYPE_CHECKING:
     from connector.config import Tuning
-    from connector.http import ZohoClient
-    from connector.metadata import ModuleMeta
-    from connector.schema import ModuleSchema
+    from connector.lake.schema import ModuleSchema
+    from connector.zoho.http import ZohoClient
+    from connector.zoho.metadata import ModuleMeta
 
 log = logging.getLogger(__name__)
 
@@ -258,7 +258,7 @@ class BulkReader(ReaderBase):
 
     def _batches(self, job: JobResult, schema: ModuleSchema) -> Iterator[pa.RecordBatch]:
         """Stream a verified file's CSV; the row count must match the job's."""
-        from connector.schema import batches_from_csv
+        from connector.lake.schema import batches_from_csv
 
         if job.path is None:
             return

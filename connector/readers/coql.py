@@ -32,7 +32,6 @@ import pyarrow as pa
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError
-from connector.jsonpage import JsonPage, decode_page, row_keys
 from connector.readers.base import (
     LastSecond,
     Prefetch,
@@ -42,12 +41,13 @@ from connector.readers.base import (
     merge_groups,
     zoho_time,
 )
+from connector.readers.jsonpage import JsonPage, decode_page, row_keys
 
 if TYPE_CHECKING:
     from connector.config import Tuning
-    from connector.http import ZohoClient
-    from connector.metadata import ModuleMeta
-    from connector.schema import ModuleSchema
+    from connector.lake.schema import ModuleSchema
+    from connector.zoho.http import ZohoClient
+    from connector.zoho.metadata import ModuleMeta
 
 MAX_COLUMNS = 50
 FIRST_LIMIT = 200

@@ -16,7 +16,7 @@ from connector.readers.base import ProgressCallback, ReaderStats, zoho_time
 if TYPE_CHECKING:
     import pyarrow as pa
 
-    from connector.http import ZohoClient
+    from connector.zoho.http import ZohoClient
 
 PER_PAGE = 200
 
@@ -35,7 +35,7 @@ def read_deleted(
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connector.schema import tombstones_from_json
+    from connector.lake.schema import tombstones_from_json
 
     stats = ReaderStats()
     headers = {"If-Modified-Since": zoho_time(since)} if since is not None else None

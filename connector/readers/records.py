@@ -39,7 +39,6 @@ import pyarrow as pa
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
-from connector.jsonpage import JsonPage, decode_page, row_keys
 from connector.readers.base import (
     MODIFIED_TIME,
     LastSecond,
@@ -49,11 +48,12 @@ from connector.readers.base import (
     merge_groups,
     zoho_time,
 )
+from connector.readers.jsonpage import JsonPage, decode_page, row_keys
 
 if TYPE_CHECKING:
-    from connector.http import ZohoClient
-    from connector.metadata import ModuleMeta
-    from connector.schema import ModuleSchema
+    from connector.lake.schema import ModuleSchema
+    from connector.zoho.http import ZohoClient
+    from connector.zoho.metadata import ModuleMeta
 
 MAX_FIELDS = 50
 PER_PAGE = 200

@@ -6,11 +6,11 @@ from collections.abc import Callable
 
 import pytest
 
-from connector.catalog import ModuleInfo, build_catalog, format_catalog
 from connector.config import load_settings
-from connector.http import ZohoClient
-from connector.metadata import BULK_UNSUPPORTED_MODULES
+from connector.run.catalog import ModuleInfo, build_catalog, format_catalog
 from connector.simulator import Simulator
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import BULK_UNSUPPORTED_MODULES
 
 
 def client_for(sim: Simulator, **overrides: str) -> ZohoClient:
@@ -128,6 +128,6 @@ def test_format_catalog_is_an_aligned_table() -> None:
     ],
 )
 def test_count_answers(body: dict[str, object] | None, expected: int) -> None:
-    from connector.catalog import _parse_count
+    from connector.run.catalog import _parse_count
 
     assert _parse_count(body) == expected  # type: ignore[arg-type]

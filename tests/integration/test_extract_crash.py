@@ -21,10 +21,10 @@ from test_extract_scenarios import (
     settings_for,
 )
 
+from connector.lake.state import StateStore
+from connector.lake.writer import DatasetWriter
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-from connector.state import StateStore
-from connector.writer import DatasetWriter
 
 
 class Crash(BaseException):

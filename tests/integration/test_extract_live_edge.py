@@ -26,10 +26,10 @@ from test_extract_scenarios import (
     settings_for,
 )
 
-from connector.output import Output
+from connector.lake.output import Output
+from connector.lake.state import StateStore
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-from connector.state import StateStore
 
 T = datetime(2026, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 S = timedelta(seconds=1)

@@ -19,15 +19,15 @@ import sourcecheck
 from sourcecheck import TINY, noop
 
 from connector.config import Settings, load_settings
-from connector.http import ZohoClient
-from connector.manifest import RunManifest
-from connector.metadata import list_fields
-from connector.output import Output
-from connector.schema import ModuleSchema, module_schema
+from connector.lake.manifest import RunManifest
+from connector.lake.output import Output
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.state import StateStore
+from connector.run.sync import run_extract
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-from connector.state import StateStore
-from connector.sync import run_extract
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 READERS = {
     "bulk": {"APIType": "Bulk", "UseCOQL": "false"},

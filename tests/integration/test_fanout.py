@@ -19,12 +19,12 @@ import pyarrow.dataset as ds
 from sourcecheck import source_table
 
 from connector.config import load_settings
-from connector.http import ZohoClient
-from connector.metadata import list_fields
-from connector.output import Output
-from connector.schema import ModuleSchema, module_schema
+from connector.lake.output import Output
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.state import StateStore
 from connector.simulator import Simulator
-from connector.state import StateStore
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 MODULES = ("Leads", "Contacts")
 TINY_TUNING = {

@@ -25,10 +25,10 @@ import pytest
 from sourcecheck import TINY, noop
 
 from connector.config import load_settings
-from connector.http import ZohoClient
+from connector.run.sync import run_extract
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-from connector.sync import run_extract
+from connector.zoho.http import ZohoClient
 
 MODULES = ("Leads", "Shipments")
 PARTITION = "modified_date"

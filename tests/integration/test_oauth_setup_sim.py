@@ -14,9 +14,11 @@ from typer.testing import CliRunner, Result
 
 from connector.cli import app
 from connector.config import load_settings, parse_connection_string
-from connector.endpoints import resolve_endpoints
 from connector.errors import AuthError
-from connector.oauth_setup import (
+from connector.simulator import Simulator
+from connector.simulator.clock import FakeClock
+from connector.zoho.endpoints import resolve_endpoints
+from connector.zoho.oauth_setup import (
     READ_SCOPES,
     RedirectParams,
     authorization_url,
@@ -24,8 +26,6 @@ from connector.oauth_setup import (
     exchange_code,
     parse_redirect,
 )
-from connector.simulator import Simulator
-from connector.simulator.clock import FakeClock
 
 REDIRECT = "https://localhost/callback"
 

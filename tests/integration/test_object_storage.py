@@ -21,16 +21,16 @@ from sourcecheck import TINY, latest_per_id, noop, source_table
 
 from connector.config import load_settings
 from connector.errors import LockError
-from connector.http import ZohoClient
-from connector.manifest import RunManifest
-from connector.metadata import list_fields
-from connector.output import FsspecOutput, Output
-from connector.schema import ModuleSchema, module_schema
+from connector.lake.manifest import RunManifest
+from connector.lake.output import FsspecOutput, Output
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.state import ModuleState, StateStore
+from connector.lake.writer import DatasetWriter
+from connector.run.sync import run_extract
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-from connector.state import ModuleState, StateStore
-from connector.sync import run_extract
-from connector.writer import DatasetWriter
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 __all__ = ["s3", "s3_server"]  # fixtures used by name below
 

@@ -15,11 +15,11 @@ from sourcecheck import TINY, source_table
 from sourcecheck import assert_same_table as assert_same
 
 from connector.config import load_settings
-from connector.http import ZohoClient
-from connector.metadata import ModuleMeta, list_fields
+from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
 from connector.simulator import Simulator
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import ModuleMeta, list_fields
 
 
 @pytest.fixture(scope="module")

@@ -15,12 +15,12 @@ import pyarrow.parquet as pq
 from sourcecheck import TINY, assert_output_equals_source, noop, output_table, read_local
 
 from connector.config import Settings, Tuning, load_settings
-from connector.http import ZohoClient
-from connector.metadata import list_fields
-from connector.output import Output
-from connector.schema import ModuleSchema, module_schema
+from connector.lake.output import Output
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.state import ModuleState, StateStore
 from connector.simulator import Simulator
-from connector.state import ModuleState, StateStore
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 __all__ = [
     "CLI_TIMEOUT",

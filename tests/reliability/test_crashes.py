@@ -33,7 +33,7 @@ from support import (
     settings_for,
 )
 
-from connector.schema import ModuleSchema
+from connector.lake.schema import ModuleSchema
 from connector.simulator import Simulator
 from connector.simulator.clock import LiveClock
 

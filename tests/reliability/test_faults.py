@@ -19,10 +19,10 @@ from support import (
 )
 
 from connector.config import Tuning
-from connector.http import ZohoClient
+from connector.run.sync import run_extract
 from connector.simulator import FaultConfig, Simulator
 from connector.simulator.clock import FakeClock
-from connector.sync import run_extract
+from connector.zoho.http import ZohoClient
 
 MODULES = ["Leads", "Shipments", "Notes"]
 # Short waits, but real ones: the concurrency cap is only relieved when a competitor finishes.

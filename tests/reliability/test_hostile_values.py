@@ -20,10 +20,10 @@ from support import (
     settings_for,
 )
 
-from connector.http import ZohoClient
+from connector.run.sync import run_extract
 from connector.simulator import Simulator
 from connector.simulator.clock import LiveClock
-from connector.sync import run_extract
+from connector.zoho.http import ZohoClient
 
 HOSTILE = [
     'a "quoted" word',

@@ -12,10 +12,10 @@ import pytest
 import requests
 from fakehttp import fake_session, form_of, path_of, response, token_ok
 
-from connector.auth import TokenManager, default_cache_path
 from connector.config import InitiateOAuth, InstanceType, Region, Settings, Tuning
-from connector.endpoints import Endpoints, resolve_endpoints
 from connector.errors import AuthError
+from connector.zoho.auth import TokenManager, default_cache_path
+from connector.zoho.endpoints import Endpoints, resolve_endpoints
 
 SECRET = "client-secret-abcdef123"
 REFRESH = "1000.refresh.zzzzzz"
@@ -287,7 +287,7 @@ def test_corrupt_cache_is_ignored_with_warning(
     path.parent.mkdir(parents=True)
     path.write_text(content)
     tm, adapter, _ = manager(settings, [token_ok("1000.fresh.aaa")])
-    with caplog.at_level("WARNING", logger="connector.auth"):
+    with caplog.at_level("WARNING", logger="connector.zoho.auth"):
         assert tm.access_token() == "1000.fresh.aaa"
     assert any("unreadable token cache" in w for w in tm.warnings)
     assert "unreadable token cache" in caplog.text
@@ -354,7 +354,7 @@ def test_api_domain_contradicting_region_warns(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     tm, _, _ = manager(make_settings(tmp_path), [token_ok(api_domain="https://www.zohoapis.eu")])
-    with caplog.at_level("WARNING", logger="connector.auth"):
+    with caplog.at_level("WARNING", logger="connector.zoho.auth"):
         tm.access_token()
     assert tm.api_domain == "https://www.zohoapis.eu"
     assert "set Region=EU" in caplog.text

@@ -9,9 +9,9 @@ import pytest
 import requests
 from fakehttp import fake_session, path_of, response, token_ok
 
-from connector.check import CheckReport, format_check, run_check
 from connector.config import APIType, Region, Settings, Tuning
 from connector.errors import AuthError, DataError
+from connector.run.check import CheckReport, format_check, run_check
 
 ORG = {"org": [{"id": "4150868000000225013", "company_name": "Zylker", "type": "production"}]}
 

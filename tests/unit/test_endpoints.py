@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from connector.config import InstanceType, Region, Settings
-from connector.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
 from connector.errors import ConfigError
+from connector.zoho.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
 
 ACCOUNTS = {
     Region.US: "https://accounts.zoho.com",

@@ -27,18 +27,18 @@ from typer.testing import CliRunner
 
 from connector.config import Tuning, load_settings
 from connector.errors import ConnectorError, DataError
-from connector.http import ZohoClient
-from connector.metadata import FieldMeta, ModuleMeta
-from connector.readers.bulk import BulkReader
-from connector.readers.coql import CoqlReader
-from connector.readers.records import RecordsReader
-from connector.schema import (
+from connector.lake.schema import (
     batch_from_records,
     batches_from_csv,
     module_schema,
     parse_zoho_datetime,
     tombstones_from_json,
 )
+from connector.readers.bulk import BulkReader
+from connector.readers.coql import CoqlReader
+from connector.readers.records import RecordsReader
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import FieldMeta, ModuleMeta
 
 FUZZ = settings(
     derandomize=True,
@@ -225,14 +225,14 @@ def monkeypatch_session() -> Any:
     """Stop a configuration that happens to be valid before it calls the network (exit 99)."""
     import typer
 
-    import connector.check
+    import connector.run.check
 
     patch = pytest.MonkeyPatch()
 
     def refuse(*_: Any, **__: Any) -> Any:
         raise typer.Exit(99)
 
-    patch.setattr(connector.check, "run_check", refuse)
+    patch.setattr(connector.run.check, "run_check", refuse)
     yield patch
     patch.undo()
 

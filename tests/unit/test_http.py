@@ -11,9 +11,7 @@ import pytest
 import requests
 from fakehttp import broken_stream, fake_session, path_of, response, token_ok
 
-from connector.auth import TokenManager
 from connector.config import APIType, InitiateOAuth, Region, Settings, Tuning
-from connector.endpoints import resolve_endpoints
 from connector.errors import (
     AuthError,
     BudgetExceeded,
@@ -23,7 +21,9 @@ from connector.errors import (
     ModuleUnavailable,
     RetriableAPIError,
 )
-from connector.http import CreditMeter, ZohoClient, call_cost, coql_credits
+from connector.zoho.auth import TokenManager
+from connector.zoho.endpoints import resolve_endpoints
+from connector.zoho.http import CreditMeter, ZohoClient, call_cost, coql_credits
 
 ACCESS = "1000.access-token-for-tests.abc"
 TUNING = Tuning(retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=4)
@@ -167,7 +167,7 @@ def test_attempts_are_bounded_and_backoff_grows() -> None:
 
 def test_retry_is_logged_without_token(caplog: pytest.LogCaptureFixture) -> None:
     client, _, _ = client_for([zoho_error(429, "TOO_MANY_REQUESTS", "busy"), response(200, {})])
-    with caplog.at_level(logging.INFO, logger="connector.http"):
+    with caplog.at_level(logging.INFO, logger="connector.zoho.http"):
         client.get_json("Leads", params={"fields": "id", "secret_param": "x"})
     assert "HTTP 429 TOO_MANY_REQUESTS" in caplog.text
     assert ACCESS not in caplog.text

@@ -14,17 +14,17 @@ import pytest
 from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
-from connector import jsonpage
 from connector.errors import DataError
-from connector.jsonpage import decode_page, stamps_of
-from connector.metadata import FieldMeta
-from connector.readers.base import zoho_time
-from connector.schema import (
+from connector.lake.schema import (
     batch_from_records,
     batches_from_csv,
     module_schema,
     parse_zoho_datetime,
 )
+from connector.readers import jsonpage
+from connector.readers.base import zoho_time
+from connector.readers.jsonpage import decode_page, stamps_of
+from connector.zoho.metadata import FieldMeta
 
 FIELDS = [
     FieldMeta("Modified_Time", "datetime"),

@@ -12,7 +12,7 @@ from requests.adapters import BaseAdapter
 
 from connector.config import Region, parse_connection_string
 from connector.errors import AuthError, ConfigError
-from connector.oauth_setup import (
+from connector.zoho.oauth_setup import (
     DEFAULT_REDIRECT_URI,
     READ_SCOPES,
     ExchangeResult,

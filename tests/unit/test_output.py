@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError, LockError
-from connector.output import FsspecOutput, LocalOutput, Output, pid_alive
+from connector.lake.output import FsspecOutput, LocalOutput, Output, pid_alive
 
 
 @pytest.fixture(params=["local", "memory"])
@@ -201,7 +201,7 @@ def test_release_leaves_a_lock_that_is_not_ours(output: Output) -> None:
 def test_lock_held_by_a_second_process_is_refused(tmp_path: Path) -> None:
     code = (
         "import sys, time\n"
-        "from connector.output import Output\n"
+        "from connector.lake.output import Output\n"
         "lock = Output.open(sys.argv[1]).acquire_lock('_state/Leads.lock', {'module': 'Leads'})\n"
         "print('locked', flush=True)\n"
         "sys.stdin.readline()\n"

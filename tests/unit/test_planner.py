@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from connector.config import scope_covers
-from connector.metadata import ModuleMeta
-from connector.planner import (
+from connector.run.planner import (
     BULK,
     COQL,
     RECORDS,
@@ -24,6 +23,7 @@ from connector.planner import (
     records_credits,
     static_choice,
 )
+from connector.zoho.metadata import ModuleMeta
 
 LEADS = ModuleMeta(api_name="Leads", module_name="Leads")
 NOTES = ModuleMeta(api_name="Notes", module_name="Notes")
@@ -167,7 +167,7 @@ def test_cheapest_incremental(rows: int, reader: str) -> None:
     choice = cheapest_incremental(rows, 30)
     assert choice.reader == reader
     other = BULK if reader == COQL else COQL
-    from connector.planner import reader_credits
+    from connector.run.planner import reader_credits
 
     assert reader_credits(reader, rows, 30) <= reader_credits(other, rows, 30)
 

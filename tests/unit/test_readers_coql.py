@@ -17,9 +17,9 @@ from test_readers_fake import (
 )
 
 from connector.errors import RetriableAPIError
+from connector.lake.schema import ModuleSchema, batch_from_records
 from connector.readers import coql_count, coql_probe, make_reader
 from connector.readers.coql import CoqlReader
-from connector.schema import ModuleSchema, batch_from_records
 
 
 def expected(fake: FakeZoho, schema: ModuleSchema) -> pa.Table:

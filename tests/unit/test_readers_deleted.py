@@ -7,9 +7,9 @@ from datetime import timedelta
 import pyarrow as pa
 from test_readers_fake import BASE, FakeZoho, zid
 
+from connector.lake.schema import TOMBSTONE_SCHEMA
 from connector.readers import read_deleted
 from connector.readers.base import ReaderStats
-from connector.schema import TOMBSTONE_SCHEMA
 
 
 def tombstones(n: int) -> list[dict[str, object]]:

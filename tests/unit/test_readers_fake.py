@@ -22,8 +22,8 @@ from types import SimpleNamespace
 from typing import Any, BinaryIO
 
 from connector.errors import FatalAPIError, ModuleUnavailable
-from connector.metadata import FieldMeta, ModuleMeta
-from connector.schema import ModuleSchema, module_schema
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.zoho.metadata import FieldMeta, ModuleMeta
 
 ORG_OFFSET = timezone(timedelta(hours=5, minutes=30))
 BASE = datetime(2026, 1, 1, tzinfo=timezone.utc)

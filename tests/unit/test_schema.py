@@ -14,8 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import DataError
-from connector.metadata import FieldMeta
-from connector.schema import (
+from connector.lake.schema import (
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     batch_from_records,
@@ -24,6 +23,7 @@ from connector.schema import (
     parse_zoho_datetime,
     tombstones_from_json,
 )
+from connector.zoho.metadata import FieldMeta
 
 UTC = timezone.utc
 LONG_TEXT = ('Lorem, ipsum "dolor"\nsit amet; ' * 200)[:5000]

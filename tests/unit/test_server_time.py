@@ -12,9 +12,9 @@ from fakehttp import fake_session, response
 from pydantic import SecretStr
 
 from connector.config import InitiateOAuth, Region, Settings, Tuning
-from connector.http import ZohoClient
-from connector.manifest import ModuleReport
-from connector.sync import LOCAL_TIME_MARGIN, SERVER_TIME_MARGIN, _ModuleJob
+from connector.lake.manifest import ModuleReport
+from connector.run.sync import LOCAL_TIME_MARGIN, SERVER_TIME_MARGIN, _ModuleJob
+from connector.zoho.http import ZohoClient
 
 UTC = timezone.utc
 
@@ -74,7 +74,7 @@ def test_without_a_date_header_the_local_clock_stands_in_with_a_wider_margin(
 ) -> None:
     job, report = job_with(None)
     before = datetime.now(UTC)
-    with caplog.at_level(logging.WARNING, logger="connector.sync"):
+    with caplog.at_level(logging.WARNING, logger="connector.run.sync"):
         started, cap = job._read_start()
         job._read_start()
     after = datetime.now(UTC)

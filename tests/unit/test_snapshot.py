@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import ConfigError, DataError
-from connector.snapshot import SINGLE_FILE_NAME, materialise_snapshot
+from connector.lake.snapshot import SINGLE_FILE_NAME, materialise_snapshot
 
 UTC = timezone.utc
 TS = pa.timestamp("us", tz="UTC")
@@ -315,9 +315,9 @@ def test_matches_a_naive_reference(
 
 
 def test_reads_what_the_dataset_writer_wrote(tmp_path: Path) -> None:
-    from connector.output import Output
-    from connector.schema import TOMBSTONE_SCHEMA
-    from connector.writer import DatasetWriter
+    from connector.lake.output import Output
+    from connector.lake.schema import TOMBSTONE_SCHEMA
+    from connector.lake.writer import DatasetWriter
 
     output = Output.open(tmp_path / "out")
     run1 = DatasetWriter(output, "Leads", V1, "run1")

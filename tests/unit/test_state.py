@@ -17,16 +17,16 @@ import pyarrow.dataset as ds
 import pytest
 
 from connector.errors import ConfigError, DataError, LockError
-from connector.metadata import FieldMeta
-from connector.output import LocalOutput, Output
-from connector.schema import TOMBSTONE_SCHEMA, module_schema
-from connector.state import (
+from connector.lake.output import LocalOutput, Output
+from connector.lake.schema import TOMBSTONE_SCHEMA, module_schema
+from connector.lake.state import (
     ModuleState,
     StateStore,
     WatermarkTracker,
     dedupe_against_watermark,
 )
-from connector.writer import DatasetWriter
+from connector.lake.writer import DatasetWriter
+from connector.zoho.metadata import FieldMeta
 
 UTC = timezone.utc
 T0 = datetime(2024, 6, 4, 20, 34, 9, tzinfo=UTC)

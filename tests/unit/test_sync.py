@@ -11,9 +11,9 @@ import pyarrow as pa
 import pytest
 
 from connector.errors import ConfigError, ModuleUnavailable
-from connector.manifest import FileEntry, ModuleReport, RunManifest, new_run_id
-from connector.progress import LogProgress, Progress
-from connector.sync import discover
+from connector.lake.manifest import FileEntry, ModuleReport, RunManifest, new_run_id
+from connector.run.progress import LogProgress, Progress
+from connector.run.sync import discover
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=timezone.utc)
 
@@ -88,7 +88,7 @@ def test_run_ids_sort_by_time_and_are_unique() -> None:
 def test_log_progress_throttles_lines(caplog: pytest.LogCaptureFixture) -> None:
     now = [0.0]
     progress = LogProgress(interval=10, clock=lambda: now[0])
-    with caplog.at_level(logging.INFO, logger="connector.progress"):
+    with caplog.at_level(logging.INFO, logger="connector.run.progress"):
         progress.start_module("Leads", "coql")
         progress.update("Leads", rows=200, pages=1, credits=1)  # within 10 s of the start
         now[0] = 11
@@ -167,7 +167,7 @@ def test_a_known_module_zoho_refuses_is_kept_as_unavailable() -> None:
 
 
 def test_rows_at_or_after_the_cap_are_deferred_rows_without_time_kept() -> None:
-    from connector.sync import _defer_live_edge
+    from connector.run.sync import _defer_live_edge
 
     utc_us = pa.timestamp("us", tz="UTC")
     cap = T0

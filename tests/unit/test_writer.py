@@ -15,10 +15,10 @@ import pyarrow.parquet as pq
 import pytest
 
 from connector.errors import DataError
-from connector.metadata import FieldMeta
-from connector.output import FsspecOutput, Output
-from connector.schema import TOMBSTONE_SCHEMA, batch_from_records, module_schema
-from connector.writer import SMALL_FILE_ROWS, DatasetWriter
+from connector.lake.output import FsspecOutput, Output
+from connector.lake.schema import TOMBSTONE_SCHEMA, batch_from_records, module_schema
+from connector.lake.writer import SMALL_FILE_ROWS, DatasetWriter
+from connector.zoho.metadata import FieldMeta
 
 UTC = timezone.utc
 FIELDS = [

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connector.config import scope_covers
-from connector.metadata import ModuleMeta
+from connector.zoho.metadata import ModuleMeta
 
 BULK = "bulk"
 COQL = "coql"

@@ -18,9 +18,9 @@ from urllib.parse import urlsplit
 import requests
 
 from connector.config import InstanceType, Settings
-from connector.endpoints import Endpoints, region_for_api_domain
 from connector.errors import AuthError
 from connector.redact import redact, register_secret
+from connector.zoho.endpoints import Endpoints, region_for_api_domain
 
 log = logging.getLogger(__name__)
 

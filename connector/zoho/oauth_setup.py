@@ -27,9 +27,9 @@ import requests
 
 from connector.config import InstanceType, Region
 from connector.config import parse_region as config_parse_region
-from connector.endpoints import ACCOUNTS_SERVERS, API_DOMAINS
 from connector.errors import AuthError, ConfigError
 from connector.redact import redact, register_secret
+from connector.zoho.endpoints import ACCOUNTS_SERVERS, API_DOMAINS
 
 DEFAULT_REDIRECT_URI = "https://localhost/callback"
 

@@ -3,7 +3,7 @@
 Per module, while holding its lock (``DIR/_state/<Module>.lock``):
 
 1. ``StateStore.recover`` removes the files of runs that never committed, then the state loads.
-2. The planner picks the reader (see :mod:`connector.planner`); with ``APIType=Bulk`` an
+2. The planner picks the reader (see :mod:`connector.run.planner`); with ``APIType=Bulk`` an
    incremental run first probes with one COQL page, which is the whole read when it holds every
    change.
 3. Batches are deduplicated against the watermark (the read starts at the watermark's second,
@@ -36,7 +36,7 @@ Decisions:
 * **Changes during a read (the live edge).** Before a module's read starts, the server's time is
   taken from the ``Date`` header of Zoho's latest answer (:meth:`ZohoClient.server_time`, usually
   the fields call just made) minus ``SERVER_TIME_MARGIN``, and the module's watermark is capped
-  there (see :mod:`connector.state`): a record modified while the module is read (behind a COQL
+  there (see :mod:`connector.lake.state`): a record modified while the module is read (behind a COQL
   keyset cursor, after an earlier Bulk page's snapshot, in a Records page already passed) has a
   ``Modified_Time`` at or after the cap, so the next run reads it again, and the remembered
   ``(id, Modified_Time)`` pairs keep what this run did write from being written twice. Checkpoints
@@ -79,8 +79,7 @@ from connector.errors import (
     RetriableAPIError,
     ZohoAPIError,
 )
-from connector.http import CreditMeter, ZohoClient
-from connector.manifest import (
+from connector.lake.manifest import (
     STATUS_FAILED,
     STATUS_LOCKED,
     STATUS_NOT_RUN,
@@ -93,9 +92,21 @@ from connector.manifest import (
     RunManifest,
     new_run_id,
 )
-from connector.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
-from connector.output import Output
-from connector.planner import (
+from connector.lake.output import Output
+from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.state import (
+    DELETED_DIR,
+    ModuleState,
+    StateStore,
+    WatermarkTracker,
+    data_dirs,
+    dedupe_against_watermark,
+)
+from connector.lake.writer import DatasetWriter, WrittenFile
+from connector.readers import coql_count, coql_probe, make_reader, read_deleted
+from connector.readers.base import ReaderStats
+from connector.readers.bulk import BulkReader
+from connector.run.planner import (
     BULK,
     COQL,
     METADATA_CREDITS,
@@ -109,20 +120,9 @@ from connector.planner import (
     format_plan,
     static_choice,
 )
-from connector.progress import Progress
-from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.readers.base import ReaderStats
-from connector.readers.bulk import BulkReader
-from connector.schema import ModuleSchema, module_schema
-from connector.state import (
-    DELETED_DIR,
-    ModuleState,
-    StateStore,
-    WatermarkTracker,
-    data_dirs,
-    dedupe_against_watermark,
-)
-from connector.writer import DatasetWriter, WrittenFile
+from connector.run.progress import Progress
+from connector.zoho.http import CreditMeter, ZohoClient
+from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 
 __all__ = ["build_plan", "discover", "format_plan", "run_extract"]
 
@@ -599,7 +599,7 @@ class _ModuleJob:
     def _read_deleted(self, target: ModuleState) -> None:
         run, name = self.run, self.name
         self._check_stop()
-        from connector.schema import TOMBSTONE_SCHEMA
+        from connector.lake.schema import TOMBSTONE_SCHEMA
 
         writer = DatasetWriter(
             run.output,

@@ -24,9 +24,7 @@ from tenacity import (
     stop_after_attempt,
 )
 
-from connector.auth import TokenManager
 from connector.config import Settings
-from connector.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
 from connector.errors import (
     AuthError,
     BudgetExceeded,
@@ -37,6 +35,8 @@ from connector.errors import (
     RetriableAPIError,
 )
 from connector.redact import redact
+from connector.zoho.auth import TokenManager
+from connector.zoho.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
 
 log = logging.getLogger(__name__)
 
@@ -465,7 +465,7 @@ class ZohoClient:
     ) -> bytes | None:
         """GET ``path`` and return the raw body of its answer, or None for 204 and 304.
 
-        For the record pages, which :mod:`connector.jsonpage` decodes straight into Arrow.
+        For the record pages, which :mod:`connector.readers.jsonpage` decodes straight into Arrow.
         """
         return self._call("GET", path, params=params, headers=headers, consume=_body_of)
 

@@ -8,7 +8,7 @@ import requests
 
 from connector.config import Settings, missing_scopes
 from connector.errors import DataError
-from connector.http import ZohoClient
+from connector.zoho.http import ZohoClient
 
 # Why each scope is needed, for the warning about a missing one.
 _SCOPE_REASONS = {

@@ -13,12 +13,12 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ZohoAPIError
-from connector.metadata import ModuleMeta, list_fields, list_modules
-from connector.planner import BULK, COQL, RECORDS
-from connector.schema import module_schema
+from connector.lake.schema import module_schema
+from connector.run.planner import BULK, COQL, RECORDS
+from connector.zoho.metadata import ModuleMeta, list_fields, list_modules
 
 if TYPE_CHECKING:
-    from connector.http import ZohoClient
+    from connector.zoho.http import ZohoClient
 
 log = logging.getLogger(__name__)
 

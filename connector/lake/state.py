@@ -13,7 +13,7 @@ The commit protocol (one module, while holding its lock):
    :func:`dedupe_against_watermark` (rows older than the watermark, and rows whose
    ``(id, Modified_Time)`` pair is in ``remembered``). Ties in one second are common in Zoho, so
    the watermark is never moved past a second that may still hold unseen rows.
-3. **Write** the data files (:class:`~connector.writer.DatasetWriter`): they are built in ``_tmp/``
+3. **Write** the data files (:class:`~connector.lake.writer.DatasetWriter`): they are built in ``_tmp/``
    and renamed (or uploaded) into place, complete, at the writer's commit.
 4. **Commit state** (:meth:`StateStore.commit`): the new watermark together with the list of files
    the run has committed so far, written atomically (temporary file, fsync, rename) and only after
@@ -42,7 +42,7 @@ remembered set stays small: the rows of the watermark's second plus the rows mod
 run (:class:`WatermarkTracker` keeps only pairs that can still be at or after ``W``). Checkpoints
 apply the same cap, and tombstones follow the same rule with ``deleted_time``.
 
-**Rows at or after ``T0`` are not written at all** (the caller, :mod:`connector.sync`, leaves them
+**Rows at or after ``T0`` are not written at all** (the caller, :mod:`connector.run.sync`, leaves them
 for the next run). Zoho's ``Modified_Time`` has whole seconds, so a record changed twice within
 one second has one ``(id, Modified_Time)`` pair for both versions: had a run written the first
 version in a second that was not over, the next run would drop the second version as already
@@ -73,7 +73,7 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crashpoint
 from connector.errors import ConfigError, DataError
-from connector.output import Lock, Output
+from connector.lake.output import Lock, Output
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import DataError
 
 if TYPE_CHECKING:
-    from connector.http import ZohoClient
+    from connector.zoho.http import ZohoClient
 
 # Zoho documents that Bulk Read cannot export these modules (bulk-read/limitations).
 BULK_UNSUPPORTED_MODULES = frozenset({"Notes", "Attachments", "Emails"})

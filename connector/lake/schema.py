@@ -36,7 +36,7 @@ import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 
 from connector.errors import DataError
-from connector.metadata import FieldMeta
+from connector.zoho.metadata import FieldMeta
 
 ID = "id"
 MODIFIED_TIME = "Modified_Time"

@@ -23,7 +23,7 @@ column (``Modified_Time`` for records, ``deleted_time`` for tombstones) and writ
 * Atomicity: files are built in the output's scratch area (``_tmp/``) and appear under
   ``rel_dir`` only in :meth:`DatasetWriter.commit`, complete and durable: all of a commit's files
   are made durable together, renamed, and the renames made durable together
-  (:meth:`~connector.output.Output.prepare_files`). A writer may commit several times
+  (:meth:`~connector.lake.output.Output.prepare_files`). A writer may commit several times
   (checkpoints); each commit returns the files it moved into place.
 * Format: zstd (snappy for files under ``SMALL_FILE_ROWS`` rows, see there), column statistics
   on, the Arrow schema stored (so ``Modified_Time`` keeps its UTC zone); dictionary encoding only
@@ -53,7 +53,7 @@ import pyarrow.parquet as pq
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError
-from connector.output import Output, _clean_rel
+from connector.lake.output import Output, _clean_rel
 
 log = logging.getLogger(__name__)
 

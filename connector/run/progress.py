@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, TextIO
 
-logger = logging.getLogger("connector.progress")
+logger = logging.getLogger("connector.run.progress")
 
 
 @dataclass
@@ -89,7 +89,7 @@ class Progress:
 
 
 class LogProgress(Progress):
-    """Plain log lines on the ``connector.progress`` logger, at most one per module per interval."""
+    """Plain log lines on the ``connector.run.progress`` logger, at most one per module per interval."""
 
     def __init__(
         self, *, interval: float = 10.0, clock: Callable[[], float] = time.monotonic

@@ -3,11 +3,11 @@
 A page is one JSON object, ``{"data": [{...}, ...], "info": {...}}``. Arrow's JSON reader parses
 it in C++ into the columns' types, so no Python object is made per value: the page's ``data``
 becomes one struct column whose children are the module's columns. Dates and datetimes arrive as
-text and go through the same cast as every other reader's (:func:`connector.schema.from_text`),
+text and go through the same cast as every other reader's (:func:`connector.lake.schema.from_text`),
 empty strings and empty multi-select lists become null, lookups keep their related id.
 
 The fast path only answers when it is sure to give exactly what the shared normalisation,
-:func:`connector.schema.batch_from_records`, gives. Anything else falls back to that path, page by
+:func:`connector.lake.schema.batch_from_records`, gives. Anything else falls back to that path, page by
 page: a value of an unexpected JSON type (a number in a text field, an id as a number, a string
 in a number field), a null inside a multi-select list, a field kind Arrow cannot parse into
 (``time_range``), a body that is not exactly one JSON object. The fallback decodes JSON numbers
@@ -30,8 +30,7 @@ import pyarrow.compute as pc
 import pyarrow.json as pajson
 
 from connector.errors import DataError
-from connector.redact import redact
-from connector.schema import (
+from connector.lake.schema import (
     ID,
     LIST_KIND,
     LOOKUP_KIND,
@@ -41,6 +40,7 @@ from connector.schema import (
     from_text,
     parse_kind,
 )
+from connector.redact import redact
 
 # The ``info`` keys the readers use; others are ignored.
 _INFO_TYPE = pa.struct(

@@ -13,7 +13,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from connector.output import Output
+    from connector.lake.output import Output
 
 # Exit codes of a run, by status (the CLI exits with the manifest's code).
 EXIT_OK = 0

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from clirun import REPO, clean_env, run_cli
+from support.cli import REPO, clean_env, run_cli
 
 from connector.simulator import Simulator
 

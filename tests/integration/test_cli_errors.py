@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from clirun import clean_env, run_cli
+from support.cli import clean_env, run_cli
 
 from connector.simulator import DEFAULT_SCOPES, Simulator
 

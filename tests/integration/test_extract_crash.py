@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_extract_scenarios import (
+from support.extract import (
     READERS,
     assert_output_equals_source,
     client_for,

@@ -16,8 +16,7 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pytest
-from sourcecheck import read_local
-from test_extract_scenarios import (
+from support.extract import (
     READERS,
     assert_output_equals_source,
     client_for,
@@ -25,6 +24,7 @@ from test_extract_scenarios import (
     schema_of,
     settings_for,
 )
+from support.source import read_local
 
 from connector.lake.output import Output
 from connector.lake.state import StateStore

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
-from sourcecheck import source_table
+from support.source import source_table
 
 from connector.config import load_settings
 from connector.lake.output import Output

@@ -22,7 +22,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from sourcecheck import TINY, noop
+from support.source import TINY, noop
 
 from connector.config import load_settings
 from connector.run.sync import run_extract

@@ -16,8 +16,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.dataset as ds
 import pytest
-from s3server import S3Bucket, s3, s3_server
-from sourcecheck import TINY, latest_per_id, noop, source_table
+from support.s3 import S3Bucket, s3, s3_server
+from support.source import TINY, latest_per_id, noop, source_table
 
 from connector.config import load_settings
 from connector.errors import LockError

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from clirun import clean_env, run_cli
+from support.cli import clean_env, run_cli
 
 import connector.simulator.server as sim_server
 from connector.simulator import Simulator

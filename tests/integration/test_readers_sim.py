@@ -11,8 +11,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from sourcecheck import TINY, source_table
-from sourcecheck import assert_same_table as assert_same
+from support.source import TINY, source_table
+from support.source import assert_same_table as assert_same
 
 from connector.config import load_settings
 from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import pytest
-from support import (
+from support.reliability import (
     assert_clean_and_committed,
     assert_files_readable,
     assert_output_equals_source,

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from support import (
+from support.reliability import (
     CliResult,
     assert_clean_and_committed,
     assert_files_readable,

@@ -10,7 +10,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
-from support import (
+from support.reliability import (
     READERS,
     assert_clean_and_committed,
     assert_output_equals_source,

@@ -10,7 +10,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from support import (
+from support.reliability import (
     READERS,
     assert_clean_and_committed,
     assert_output_equals_source,

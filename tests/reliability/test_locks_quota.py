@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from support import (
+from support.reliability import (
     REPO,
     assert_clean_and_committed,
     assert_files_readable,

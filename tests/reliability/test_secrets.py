@@ -14,7 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from support import CliResult, cli_env, run_cli
+from support.reliability import CliResult, cli_env, run_cli
 
 from connector.simulator import DEFAULT_CLIENT_SECRET, DEFAULT_REFRESH_TOKEN, Simulator
 

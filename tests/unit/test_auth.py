@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakehttp import fake_session, form_of, path_of, response, token_ok
+from support.fakehttp import fake_session, form_of, path_of, response, token_ok
 
 from connector.config import InitiateOAuth, InstanceType, Region, Settings, Tuning
 from connector.errors import AuthError

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakehttp import fake_session, path_of, response, token_ok
+from support.fakehttp import fake_session, path_of, response, token_ok
 
 from connector.config import APIType, Region, Settings, Tuning
 from connector.errors import AuthError, DataError

@@ -20,9 +20,9 @@ from typing import Any, BinaryIO
 
 import pytest
 import requests
-from fakehttp import fake_session, response, token_ok
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from support.fakehttp import fake_session, response, token_ok
 from typer.testing import CliRunner
 
 from connector.config import Tuning, load_settings

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 import requests
-from fakehttp import broken_stream, fake_session, path_of, response, token_ok
+from support.fakehttp import broken_stream, fake_session, path_of, response, token_ok
 
 from connector.config import APIType, InitiateOAuth, Region, Settings, Tuning
 from connector.errors import (

@@ -8,8 +8,16 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from test_readers_coql import by_id, expected, read_all
-from test_readers_fake import BASE, FakeZoho, make_records, make_schema, tuning
+from support.fakezoho import (
+    BASE,
+    FakeZoho,
+    by_id,
+    expected,
+    make_records,
+    make_schema,
+    read_all,
+    tuning,
+)
 
 from connector.errors import ModuleUnavailable, RetriableAPIError
 from connector.readers import make_reader

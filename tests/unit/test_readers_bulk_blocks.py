@@ -5,8 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_readers_coql import by_id, expected, read_all
-from test_readers_fake import FakeZoho, make_records, make_schema, tuning
+from support.fakezoho import FakeZoho, by_id, expected, make_records, make_schema, read_all, tuning
 
 import connector.readers.bulk as bulk
 from connector.errors import DataError

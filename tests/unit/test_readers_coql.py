@@ -7,47 +7,23 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from test_readers_fake import (
+from support.fakezoho import (
     BASE,
     MODULE,
     FakeZoho,
+    assert_ascending,
+    by_id,
+    expected,
+    limits,
     make_records,
     make_schema,
+    read_all,
     tuning,
 )
 
 from connector.errors import RetriableAPIError
-from connector.lake.schema import ModuleSchema, batch_from_records
 from connector.readers import coql_count, coql_probe, make_reader
 from connector.readers.coql import CoqlReader
-
-
-def expected(fake: FakeZoho, schema: ModuleSchema) -> pa.Table:
-    names = [n for n in schema.names if n != "id"]
-    rows = [fake._json(r, names) for r in sorted(fake.records, key=lambda r: r["id"])]
-    return pa.Table.from_batches([batch_from_records(rows, schema)])
-
-
-def read_all(reader: Any, schema: ModuleSchema, since: Any = None) -> pa.Table:
-    batches = list(reader.read(MODULE, schema, since))
-    for batch in batches:
-        assert batch.schema == schema.arrow
-    table = pa.Table.from_batches(batches, schema=schema.arrow)
-    return table
-
-
-def by_id(table: pa.Table) -> pa.Table:
-    return table.sort_by("id")
-
-
-def limits(fake: FakeZoho) -> list[int]:
-    return [int(str(c.body).rsplit(" ", 1)[1]) for c in fake.calls if c.kind == "coql"]
-
-
-def assert_ascending(table: pa.Table) -> None:
-    keys = list(zip(table["Modified_Time"].to_pylist(), table["id"].to_pylist(), strict=True))
-    assert keys == sorted(keys)
-    assert len(set(keys)) == len(keys)
 
 
 def test_full_read_equals_source_at_the_best_rate_from_the_first_page() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pyarrow as pa
-from test_readers_fake import BASE, FakeZoho, zid
+from support.fakezoho import BASE, FakeZoho, zid
 
 from connector.lake.schema import TOMBSTONE_SCHEMA
 from connector.readers import read_deleted

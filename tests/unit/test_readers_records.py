@@ -7,8 +7,8 @@ from datetime import timedelta
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
+from support.fakezoho import BASE, FakeZoho, make_records, make_schema, tuning, zid
 from test_readers_coql import assert_ascending, by_id, expected, read_all
-from test_readers_fake import BASE, FakeZoho, make_records, make_schema, tuning, zid
 
 from connector.errors import FatalAPIError, RetriableAPIError
 from connector.readers import make_reader

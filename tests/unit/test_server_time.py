@@ -8,8 +8,8 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from fakehttp import fake_session, response
 from pydantic import SecretStr
+from support.fakehttp import fake_session, response
 
 from connector.config import InitiateOAuth, Region, Settings, Tuning
 from connector.lake.manifest import ModuleReport

@@ -1,6 +1,6 @@
 """An S3-compatible server on loopback for tests: moto in server mode, one bucket per test.
 
-Import the fixtures into a test module (``from s3server import s3, s3_server``); a non-root
+Import the fixtures into a test module (``from support.s3 import s3, s3_server``); a non-root
 conftest cannot register them as a plugin.
 
 The endpoint and the dummy credentials are set through the standard AWS environment variables

@@ -12,7 +12,6 @@ from pathlib import Path
 
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from sourcecheck import TINY, assert_output_equals_source, noop, output_table, read_local
 
 from connector.config import Settings, Tuning, load_settings
 from connector.lake.output import Output
@@ -21,6 +20,7 @@ from connector.lake.state import ModuleState, StateStore
 from connector.simulator import Simulator
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
+from support.source import TINY, assert_output_equals_source, noop, output_table, read_local
 
 __all__ = [
     "CLI_TIMEOUT",

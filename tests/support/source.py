@@ -3,7 +3,7 @@
 The output is a change log: the table a reader sees is the latest version of every id, minus
 the ids with a tombstone. These helpers build that table and the simulator's, in the connector's
 types, and assert they are equal value for value. Importable from every test directory
-(``from sourcecheck import …``), as the root conftest puts this directory on the import path.
+(``from support.source import …``), as the root conftest puts this directory on the import path.
 """
 
 from __future__ import annotations

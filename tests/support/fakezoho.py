@@ -1,4 +1,4 @@
-"""A fake Zoho at the ``ZohoClient`` seam for the reader unit tests (no sockets), and its own tests.
+"""A fake Zoho at the ``ZohoClient`` seam for the reader unit tests (no sockets), and the reading helpers the reader tests share.
 
 ``FakeZoho`` holds records in memory and answers ``get_json``/``post_json``/``download`` the way
 the client does: bodies as dicts, 204/304 as None, error answers as ``connector.errors`` classes.
@@ -21,8 +21,10 @@ from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any, BinaryIO
 
+import pyarrow as pa
+
 from connector.errors import FatalAPIError, ModuleUnavailable
-from connector.lake.schema import ModuleSchema, module_schema
+from connector.lake.schema import ModuleSchema, batch_from_records, module_schema
 from connector.zoho.metadata import FieldMeta, ModuleMeta
 
 ORG_OFFSET = timezone(timedelta(hours=5, minutes=30))
@@ -453,28 +455,34 @@ def tuning(**overrides: Any) -> Any:
     return Tuning(**values)
 
 
-# --- tests of the fake itself ------------------------------------------------------------------
+# --- reading helpers shared by the reader tests ----------------------------------------
 
 
-def test_coql_predicate_reads_the_readers_conditions() -> None:
-    pred = coql_predicate(
-        "((Modified_Time > '2026-01-01T00:00:01+00:00') or "
-        "((Modified_Time = '2026-01-01T00:00:01+00:00') and (id >= '5')))"
-    )
-    assert pred("2026-01-01T00:00:02+00:00", "1")
-    assert pred("2026-01-01T00:00:01+00:00", "5")
-    assert not pred("2026-01-01T00:00:01+00:00", "4")
-    assert not pred("2026-01-01T00:00:00+00:00", "9")
+def expected(fake: FakeZoho, schema: ModuleSchema) -> pa.Table:
+    """The fake's records as the table a reader must produce, in id order."""
+    names = [n for n in schema.names if n != "id"]
+    rows = [fake._json(r, names) for r in sorted(fake.records, key=lambda r: r["id"])]
+    return pa.Table.from_batches([batch_from_records(rows, schema)])
 
 
-def test_fake_records_api_pages_and_refuses_page_past_ten() -> None:
-    fake = FakeZoho(make_records(2100))
-    params = {"fields": "id,Modified_Time", "sort_by": "Modified_Time", "sort_order": "asc"}
-    body = fake.get_json("Leads", params={**params, "page": 10})
-    assert body is not None and body["info"]["more_records"]
-    try:
-        fake.get_json("Leads", params={**params, "page": 11})
-    except FatalAPIError as exc:
-        assert exc.code == "DISCRETE_PAGINATION_LIMIT_EXCEEDED"
-    else:
-        raise AssertionError("page 11 must be refused")
+def read_all(reader: Any, schema: ModuleSchema, since: Any = None) -> pa.Table:
+    """Everything a reader yields for ``MODULE``, each batch checked against the schema."""
+    batches = list(reader.read(MODULE, schema, since))
+    for batch in batches:
+        assert batch.schema == schema.arrow
+    table = pa.Table.from_batches(batches, schema=schema.arrow)
+    return table
+
+
+def by_id(table: pa.Table) -> pa.Table:
+    return table.sort_by("id")
+
+
+def limits(fake: FakeZoho) -> list[int]:
+    return [int(str(c.body).rsplit(" ", 1)[1]) for c in fake.calls if c.kind == "coql"]
+
+
+def assert_ascending(table: pa.Table) -> None:
+    keys = list(zip(table["Modified_Time"].to_pylist(), table["id"].to_pylist(), strict=True))
+    assert keys == sorted(keys)
+    assert len(set(keys)) == len(keys)

@@ -1,6 +1,6 @@
 """Shared test helpers: run the ``zoho-crm`` command line as a subprocess, as a user does.
 
-Importable from every test directory (``from clirun import …``), as the root conftest puts this
+Importable from every test directory (``from support.cli import …``), as the root conftest puts this
 directory on the import path.
 """
 

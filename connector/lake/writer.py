@@ -204,11 +204,6 @@ class DatasetWriter:
         self._sealer: ThreadPoolExecutor | None = None
         self._sealing: list[tuple[Future[None], int]] = []
 
-    @property
-    def next_seq(self) -> int:
-        """The sequence number the next file will get."""
-        return self._seq
-
     # --- intake ---------------------------------------------------------------------------
 
     def _conform(self, batch: pa.RecordBatch) -> pa.RecordBatch:

@@ -13,14 +13,8 @@ Every file becomes visible only once it is complete:
   PUT is atomic, so the file is built in a local scratch file and uploaded to its final key only
   once it is complete. Nothing is written to the bucket before that.
 
-Locks (:meth:`Output.acquire_lock`) are files created only if absent. Locally that is
-``O_CREAT | O_EXCL``; a lock whose owner ran on this host and whose pid is no longer alive is
-stale and is taken over with a warning. On object stores the lock is created with fsspec's
-exclusive mode (``"xb"``, a conditional ``If-None-Match: *`` PUT on S3) and read back to check it
-is ours. Caveat: a store or fsspec backend without exclusive create gets a best-effort lock (check,
-then write, then read back), which two processes starting within the same instant could both pass.
-Locks held by another host are never broken automatically: delete the lock file by hand once you
-know that run is gone.
+Locks (:meth:`Output.acquire_lock`) are files created only if absent: see
+:mod:`connector.lake.locks`.
 """
 
 from __future__ import annotations
@@ -29,11 +23,8 @@ import contextlib
 import ctypes
 import errno
 import hashlib
-import json
-import logging
 import os
 import shutil
-import socket
 import tempfile
 import time
 import uuid
@@ -41,18 +32,13 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 from connector.crashpoints import crashpoint
-from connector.errors import ConfigError, LockError
-
-log = logging.getLogger(__name__)
+from connector.errors import ConfigError
+from connector.lake.locks import Lock, acquire_lock
 
 TMP_DIR = "_tmp"
-# A lock file that cannot be parsed and is older than this is taken for a crash between creating
-# and writing it; younger, it may belong to a process that is writing it right now.
-UNREADABLE_LOCK_GRACE_SECONDS = 60.0
 _URL_SCHEMES_LOCAL = ("", "file")
 
 
@@ -62,66 +48,6 @@ def _clean_rel(rel: str) -> str:
     if any(p == ".." for p in parts):
         raise ConfigError(f"path {rel!r} leaves the output directory")
     return "/".join(parts)
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` exists on this host."""
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-class Lock:
-    """A held lock; :meth:`release` (or leaving the ``with`` block) removes the lock file."""
-
-    def __init__(self, output: Output, rel: str, info: Mapping[str, Any]) -> None:
-        self.output = output
-        self.rel = rel
-        self.info = dict(info)
-        self.released = False
-
-    @property
-    def location(self) -> str:
-        """Where the lock file is, for messages."""
-        return self.output.describe(self.rel)
-
-    def release(self) -> None:
-        """Remove the lock file if it is still ours (idempotent)."""
-        if self.released:
-            return
-        self.released = True
-        current = _parse_lock(self.output.read_bytes(self.rel))
-        if current is not None and current.get("token") != self.info.get("token"):
-            log.warning("lock %s is no longer ours; left in place", self.location)
-            return
-        self.output.delete(self.rel)
-
-    def __enter__(self) -> Lock:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.release()
-
-
-def _parse_lock(data: bytes | None) -> dict[str, Any] | None:
-    if data is None:
-        return None
-    try:
-        info = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, ValueError):
-        return {}
-    return info if isinstance(info, dict) else {}
 
 
 class Output:
@@ -201,6 +127,10 @@ class Output:
         """Create ``rel`` with ``data`` only if it does not exist; False if it exists."""
         raise NotImplementedError
 
+    def _age_seconds(self, rel: str) -> float | None:
+        """Seconds since ``rel`` was last written, or None if unknown (stale-lock checks)."""
+        return None
+
     def acquire_lock(
         self,
         rel: str,
@@ -213,79 +143,7 @@ class Output:
         ``owner_info`` is stored in the lock (e.g. ``module`` and ``run_id``) with the pid, the
         host name and the start time. A stale lock (same host, pid not alive) is taken over.
         """
-        rel = _clean_rel(rel)
-        clock = now or (lambda: datetime.now(timezone.utc))
-        info = {
-            **owner_info,
-            "pid": os.getpid(),
-            "hostname": socket.gethostname(),
-            "started_at": clock().isoformat(),
-            "token": uuid.uuid4().hex,
-        }
-        payload = json.dumps(info, indent=2).encode("utf-8")
-        for _ in range(3):
-            if self._create_exclusive(rel, payload):
-                held = _parse_lock(self.read_bytes(rel))
-                if held is not None and held.get("token") == info["token"]:
-                    return Lock(self, rel, info)
-                # A store without exclusive create let another process overwrite our lock.
-                raise self._held_error(rel, held or {}, owner_info)
-            held = _parse_lock(self.read_bytes(rel))
-            if held is None:
-                continue  # released between our attempt and the read: try again
-            if not self._is_stale(rel, held):
-                raise self._held_error(rel, held, owner_info)
-            log.warning(
-                "taking over stale lock %s (pid %s on %s is not running)",
-                self.describe(rel),
-                held.get("pid", "?"),
-                held.get("hostname", "?"),
-            )
-            self._break_stale(rel, held)
-        raise LockError(f"could not take the lock {self.describe(rel)}: it keeps changing")
-
-    def _is_stale(self, rel: str, held: Mapping[str, Any]) -> bool:
-        if not held:
-            age = self._age_seconds(rel)
-            return age is not None and age > UNREADABLE_LOCK_GRACE_SECONDS
-        if held.get("hostname") != socket.gethostname():
-            return False
-        pid = held.get("pid")
-        return isinstance(pid, int) and not pid_alive(pid)
-
-    def _age_seconds(self, rel: str) -> float | None:
-        return None
-
-    def _break_stale(self, rel: str, held: Mapping[str, Any]) -> None:
-        # Two processes may find the same stale lock: only the one that takes the "breaker" lock
-        # removes it, and only if it still holds the same content, so a fresh lock is never lost.
-        breaker = rel + ".break"
-        if not self._create_exclusive(breaker, b"{}"):
-            age = self._age_seconds(breaker)
-            if age is not None and age > UNREADABLE_LOCK_GRACE_SECONDS:
-                self.delete(breaker)
-            return
-        try:
-            if _parse_lock(self.read_bytes(rel)) == held:
-                self.delete(rel)
-        finally:
-            self.delete(breaker)
-
-    def _held_error(
-        self, rel: str, held: Mapping[str, Any], owner_info: Mapping[str, Any]
-    ) -> LockError:
-        module = owner_info.get("module") or held.get("module") or rel
-        if not held:
-            who = "a process that is still writing the lock file"
-        else:
-            who = (
-                f"pid {held.get('pid', '?')} on {held.get('hostname', '?')} "
-                f"(run {held.get('run_id', '?')}, since {held.get('started_at', '?')})"
-            )
-        return LockError(
-            f"{module} is being extracted into this output by {who}; lock file "
-            f"{self.describe(rel)}. If that run is gone, delete the lock file."
-        )
+        return acquire_lock(self, _clean_rel(rel), owner_info, now)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -338,6 +196,19 @@ def _fsync_all(paths: Iterable[Path], *, dirs: bool = False) -> None:
         return
     with ThreadPoolExecutor(max_workers=min(_FSYNC_THREADS, len(work))) as pool:
         list(pool.map(fsync, work))
+
+
+def _remove_scratch(scratch_root: Path, prefix: str) -> list[str]:
+    """Remove the files under ``scratch_root`` whose relative name starts with ``prefix``."""
+    removed: list[str] = []
+    for dirpath, _dirs, files in os.walk(scratch_root):
+        for name in files:
+            rel = Path(dirpath, name).relative_to(scratch_root).as_posix()
+            if rel.startswith(prefix):
+                with contextlib.suppress(FileNotFoundError):
+                    Path(dirpath, name).unlink()
+                removed.append(rel)
+    return sorted(removed)
 
 
 class LocalOutput(Output):
@@ -481,16 +352,7 @@ class LocalOutput(Output):
 
     def sweep_tmp(self, prefix: str) -> list[str]:
         """Remove files under ``DIR/_tmp/`` whose relative name starts with ``prefix``."""
-        tmp_root = self.path / TMP_DIR
-        removed: list[str] = []
-        for dirpath, _dirs, files in os.walk(tmp_root):
-            for name in files:
-                rel = Path(dirpath, name).relative_to(tmp_root).as_posix()
-                if rel.startswith(prefix):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(dirpath, name).unlink()
-                    removed.append(rel)
-        return sorted(removed)
+        return _remove_scratch(self.path / TMP_DIR, prefix)
 
     def _create_exclusive(self, rel: str, data: bytes) -> bool:
         path = self._abs(rel)
@@ -587,15 +449,7 @@ class FsspecOutput(Output):
 
     def sweep_tmp(self, prefix: str) -> list[str]:
         """Remove local scratch files of this output whose name starts with ``prefix``."""
-        removed: list[str] = []
-        for dirpath, _dirs, files in os.walk(self.scratch):
-            for name in files:
-                rel = Path(dirpath, name).relative_to(self.scratch).as_posix()
-                if rel.startswith(prefix):
-                    with contextlib.suppress(FileNotFoundError):
-                        Path(dirpath, name).unlink()
-                    removed.append(rel)
-        return sorted(removed)
+        return _remove_scratch(self.scratch, prefix)
 
     def _create_exclusive(self, rel: str, data: bytes) -> bool:
         path = self._abs(rel)

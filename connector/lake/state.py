@@ -73,7 +73,8 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crashpoint
 from connector.errors import ConfigError, DataError
-from connector.lake.output import Lock, Output
+from connector.lake.locks import Lock
+from connector.lake.output import Output
 
 log = logging.getLogger(__name__)
 

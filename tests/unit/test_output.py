@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 
 from connector.errors import ConfigError, LockError
-from connector.lake.output import FsspecOutput, LocalOutput, Output, pid_alive
+from connector.lake.locks import pid_alive
+from connector.lake.output import FsspecOutput, LocalOutput, Output
 
 
 @pytest.fixture(params=["local", "memory"])

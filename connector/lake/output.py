@@ -382,7 +382,8 @@ class FsspecOutput(Output):
         from fsspec.core import url_to_fs
 
         self.url = url.rstrip("/")
-        self.fs, base = url_to_fs(self.url)
+        # The URL as given: a bare "memory://" stripped of its slashes would name a local path.
+        self.fs, base = url_to_fs(url)
         self.base = str(base).rstrip("/")
         self.root = self.url
         digest = hashlib.sha256(self.url.encode("utf-8")).hexdigest()[:16]

@@ -28,10 +28,12 @@ from __future__ import annotations
 
 import os
 import posixpath
+import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from pathlib import Path
 from typing import Any
 
 import fsspec
@@ -42,6 +44,7 @@ import pyarrow.parquet as pq
 from fsspec.implementations.local import LocalFileSystem
 
 from connector.errors import ConfigError, DataError
+from connector.lake.output import LocalOutput, Output
 
 ID = "id"
 MODIFIED = "Modified_Time"
@@ -316,12 +319,32 @@ def _winning_rows(kept: pa.Table) -> Iterable[tuple[int, pa.Array]]:
     ]
 
 
-def _target(out: str) -> tuple[Any, str]:
+def _target(out: str) -> tuple[Output, str, str]:
+    """Where the snapshot goes: the output holding its directory, its name there, its path."""
     fs, path = fsspec.core.url_to_fs(out)
     path = path.rstrip("/")
-    if not path.endswith(".parquet"):
-        path = posixpath.join(path, SINGLE_FILE_NAME)
-    return fs, path
+    if isinstance(fs, LocalFileSystem):
+        final = path if path.endswith(".parquet") else posixpath.join(path, SINGLE_FILE_NAME)
+        directory, name = os.path.split(final)
+        return Output.open(directory or "."), name, final
+    url = out.rstrip("/")
+    if not url.endswith(".parquet"):
+        url = f"{url}/{SINGLE_FILE_NAME}"
+    scheme, _, rest = url.partition("://")
+    directory, _, name = rest.rpartition("/")
+    shown = out if out.endswith(".parquet") else f"{out.rstrip('/')}/{SINGLE_FILE_NAME}"
+    return Output.open(f"{scheme}://{directory}"), name, shown
+
+
+def _scratch_file(target: Output, name: str) -> str:
+    """A local file to build the snapshot in before :meth:`Output.write_file_atomic` places it."""
+    if isinstance(target, LocalOutput):
+        # Beside the target (one filesystem, so the move is a rename), hidden by its leading dot.
+        target.path.mkdir(parents=True, exist_ok=True)
+        return str(target.path / f".{name}.{uuid.uuid4().hex}.tmp")
+    handle, tmp = tempfile.mkstemp(suffix=".parquet")
+    os.close(handle)
+    return tmp
 
 
 def _write_rows(
@@ -333,17 +356,8 @@ def _write_rows(
     out: str,
 ) -> str:
     """Pass 2: write the winning rows to ``out`` atomically; return the final path."""
-    out_fs, final = _target(out)
-    local = isinstance(out_fs, LocalFileSystem)
-    if local:
-        directory = os.path.dirname(final) or "."
-        os.makedirs(directory, exist_ok=True)
-        tmp = os.path.join(directory, f".{os.path.basename(final)}.{uuid.uuid4().hex}.tmp")
-    else:
-        import tempfile
-
-        handle, tmp = tempfile.mkstemp(suffix=".parquet")
-        os.close(handle)
+    target, name, final = _target(out)
+    tmp = _scratch_file(target, name)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for index, rows in _winning_rows(kept):
@@ -353,32 +367,9 @@ def _write_rows(
                 writer.write_table(_conform(table.take(rows), schema, files[index]))
             if kept.num_rows == 0:
                 writer.write_table(schema.empty_table())
-        if local:
-            with open(tmp, "rb") as done:
-                os.fsync(done.fileno())
-            os.replace(tmp, final)
-            _fsync_dir(os.path.dirname(final) or ".")
-        else:
-            # An object store PUT is atomic: the key appears only with the complete body.
-            out_fs.put_file(tmp, final)
-            os.unlink(tmp)
+        target.write_file_atomic(name, Path(tmp))
     except BaseException:
         if os.path.exists(tmp):
             os.unlink(tmp)
         raise
-    if local:
-        return final
-    return out if out.endswith(".parquet") else f"{out.rstrip('/')}/{SINGLE_FILE_NAME}"
-
-
-def _fsync_dir(directory: str) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+    return final

@@ -11,37 +11,37 @@ Sources, highest precedence first (each key is taken from the first source that 
 
 Tuning knobs come from the TOML ``[tuning]`` table and ``ZOHO_CRM_TUNING_<NAME>`` variables (the
 environment wins).
+
+:func:`load_settings` reads the sources (:mod:`connector.config_sources`, which accept every key
+through :mod:`connector.config_keys`), merges them by that precedence and validates the result
+with :func:`build_settings`: one rule per key in :data:`_VALUE_RULES`, then pydantic.
 """
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
-import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
-from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from connector.config_keys import KNOWN_KEYS as KNOWN_KEYS
+from connector.config_keys import SECRET_KEYS, split_scopes, squash
+from connector.config_keys import parse_connection_string as parse_connection_string
+from connector.config_sources import (
+    RawLayer,
+    connection_layer,
+    merge_layers,
+    read_environment,
+    read_toml,
+)
 from connector.errors import ConfigError
 from connector.redact import redact, register_secret
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
-
-ENV_PREFIX = "ZOHO_CRM_"
-ENV_CONNECTION = "ZOHO_CRM_CONNECTION"
-ENV_TUNING_PREFIX = "ZOHO_CRM_TUNING_"
-# Environment variables with our prefix that are not connection keys.
-_ENV_NOT_KEYS = frozenset({"CONNECTION", "TOKEN_CACHE_DIR"})
 
 
 class Region(str, Enum):
@@ -82,42 +82,7 @@ class APIType(str, Enum):
 
 
 # Canonical connection keys, in documentation order.
-KNOWN_KEYS: tuple[str, ...] = (
-    "Region",
-    "InstanceType",
-    "InitiateOAuth",
-    "OAuthClientId",
-    "OAuthClientSecret",
-    "OAuthAccessToken",
-    "OAuthRefreshToken",
-    "Scope",
-    "UseCOQL",
-    "APIType",
-    "AccountsServer",
-    "APIDomain",
-    "APIVersion",
-    "OAuthSettingsLocation",
-)
-SECRET_KEYS = frozenset({"OAuthClientSecret", "OAuthAccessToken", "OAuthRefreshToken"})
 
-# Other spellings accepted for a key (TOML snake_case and the Settings field names).
-_ALIASES: dict[str, str] = {
-    "client_id": "OAuthClientId",
-    "client_secret": "OAuthClientSecret",
-    "access_token": "OAuthAccessToken",
-    "refresh_token": "OAuthRefreshToken",
-    "scopes": "Scope",
-    "token_cache_path": "OAuthSettingsLocation",
-}
-
-
-def _squash(key: str) -> str:
-    """Lower-case a key and drop underscores, dashes and spaces: ``OAuth_Client_Id`` -> ``oauthclientid``."""
-    return re.sub(r"[\s_\-]", "", key).lower()
-
-
-_KEY_LOOKUP: dict[str, str] = {_squash(k): k for k in KNOWN_KEYS}
-_KEY_LOOKUP.update({_squash(alias): key for alias, key in _ALIASES.items()})
 
 _REGION_NAMES: dict[str, Region] = {
     "us": Region.US,
@@ -149,145 +114,6 @@ _OAUTH_NAMES: dict[str, InitiateOAuth] = {m.value.lower(): m for m in InitiateOA
 _API_TYPE_NAMES: dict[str, APIType] = {m.value.lower(): m for m in APIType}
 _TRUE = frozenset({"true", "yes", "1", "on"})
 _FALSE = frozenset({"false", "no", "0", "off"})
-
-
-def canonical_key(key: str) -> str | None:
-    """Return the canonical name of a connection key in any accepted spelling, or None."""
-    return _KEY_LOOKUP.get(_squash(key))
-
-
-def suggest_key(key: str) -> str | None:
-    """Return the known key closest to a misspelled ``key``, or None when nothing is close."""
-    squashed = _squash(key)
-    if not squashed:
-        return None
-    match = difflib.get_close_matches(squashed, [_squash(k) for k in KNOWN_KEYS], n=1, cutoff=0.7)
-    return _KEY_LOOKUP[match[0]] if match else None
-
-
-def _unknown_key_warning(key: str, where: str, *, bare: str | None = None) -> str:
-    suggestion = suggest_key(bare if bare is not None else key)
-    hint = f"; did you mean {suggestion}?" if suggestion else ""
-    return f"unknown key {key!r} in {where} is ignored{hint}"
-
-
-def _looks_secret(text: str) -> bool:
-    lowered = text.lower()
-    return any(word in lowered for word in ("secret", "token", "password"))
-
-
-def split_scopes(text: str) -> tuple[str, ...]:
-    """Split a scope list written with commas and/or whitespace (line breaks included)."""
-    return tuple(part for part in re.split(r"[\s,]+", text) if part)
-
-
-def parse_connection_string(
-    text: str, *, where: str = "the connection string"
-) -> tuple[dict[str, str], list[str]]:
-    """Parse a Loome-style ``Key=Value;`` string into canonical key -> raw value, plus warnings.
-
-    Keys are case-insensitive; whitespace and line breaks around ``;`` and ``=`` are ignored; a
-    value may be quoted with ``'`` or ``"`` (a doubled quote inside is a literal quote) so it can
-    hold ``;`` or ``=``. ``Scope`` is normalised to a comma list without whitespace. Secret values
-    are registered for redaction as soon as they are read and never appear in an error.
-    """
-    values: dict[str, str] = {}
-    warnings: list[str] = []
-    pos = 0
-    length = len(text)
-    fragment_no = 0
-    previous_key: str | None = None
-    while pos < length:
-        # Skip whitespace and empty fragments (";;").
-        while pos < length and (text[pos].isspace() or text[pos] == ";"):
-            pos += 1
-        if pos >= length:
-            break
-        fragment_no += 1
-        start = pos
-        while pos < length and text[pos] not in "=;":
-            pos += 1
-        if pos >= length or text[pos] == ";":
-            fragment = text[start:pos].strip()
-            raise ConfigError(_no_equals_message(fragment, fragment_no, previous_key))
-        raw_key = text[start:pos].strip()
-        pos += 1  # past "="
-        if not raw_key:
-            raise ConfigError(
-                f"fragment {fragment_no} of {where} has no key before '=': write Key=Value;"
-            )
-        key = canonical_key(raw_key)
-        shown_key = key or raw_key
-        while pos < length and text[pos].isspace():
-            pos += 1
-        if pos < length and text[pos] in "'\"":
-            quote = text[pos]
-            pos += 1
-            chars: list[str] = []
-            while True:
-                if pos >= length:
-                    raise ConfigError(
-                        f"the quoted value of {shown_key!s} in {where} has no closing {quote}"
-                    )
-                if text[pos] == quote:
-                    if pos + 1 < length and text[pos + 1] == quote:
-                        chars.append(quote)
-                        pos += 2
-                        continue
-                    pos += 1
-                    break
-                chars.append(text[pos])
-                pos += 1
-            value = "".join(chars)
-            while pos < length and text[pos].isspace():
-                pos += 1
-            if pos < length and text[pos] != ";":
-                raise ConfigError(
-                    f"unexpected text after the quoted value of {shown_key!s} in {where}: "
-                    "end the value with ';'"
-                )
-        else:
-            value_start = pos
-            while pos < length and text[pos] != ";":
-                pos += 1
-            value = text[value_start:pos].strip()
-        pos += 1  # past ";" (or the end)
-        previous_key = shown_key
-        if key is None:
-            if _looks_secret(raw_key):
-                register_secret(value)
-            warnings.append(_unknown_key_warning(raw_key, where))
-            continue
-        if key in SECRET_KEYS:
-            register_secret(value)
-        if key in values:
-            raise ConfigError(f"{key} is given twice in {where}: keep one")
-        if key == "Scope":
-            value = ",".join(split_scopes(value))
-        values[key] = value
-    return values, warnings
-
-
-def _no_equals_message(fragment: str, fragment_no: int, previous_key: str | None) -> str:
-    after_secret = previous_key in SECRET_KEYS if previous_key else False
-    if after_secret or _looks_secret(fragment):
-        starts = next((k for k in KNOWN_KEYS if fragment.lower().startswith(k.lower())), None)
-        near = f" (it starts with {starts})" if starts else ""
-        after = (
-            f"; if the value of {previous_key} contains ';' or '=', put it in quotes"
-            if after_secret
-            else ""
-        )
-        return (
-            f"fragment {fragment_no} of the connection string has no '='{near}; its text is not "
-            f"shown because it may hold a secret{after}"
-        )
-    shown = redact(fragment)
-    if len(shown) > 60:
-        shown = shown[:57] + "..."
-    return (
-        f"fragment {fragment_no} of the connection string, {shown!r}, has no '=': write Key=Value;"
-    )
 
 
 # ----------------------------------------------------------------------------------------------
@@ -397,7 +223,12 @@ class LoadedSettings:
 
 
 # ----------------------------------------------------------------------------------------------
-# Value conversion
+# Value rules: one per key, each turning the raw text into the field's value or a ConfigError
+# that names the key and what it accepts (and never shows a secret)
+
+_REGION_CHOICES = (
+    "US, EU (Europe), IN (India), AU (Australia), JP (Japan), CN (China), CA (Canada), SA, UK"
+)
 
 
 def parse_region(value: str) -> Region:
@@ -408,7 +239,7 @@ def parse_region(value: str) -> Region:
 
 
 def _choice(key: str, value: str, names: Mapping[str, Any], allowed: str) -> Any:
-    found = names.get(re.sub(r"[\s_\-]", "", value).lower())
+    found = names.get(squash(value))
     if found is None:
         raise ConfigError(f"{key}={_show(key, value)} is not valid: use one of {allowed}")
     return found
@@ -449,98 +280,102 @@ def _path(key: str, value: str) -> Path:
         raise ConfigError(f"{key}: cannot expand '~' in the path ({exc})") from None
 
 
-def _nonempty(key: str, value: str | None) -> str | None:
-    if value is None:
-        return None
-    value = value.strip()
-    return value or None
+def _api_version(key: str, value: str) -> str:
+    if not re.fullmatch(r"v\d+(\.\d+)?", value, flags=re.IGNORECASE):
+        raise ConfigError(f"{key}={_show(key, value)} is not valid: use v8 (or v7, …)")
+    return value.lower()
+
+
+def _as_is(key: str, value: str) -> str:
+    # Pydantic makes the secrets SecretStr.
+    return value
+
+
+def _scopes(key: str, value: str) -> tuple[str, ...]:
+    return split_scopes(value)
+
+
+# Canonical key -> (Settings field, rule), in the order the keys are checked: with several bad
+# values, the first one here is the one reported. AccountsServer and APIDomain come before Region
+# because, given together, they stand in for it.
+_VALUE_RULES: dict[str, tuple[str, Callable[[str, str], Any]]] = {
+    "AccountsServer": ("accounts_server", _url),
+    "APIDomain": ("api_domain", _url),
+    "Region": ("region", partial(_choice, names=_REGION_NAMES, allowed=_REGION_CHOICES)),
+    "InstanceType": (
+        "instance_type",
+        partial(
+            _choice, names=_INSTANCE_NAMES, allowed="Production, Sandbox, Development (Developer)"
+        ),
+    ),
+    "InitiateOAuth": (
+        "initiate_oauth",
+        partial(_choice, names=_OAUTH_NAMES, allowed="REFRESH, OFF, GETANDREFRESH"),
+    ),
+    "APIType": ("api_type", partial(_choice, names=_API_TYPE_NAMES, allowed="Bulk, REST")),
+    "UseCOQL": ("use_coql", _bool),
+    "APIVersion": ("api_version", _api_version),
+    "Scope": ("scopes", _scopes),
+    "OAuthSettingsLocation": ("token_cache_path", _path),
+    "OAuthClientId": ("client_id", _as_is),
+    "OAuthClientSecret": ("client_secret", _as_is),
+    "OAuthAccessToken": ("access_token", _as_is),
+    "OAuthRefreshToken": ("refresh_token", _as_is),
+}
+# The keys InitiateOAuth=REFRESH (and GETANDREFRESH) needs, with their Settings fields.
+_REFRESH_KEYS = (
+    ("OAuthClientId", "client_id"),
+    ("OAuthClientSecret", "client_secret"),
+    ("OAuthRefreshToken", "refresh_token"),
+)
 
 
 def build_settings(values: Mapping[str, str], tuning: Mapping[str, Any] | None = None) -> Settings:
     """Validate canonical key -> raw value (and tuning knobs) into ``Settings``, or ConfigError."""
     for key in SECRET_KEYS:
         register_secret(values.get(key))
-    accounts_server = values.get("AccountsServer")
-    api_domain = values.get("APIDomain")
-    kwargs: dict[str, Any] = {}
-    if _nonempty("AccountsServer", accounts_server):
-        kwargs["accounts_server"] = _url("AccountsServer", str(accounts_server))
-    if _nonempty("APIDomain", api_domain):
-        kwargs["api_domain"] = _url("APIDomain", str(api_domain))
+    fields: dict[str, Any] = {}
+    for key, (name, rule) in _VALUE_RULES.items():
+        raw = (values.get(key) or "").strip()
+        if raw:
+            fields[name] = rule(key, raw)
+        elif key == "Region":
+            fields[name] = _region_without_key(fields)
+    _check_credentials(fields)
+    fields["tuning"] = build_tuning(tuning or {})
+    try:
+        return Settings(**fields)
+    except ValidationError as exc:  # pragma: no cover - every field is checked above
+        raise ConfigError(f"invalid settings: {redact(str(exc.errors()[0].get('msg')))}") from None
 
-    regions = (
-        "US, EU (Europe), IN (India), AU (Australia), JP (Japan), CN (China), CA (Canada), SA, UK"
+
+def _region_without_key(fields: Mapping[str, Any]) -> Region:
+    """No Region given: US when both endpoints are overridden, else ConfigError."""
+    if "accounts_server" in fields and "api_domain" in fields:
+        return Region.US
+    raise ConfigError(
+        f"Region is required: set Region= one of {_REGION_CHOICES} "
+        "(or give both AccountsServer and APIDomain)"
     )
-    region_raw = _nonempty("Region", values.get("Region"))
-    if region_raw is not None:
-        kwargs["region"] = _choice("Region", region_raw, _REGION_NAMES, regions)
-    elif "accounts_server" in kwargs and "api_domain" in kwargs:
-        kwargs["region"] = Region.US
-    else:
-        raise ConfigError(
-            f"Region is required: set Region= one of {regions} "
-            "(or give both AccountsServer and APIDomain)"
-        )
-    if (raw := _nonempty("InstanceType", values.get("InstanceType"))) is not None:
-        kwargs["instance_type"] = _choice(
-            "InstanceType", raw, _INSTANCE_NAMES, "Production, Sandbox, Development (Developer)"
-        )
-    if (raw := _nonempty("InitiateOAuth", values.get("InitiateOAuth"))) is not None:
-        kwargs["initiate_oauth"] = _choice(
-            "InitiateOAuth", raw, _OAUTH_NAMES, "REFRESH, OFF, GETANDREFRESH"
-        )
-    if (raw := _nonempty("APIType", values.get("APIType"))) is not None:
-        kwargs["api_type"] = _choice("APIType", raw, _API_TYPE_NAMES, "Bulk, REST")
-    if (raw := _nonempty("UseCOQL", values.get("UseCOQL"))) is not None:
-        kwargs["use_coql"] = _bool("UseCOQL", raw)
-    if (raw := _nonempty("APIVersion", values.get("APIVersion"))) is not None:
-        if not re.fullmatch(r"v\d+(\.\d+)?", raw, flags=re.IGNORECASE):
-            raise ConfigError(
-                f"APIVersion={_show('APIVersion', raw)} is not valid: use v8 (or v7, …)"
-            )
-        kwargs["api_version"] = raw.lower()
-    if (raw := _nonempty("Scope", values.get("Scope"))) is not None:
-        kwargs["scopes"] = split_scopes(raw)
-    if (raw := _nonempty("OAuthSettingsLocation", values.get("OAuthSettingsLocation"))) is not None:
-        kwargs["token_cache_path"] = _path("OAuthSettingsLocation", raw)
-    if (raw := _nonempty("OAuthClientId", values.get("OAuthClientId"))) is not None:
-        kwargs["client_id"] = raw
-    for key, name in (
-        ("OAuthClientSecret", "client_secret"),
-        ("OAuthAccessToken", "access_token"),
-        ("OAuthRefreshToken", "refresh_token"),
-    ):
-        if (raw := _nonempty(key, values.get(key))) is not None:
-            kwargs[name] = SecretStr(raw)
 
-    mode = kwargs.get("initiate_oauth", InitiateOAuth.REFRESH)
+
+def _check_credentials(fields: Mapping[str, Any]) -> None:
+    """ConfigError unless the keys the InitiateOAuth mode needs are given."""
+    mode = fields.get("initiate_oauth", InitiateOAuth.REFRESH)
     if mode is InitiateOAuth.OFF:
-        if "access_token" not in kwargs:
+        if "access_token" not in fields:
             raise ConfigError(
                 "OAuthAccessToken is required when InitiateOAuth=OFF "
                 "(or set InitiateOAuth=REFRESH with OAuthClientId, OAuthClientSecret and "
                 "OAuthRefreshToken)"
             )
-    else:
-        missing = [
-            key
-            for key, name in (
-                ("OAuthClientId", "client_id"),
-                ("OAuthClientSecret", "client_secret"),
-                ("OAuthRefreshToken", "refresh_token"),
-            )
-            if name not in kwargs
-        ]
-        if missing:
-            raise ConfigError(
-                f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when "
-                f"InitiateOAuth={mode.value} (or set InitiateOAuth=OFF with OAuthAccessToken)"
-            )
-    kwargs["tuning"] = build_tuning(tuning or {})
-    try:
-        return Settings(**kwargs)
-    except ValidationError as exc:  # pragma: no cover - every field is checked above
-        raise ConfigError(f"invalid settings: {redact(str(exc.errors()[0].get('msg')))}") from None
+        return
+    missing = [key for key, name in _REFRESH_KEYS if name not in fields]
+    if missing:
+        raise ConfigError(
+            f"{', '.join(missing)} {'is' if len(missing) == 1 else 'are'} required when "
+            f"InitiateOAuth={mode.value} (or set InitiateOAuth=OFF with OAuthAccessToken)"
+        )
 
 
 def build_tuning(values: Mapping[str, Any]) -> Tuning:
@@ -554,127 +389,7 @@ def build_tuning(values: Mapping[str, Any]) -> Tuning:
 
 
 # ----------------------------------------------------------------------------------------------
-# Sources and precedence (through pydantic-settings)
-
-
-def _to_text(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (list, tuple)):
-        return ",".join(str(item) for item in value)
-    return str(value)
-
-
-class _LayerSource(PydanticBaseSettingsSource):
-    """A settings source holding one already-read layer: ``{"connection": {...}, "tuning": {...}}``."""
-
-    def __init__(self, settings_cls: type[BaseSettings], layer: dict[str, Any]) -> None:
-        super().__init__(settings_cls)
-        self._layer = layer
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
-        """Return this layer's value for one field (pydantic-settings protocol)."""
-        return self._layer.get(field_name), field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        return {k: v for k, v in self._layer.items() if v}
-
-
-def _connection_layer(text: str, where: str, warnings: list[str]) -> dict[str, Any]:
-    values, found = parse_connection_string(text, where=where)
-    warnings.extend(found)
-    return {"connection": values}
-
-
-def _env_layers(
-    environ: Mapping[str, str], warnings: list[str]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    per_key: dict[str, str] = {}
-    tuning: dict[str, Any] = {}
-    whole: dict[str, Any] = {}
-    for name, value in environ.items():
-        upper = name.upper()
-        if not upper.startswith(ENV_PREFIX):
-            continue
-        rest = upper[len(ENV_PREFIX) :]
-        if rest == "CONNECTION":
-            whole = _connection_layer(value, f"${name}", warnings)
-            continue
-        if upper.startswith(ENV_TUNING_PREFIX):
-            knob = rest[len("TUNING_") :].lower()
-            if knob in TUNING_NAMES:
-                tuning[knob] = value
-            else:
-                warnings.append(f"unknown tuning variable {name} is ignored")
-            continue
-        if rest in _ENV_NOT_KEYS:
-            continue
-        key = canonical_key(rest)
-        if key is None:
-            if _looks_secret(rest):
-                register_secret(value)
-            # Only a near miss of a key is worth a warning; other ZOHO_CRM_ variables may belong
-            # to other tools.
-            if suggest_key(rest):
-                warnings.append(_unknown_key_warning(name, "the environment", bare=rest))
-            continue
-        if key in SECRET_KEYS:
-            register_secret(value)
-        if key == "Scope":
-            value = ",".join(split_scopes(value))
-        per_key[key] = value
-    return {"connection": per_key, "tuning": tuning}, whole
-
-
-def _toml_layer(path: Path, warnings: list[str]) -> dict[str, Any]:
-    try:
-        with open(path, "rb") as handle:
-            data = tomllib.load(handle)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except OSError as exc:
-        raise ConfigError(f"config file {path} cannot be read: {exc.strerror}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"config file {path} is not valid TOML: {redact(str(exc))}") from None
-    where = f"config file {path}"
-    connection: dict[str, str] = {}
-    section = data.get("connection")
-    if isinstance(section, str):
-        connection, found = parse_connection_string(section, where=where)
-        warnings.extend(found)
-    elif isinstance(section, dict):
-        for raw_key, raw_value in section.items():
-            key = canonical_key(raw_key)
-            if key is None:
-                if _looks_secret(raw_key):
-                    register_secret(_to_text(raw_value))
-                warnings.append(_unknown_key_warning(raw_key, where))
-                continue
-            if key in connection:
-                raise ConfigError(f"{key} is given twice in {where}: keep one")
-            value = _to_text(raw_value)
-            if key in SECRET_KEYS:
-                register_secret(value)
-            if key == "Scope":
-                value = ",".join(split_scopes(value))
-            connection[key] = value
-    elif section is not None:
-        raise ConfigError(f"'connection' in {where} must be a table or a string")
-    tuning: dict[str, Any] = {}
-    tuning_section = data.get("tuning", {})
-    if not isinstance(tuning_section, dict):
-        raise ConfigError(f"'tuning' in {where} must be a table")
-    for name, value in tuning_section.items():
-        if name in TUNING_NAMES:
-            tuning[name] = value
-        else:
-            close = difflib.get_close_matches(name, TUNING_NAMES, n=1)
-            hint = f"; did you mean {close[0]}?" if close else ""
-            warnings.append(f"unknown tuning setting {name!r} in {where} is ignored{hint}")
-    for name in data:
-        if name not in ("connection", "tuning"):
-            warnings.append(f"unknown table or key {name!r} in {where} is ignored")
-    return {"connection": connection, "tuning": tuning}
+# Precedence
 
 
 def load_settings(
@@ -685,34 +400,14 @@ def load_settings(
     """Load settings from every source by precedence and validate them; ConfigError if invalid."""
     environ = os.environ if environ is None else environ
     warnings: list[str] = []
-    layers: list[dict[str, Any]] = []  # highest precedence first
+    layers: list[RawLayer] = []  # highest precedence first, as the module docstring lists them
     if connection is not None:
-        layers.append(_connection_layer(connection, "the connection string", warnings))
-    per_key, whole = _env_layers(environ, warnings)
-    layers.append(per_key)
-    layers.append(whole)
+        layers.append(connection_layer(connection, "the connection string", warnings))
+    # ZOHO_CRM_<KEY> variables, then ZOHO_CRM_CONNECTION.
+    layers.extend(read_environment(environ, TUNING_NAMES, warnings))
     if config_file is not None:
-        layers.append(_toml_layer(Path(config_file), warnings))
-
-    class _Merged(BaseSettings):
-        """Raw values merged by pydantic-settings, source by source."""
-
-        model_config = SettingsConfigDict(extra="ignore")
-        connection: dict[str, str] = Field(default_factory=dict)
-        tuning: dict[str, Any] = Field(default_factory=dict)
-
-        @classmethod
-        def settings_customise_sources(
-            cls,
-            settings_cls: type[BaseSettings],
-            init_settings: PydanticBaseSettingsSource,
-            env_settings: PydanticBaseSettingsSource,
-            dotenv_settings: PydanticBaseSettingsSource,
-            file_secret_settings: PydanticBaseSettingsSource,
-        ) -> tuple[PydanticBaseSettingsSource, ...]:
-            return tuple(_LayerSource(settings_cls, layer) for layer in layers)
-
-    merged = _Merged()
+        layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings))
+    merged = merge_layers(layers)
     try:
         settings = build_settings(merged.connection, merged.tuning)
     except ConfigError as error:

@@ -15,6 +15,8 @@ LAYERS: dict[str, int] = {
     "connector.redact": 0,
     "connector.crashpoints": 0,
     "connector.config": 0,
+    "connector.config_keys": 0,
+    "connector.config_sources": 0,
     "connector.logging_setup": 0,
     "connector.zoho": 1,
     "connector.lake": 2,

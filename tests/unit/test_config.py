@@ -304,6 +304,15 @@ workers = 2
     assert only_file.instance_type is InstanceType.SANDBOX
 
 
+def test_an_empty_value_blanks_the_same_key_from_a_lower_source() -> None:
+    creds = "OAuthClientId=a;OAuthClientSecret=bbbbbbbb;OAuthRefreshToken=cccccccc"
+    with pytest.raises(ConfigError, match="Region is required"):
+        load_settings(f"Region=;{creds}", None, {"ZOHO_CRM_REGION": "EU"})
+    environ = {"ZOHO_CRM_CONNECTION": f"Region=JP;{creds}", "ZOHO_CRM_OAUTHCLIENTID": ""}
+    with pytest.raises(ConfigError, match="OAuthClientId is required"):
+        load_settings(None, None, environ)
+
+
 def test_toml_connection_as_string_and_warnings(tmp_path: Path) -> None:
     toml = write_toml(
         tmp_path,

@@ -261,12 +261,15 @@ class LocalOutput(Output):
         except OSError as exc:
             if exc.errno != errno.EXDEV:  # the scratch file is on another filesystem
                 raise
-            staged = self.tmp_path(f"{_clean_rel(rel)}.{uuid.uuid4().hex}.tmp")
-            shutil.copyfile(src, staged)
-            with open(staged, "rb+") as handle:
-                os.fsync(handle.fileno())
-            self._install(rel, staged)
+            self._install(rel, self._staged_copy(rel, src))
             src.unlink()
+
+    def _staged_copy(self, rel: str, src: Path) -> Path:
+        """An fsynced copy of ``src`` under ``DIR/_tmp/``, for a scratch file on another disk."""
+        staged = self.tmp_path(f"{_clean_rel(rel)}.{uuid.uuid4().hex}.tmp")
+        shutil.copyfile(src, staged)
+        _fsync_path(staged)
+        return staged
 
     def _syncfs(self) -> bool:
         """One ``syncfs`` of the output's filesystem; False where that is not available."""
@@ -303,10 +306,7 @@ class LocalOutput(Output):
         except OSError as exc:
             if exc.errno != errno.EXDEV:  # the scratch file is on another filesystem
                 raise
-            staged = self.tmp_path(f"{_clean_rel(rel)}.{uuid.uuid4().hex}.tmp")
-            shutil.copyfile(src, staged)
-            _fsync_path(staged)
-            os.replace(staged, dest)
+            os.replace(self._staged_copy(rel, src), dest)
             src.unlink()
 
     def finish_placing(self, rels: Sequence[str]) -> None:

@@ -106,6 +106,34 @@ def test_local_write_file_atomic_across_filesystems(
     assert calls == ["exdev"]
 
 
+def test_local_place_file_across_filesystems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    out = Output.open(tmp_path / "out")
+    src = tmp_path / "elsewhere.bin"
+    src.write_bytes(b"abc")
+    real_replace = os.replace
+    calls: list[str] = []
+
+    def replace(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> None:
+        # Like rename(2): a missing target directory first, then the other filesystem.
+        if Path(a) == src:
+            if not Path(b).parent.is_dir():
+                raise FileNotFoundError(2, "No such file or directory")
+            calls.append("exdev")
+            raise OSError(18, "Invalid cross-device link")
+        real_replace(a, b)
+
+    monkeypatch.setattr(os, "replace", replace)
+    out.prepare_files([src])
+    out.place_file("M/modified_date=2024-01-01/f.bin", src)
+    out.finish_placing(["M/modified_date=2024-01-01/f.bin"])
+    assert out.read_bytes("M/modified_date=2024-01-01/f.bin") == b"abc"
+    assert not src.exists()
+    assert calls == ["exdev"]
+    assert [p for p in (tmp_path / "out" / "_tmp").rglob("*") if p.is_file()] == []
+
+
 @pytest.mark.parametrize("bad", ["../escape", "a/../../b"])
 def test_paths_cannot_escape_the_output(output: Output, bad: str) -> None:
     with pytest.raises(ConfigError):

@@ -1,1 +1,1 @@
-"""What lands on disk or object storage: schema normalisation, writer, state, output, manifest, snapshot."""
+"""What lands on disk or object storage: schema normalisation, writer, state, output, locks, manifest, snapshot."""

@@ -16,7 +16,7 @@ Grammar (keywords case-insensitive)::
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -380,18 +380,20 @@ class _Parser:
     # Zoho itself demands full brackets when criteria are mixed, e.g. ((A and B) or C); this
     # parser is lenient and applies the usual precedence (and binds tighter than or).
     def condition(self) -> Expr:
-        items = [self.conjunction()]
-        while self.at_keyword("or"):
-            self.advance()
-            items.append(self.conjunction())
-        return items[0] if len(items) == 1 else Or(tuple(items))
+        return self.chain("or", self.conjunction, Or)
 
     def conjunction(self) -> Expr:
-        items = [self.atom()]
-        while self.at_keyword("and"):
+        return self.chain("and", self.atom, And)
+
+    def chain(
+        self, keyword: str, item: Callable[[], Expr], combine: Callable[[tuple[Expr, ...]], Expr]
+    ) -> Expr:
+        """``item (keyword item)*``: the one item, or ``combine`` of them all."""
+        items = [item()]
+        while self.at_keyword(keyword):
             self.advance()
-            items.append(self.atom())
-        return items[0] if len(items) == 1 else And(tuple(items))
+            items.append(item())
+        return items[0] if len(items) == 1 else combine(tuple(items))
 
     def atom(self) -> Expr:
         if self.at_punct("("):

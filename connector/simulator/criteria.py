@@ -111,7 +111,47 @@ def _convert(node: Any, fields: Mapping[str, SimField]) -> Expr:
     return _leaf(node, fields)
 
 
+# Comparators that take a list of values, and the AST operator each becomes.
+_LIST_OPS = {"in": "in", "not_in": "not in"}
+_RANGE_OPS = {"between": "between", "not_between": "not between"}
+# ${EMPTY} with equal / not_equal is the null test.
+_EMPTY_OPS = {"equal": "is null", "not_equal": "is not null"}
+# The text comparators as like patterns; {} is the (unescaped) value.
+_LIKE_OPS = {
+    "contains": ("like", "%{}%"),
+    "not_contains": ("not like", "%{}%"),
+    "starts_with": ("like", "{}%"),
+    "ends_with": ("like", "%{}"),
+}
+
+
 def _leaf(node: Mapping[str, Any], fields: Mapping[str, SimField]) -> Expr:
+    f, comparator = _leaf_field(node, fields)
+    if "value" not in node:
+        raise _invalid("value is required", f.api_name)
+    value = node["value"]
+    if value == EMPTY and comparator in _EMPTY_OPS:
+        return Comparison(f.api_name, _EMPTY_OPS[comparator])
+    if comparator in _LIST_OPS:
+        values = value if isinstance(value, list) else [value]
+        if not values:
+            raise _invalid("in needs at least one value", f.api_name)
+        return Comparison(f.api_name, _LIST_OPS[comparator], _checked_texts(f, values))
+    if comparator in _RANGE_OPS:
+        if not isinstance(value, list) or len(value) != 2:
+            raise _invalid("between needs a list of two values", f.api_name)
+        return Comparison(f.api_name, _RANGE_OPS[comparator], _checked_texts(f, value))
+    if isinstance(value, (list, dict)):
+        raise _invalid(f"{comparator} needs a single value", f.api_name)
+    _check_value(f, value)
+    if comparator in _SIMPLE_OPS:
+        return Comparison(f.api_name, _SIMPLE_OPS[comparator], _text(value))
+    op, pattern = _LIKE_OPS[comparator]
+    return Comparison(f.api_name, op, pattern.format(_escape_like(_text(value))))
+
+
+def _leaf_field(node: Mapping[str, Any], fields: Mapping[str, SimField]) -> tuple[SimField, str]:
+    """The criterion's field and comparator, once both are known to be allowed together."""
     field_obj = node.get("field")
     api_name = field_obj.get("api_name") if isinstance(field_obj, Mapping) else None
     if not isinstance(api_name, str):
@@ -122,51 +162,22 @@ def _leaf(node: Mapping[str, Any], fields: Mapping[str, SimField]) -> Expr:
     comparator = node.get("comparator")
     if not isinstance(comparator, str):
         raise _invalid("comparator is required", api_name)
-    cat = category(f)
     if f.data_type == "textarea":
         raise _invalid("multi-line fields cannot be used in criteria", api_name)
-    if comparator not in ALLOWED_COMPARATORS.get(cat, frozenset()):
+    if comparator not in ALLOWED_COMPARATORS.get(category(f), frozenset()):
         raise _invalid(
             f"the comparator {comparator} is not supported for {f.data_type} fields",
             api_name,
             comparator=comparator,
         )
-    if "value" not in node:
-        raise _invalid("value is required", api_name)
-    value = node["value"]
-    if value == EMPTY:
-        if comparator == "equal":
-            return Comparison(f.api_name, "is null")
-        if comparator == "not_equal":
-            return Comparison(f.api_name, "is not null")
-    if comparator in ("in", "not_in"):
-        values = value if isinstance(value, list) else [value]
-        if not values:
-            raise _invalid("in needs at least one value", api_name)
-        for item in values:
-            _check_value(f, item)
-        op = "in" if comparator == "in" else "not in"
-        return Comparison(f.api_name, op, tuple(_text(v) for v in values))
-    if comparator in ("between", "not_between"):
-        if not isinstance(value, list) or len(value) != 2:
-            raise _invalid("between needs a list of two values", api_name)
-        for item in value:
-            _check_value(f, item)
-        op = "between" if comparator == "between" else "not between"
-        return Comparison(f.api_name, op, (_text(value[0]), _text(value[1])))
-    if isinstance(value, (list, dict)):
-        raise _invalid(f"{comparator} needs a single value", api_name)
-    _check_value(f, value)
-    if comparator in _SIMPLE_OPS:
-        return Comparison(f.api_name, _SIMPLE_OPS[comparator], _text(value))
-    text = _escape_like(_text(value))
-    if comparator == "contains":
-        return Comparison(f.api_name, "like", f"%{text}%")
-    if comparator == "not_contains":
-        return Comparison(f.api_name, "not like", f"%{text}%")
-    if comparator == "starts_with":
-        return Comparison(f.api_name, "like", f"{text}%")
-    return Comparison(f.api_name, "like", f"%{text}")  # ends_with
+    return f, comparator
+
+
+def _checked_texts(f: SimField, values: Sequence[Any]) -> tuple[str, ...]:
+    """Every value checked against the field, then as text."""
+    for item in values:
+        _check_value(f, item)
+    return tuple(_text(v) for v in values)
 
 
 def _text(value: Any) -> str:

@@ -13,8 +13,9 @@ too, so a lower bound on either can be turned into a first index by binary searc
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -27,6 +28,30 @@ from connector.simulator.orgdef import (
     SimField,
     SimModule,
     load_orgdef,
+)
+from connector.simulator.words import (
+    ASCII_FIRST,
+    ASCII_LAST,
+    CITIES,
+    COMPANY_HEADS,
+    COMPANY_TAILS,
+    COUNTRIES,
+    DEAL_TAILS,
+    DEPARTMENTS,
+    DOMAINS,
+    FIRST_NAMES,
+    JOB_TITLES,
+    LAST_NAMES,
+    NASTY,
+    PARAGRAPH_SEPARATORS,
+    SENTENCES,
+    STATES,
+    STREETS,
+    TASK_SUBJECTS,
+    TIME_RANGES,
+    VESSELS,
+    WEB_TLDS,
+    WEB_WORDS,
 )
 
 BASE_START = datetime(2021, 1, 1, tzinfo=timezone.utc)
@@ -41,370 +66,6 @@ ID_STEP = 8
 _ID_SKIP = 1_000_000
 
 _U64 = np.uint64
-
-FIRST_NAMES = (
-    "Aarav",
-    "Priya",
-    "Rahul",
-    "Ananya",
-    "Vikram",
-    "Lakshmi",
-    "Arjun",
-    "Meera",
-    "John",
-    "Mary",
-    "James",
-    "Patricia",
-    "Robert",
-    "Jennifer",
-    "Michael",
-    "Linda",
-    "José",
-    "Zoë",
-    "Søren",
-    "François",
-    "Björn",
-    "Chloé",
-    "Ngozi",
-    "Olúmídé",
-    "Mateo",
-    "Léa",
-    "Hiroshi",
-    "Yuki",
-    "Wei",
-    "Li",
-    "Minh",
-    "Fatima",
-    "Omar",
-    "Aisha",
-    "Иван",
-    "Мария",
-    "陈",
-    "さくら",
-    "محمد",
-    "D'Angelo",
-    "Anne-Marie",
-    "Siobhán",
-)
-LAST_NAMES = (
-    "Sharma",
-    "Iyer",
-    "Patel",
-    "Reddy",
-    "Nair",
-    "Gupta",
-    "Smith",
-    "Johnson",
-    "Williams",
-    "Brown",
-    "Jones",
-    "Miller",
-    "Davis",
-    "García",
-    "Müller",
-    "O'Brien",
-    "O'Neil",
-    "van der Berg",
-    "Nguyễn",
-    "Kowalski",
-    "Smith-Jones",
-    "Dubois",
-    "Rossi",
-    "Tanaka",
-    "Suzuki",
-    "Kim",
-    "Park",
-    "Haddad",
-    "Al-Farsi",
-    "Ivanova",
-    "Петров",
-    "王",
-    "李",
-    "佐藤",
-    "Ødegård",
-    "Łukasiewicz",
-    "McDonald",
-    "de la Cruz",
-    "Boyle",
-    "Fernández",
-)
-ASCII_FIRST = (
-    "aarav",
-    "priya",
-    "rahul",
-    "ananya",
-    "vikram",
-    "john",
-    "mary",
-    "james",
-    "linda",
-    "jose",
-    "zoe",
-    "soren",
-    "ngozi",
-    "mateo",
-    "lea",
-    "hiroshi",
-    "wei",
-    "minh",
-    "fatima",
-    "omar",
-    "ivan",
-    "maria",
-)
-ASCII_LAST = (
-    "sharma",
-    "iyer",
-    "patel",
-    "reddy",
-    "smith",
-    "jones",
-    "garcia",
-    "muller",
-    "obrien",
-    "nguyen",
-    "kowalski",
-    "dubois",
-    "rossi",
-    "tanaka",
-    "kim",
-    "haddad",
-    "ivanova",
-    "wang",
-    "li",
-    "boyle",
-)
-DOMAINS = (
-    "example.com",
-    "mail.example",
-    "zylker.example",
-    "acme.example.in",
-    "corp.example.co.uk",
-    "post.example.de",
-    "example.org",
-    "shop.example.jp",
-)
-COMPANY_HEADS = (
-    "Acme",
-    "Zylker",
-    "Globex",
-    "Initech",
-    "Umbrella",
-    "Stark",
-    "Wayne",
-    "Tata",
-    "Infosys",
-    "Mahindra",
-    "Sundaram",
-    "Chennai Silks",
-    "Kaveri",
-    "Himalaya",
-    "Nordlicht",
-    "Café Olé",
-    "Müller & Söhne",
-    "東京物産",
-    "Ørsted Trading",
-    "Al Noor",
-    "Blue Lotus",
-    "Red Fort",
-    "Lighthouse",
-    "Vertex",
-    "Pinnacle",
-    "Evergreen",
-    "Silverline",
-    "Quantum",
-    "Banyan",
-    "Peacock",
-)
-COMPANY_TAILS = (
-    "Logistics",
-    "Traders",
-    "Exports Pvt. Ltd.",
-    "Industries",
-    "Foods",
-    "Textiles",
-    "Pharma",
-    "Systems Inc.",
-    "GmbH",
-    "S.A.",
-    "Holdings LLC",
-    "& Co.",
-    "Freight",
-    "Retail",
-    "Motors",
-)
-JOB_TITLES = (
-    "CEO",
-    "CFO",
-    "Purchase Manager",
-    "Logistics Head",
-    "VP, Operations",
-    "Sales Executive",
-    "Procurement Lead",
-    "Director – Supply Chain",
-    "Warehouse Supervisor",
-    "IT Manager",
-    "Founder & MD",
-    "Export Manager",
-    "Account Manager",
-    "Operations Analyst",
-)
-DEPARTMENTS = ("Sales", "Purchasing", "Finance", "Operations", "IT", "Logistics", "R&D", "Legal")
-CITIES = (
-    "Chennai",
-    "Mumbai",
-    "Bengaluru",
-    "New Delhi",
-    "Hyderabad",
-    "Pune",
-    "Kolkata",
-    "Coimbatore",
-    "London",
-    "New York",
-    "San Francisco",
-    "São Paulo",
-    "München",
-    "Zürich",
-    "Paris",
-    "Dubai",
-    "Singapore",
-    "東京",
-    "Québec",
-    "Kraków",
-    "Reykjavík",
-    "Ho Chi Minh City",
-)
-STATES = (
-    "Tamil Nadu",
-    "Maharashtra",
-    "Karnataka",
-    "Delhi",
-    "Telangana",
-    "West Bengal",
-    "Kerala",
-    "California",
-    "New York",
-    "Texas",
-    "Bavaria",
-    "Île-de-France",
-    "Ontario",
-    "Dubai",
-)
-COUNTRIES = (
-    "India",
-    "United States",
-    "United Kingdom",
-    "Germany",
-    "France",
-    "Singapore",
-    "Japan",
-    "United Arab Emirates",
-    "Brazil",
-    "Canada",
-    "Switzerland",
-    "Viet Nam",
-    "Côte d'Ivoire",
-)
-STREETS = (
-    "Anna Salai",
-    "MG Road",
-    "Brigade Road",
-    "Park Street",
-    "Main Street",
-    "High Street",
-    "Baker Street",
-    "Rue de Rivoli",
-    "Königsallee",
-    "Orchard Road",
-    "Sheikh Zayed Road",
-    "Linking Road",
-    "Church Street",
-    "Avenida Paulista",
-)
-SENTENCES = (
-    "Called to discuss the quarterly order.",
-    "Customer asked for a revised quote, with freight included.",
-    "Follow up after the trade show in Mumbai.",
-    "Shipment delayed at customs; documents re-submitted.",
-    "Interested in cold-chain storage for 40 pallets.",
-    "Requested a demo of the tracking portal.",
-    "Meeting moved to next Tuesday at 10:30 IST.",
-    "Sent the signed contract (v2) by email.",
-    "Prefers WhatsApp over email.",
-    "Budget approved: ₹12,50,000 for FY 2025-26.",
-    "Needs pricing in USD and INR.",
-    "Asked about the 3% early-payment discount.",
-    "Warehouse visit scheduled; bring safety shoes.",
-    "Competitor offered a lower rate — escalate to manager.",
-    "No answer; left a voicemail.",
-    "Wants a single invoice per month, not per shipment.",
-)
-DEAL_TAILS = (
-    "Annual freight contract",
-    "Cold storage",
-    "Warehousing Q3",
-    "Express courier",
-    "Customs brokerage",
-    "Fleet lease",
-    "Last-mile pilot",
-    "Renewal 2026",
-    "Port handling",
-    "Air cargo",
-)
-TASK_SUBJECTS = (
-    "Call back",
-    "Send quote",
-    "Prepare contract",
-    "Schedule site visit",
-    "Email brochure",
-    "Collect KYC documents",
-    "Renewal reminder",
-    "Follow up on invoice",
-    "Book demo",
-)
-VESSELS = (
-    "MV Kaveri Star",
-    "MSC Aurora",
-    "Maersk Elba",
-    "Ever Given",
-    "CMA CGM Tigris",
-    "ONE Apus",
-)
-TIME_RANGES = ("09:00-18:00", "08:30-17:30", "10:00-19:00", "00:00-23:59", "14:00-22:00")
-# Text that breaks naive CSV/JSON handling: commas, quotes, newlines (LF and CRLF), tabs,
-# semicolons (the Bulk CSV multiselect separator), unicode, emoji, RTL, padding, null look-alikes.
-NASTY = (
-    "Smith, Jones & Co.",
-    'He said "hello"',
-    "O'Reilly's \"best\" offer",
-    "line one\nline two",
-    "windows line\r\nsecond line",
-    "tab\tseparated\tvalue",
-    "semi;colon;list",
-    "  leading and trailing spaces  ",
-    "Ünïcödé façade — naïve café",
-    "東京都渋谷区 1-2-3",
-    "emoji 😀🚚📦",
-    "مرحبا بالعالم",
-    "שלום עולם",
-    '"',
-    '""double quoted""',
-    ",,,",
-    "trailing backslash \\",
-    'a "quote", a comma, and\na newline',
-    "NULL",
-    "null",
-    "NA",
-    "N/A",
-    "None",
-    "0001234",
-    "=SUM(A1:A3)",
-    "a\r\n\r\nblank line inside",
-    "ends with newline\n",
-    "'single quoted'",
-    "back\\slash \\n not a newline",
-    "  ",
-)
 
 
 def _salt(*parts: object) -> int:
@@ -745,104 +406,9 @@ class _FieldGen:
 
     def _text(self, idx: np.ndarray, gen: str) -> pa.Array:
         hs = self.hs
-        n = len(idx)
-        nasty_ok = gen in (
-            "text",
-            "textarea",
-            "sentence",
-            "paragraph",
-            "company",
-            "street",
-            "last_name",
-            "first_name",
-            "city",
-            "job_title",
-            "deal_name",
-        )
-        if gen == "first_name":
-            arr = _take(FIRST_NAMES, hs.pick("v", idx, len(FIRST_NAMES)))
-        elif gen == "last_name":
-            arr = _take(LAST_NAMES, hs.pick("v", idx, len(LAST_NAMES)))
-        elif gen == "company":
-            arr = _join(
-                _take(COMPANY_HEADS, hs.pick("a", idx, len(COMPANY_HEADS))),
-                _take(COMPANY_TAILS, hs.pick("b", idx, len(COMPANY_TAILS))),
-                sep=" ",
-            )
-        elif gen == "job_title":
-            arr = _take(JOB_TITLES, hs.pick("v", idx, len(JOB_TITLES)))
-        elif gen == "department":
-            arr = _take(DEPARTMENTS, hs.pick("v", idx, len(DEPARTMENTS)))
-        elif gen == "email":
-            number = pc.if_else(
-                pa.array(hs.u("numq", idx) < 0.5),
-                pc.cast(pa.array(hs.pick("num", idx, 100)), pa.string()),
-                pa.array([""] * n, type=pa.string()),
-            )
-            arr = _join(
-                _take(ASCII_FIRST, hs.pick("a", idx, len(ASCII_FIRST))),
-                ".",
-                _take(ASCII_LAST, hs.pick("b", idx, len(ASCII_LAST))),
-                number,
-                "@",
-                _take(DOMAINS, hs.pick("d", idx, len(DOMAINS))),
-            )
-        elif gen == "phone":
-            india = hs.u("cc", idx) < 0.7
-            a = _digits(70000 + hs.pick("a", idx, 29999), 5)
-            b = _digits(hs.pick("b", idx, 100000), 5)
-            us = _join("+1 (415) 555-", _digits(hs.pick("c", idx, 10000), 4))
-            arr = pc.if_else(pa.array(india), _join("+91 ", a, " ", b), us)
-        elif gen == "website":
-            slug = _take(ASCII_LAST, hs.pick("a", idx, len(ASCII_LAST)))
-            tld = _take(("com", "in", "co.uk", "io", "example"), hs.pick("t", idx, 5))
-            arr = _join(
-                "https://www.",
-                slug,
-                "-",
-                _take(("logistics", "traders", "group"), hs.pick("k", idx, 3)),
-                ".",
-                tld,
-            )
-        elif gen == "street":
-            arr = _join(
-                pc.cast(pa.array(1 + hs.pick("n", idx, 400)), pa.string()),
-                _take(STREETS, hs.pick("v", idx, len(STREETS))),
-                sep=" ",
-            )
-        elif gen == "city":
-            arr = _take(CITIES, hs.pick("v", idx, len(CITIES)))
-        elif gen == "state":
-            arr = _take(STATES, hs.pick("v", idx, len(STATES)))
-        elif gen == "country":
-            arr = _take(COUNTRIES, hs.pick("v", idx, len(COUNTRIES)))
-        elif gen == "zip":
-            arr = _digits(100000 + hs.pick("v", idx, 899999), 6)
-        elif gen == "code":
-            arr = _join(str(self.sim.get("prefix", "")), _digits(hs.pick("v", idx, 100_000_000), 8))
-        elif gen == "deal_name":
-            arr = _join(
-                _take(COMPANY_HEADS, hs.pick("a", idx, len(COMPANY_HEADS))),
-                _take(DEAL_TAILS, hs.pick("b", idx, len(DEAL_TAILS))),
-                sep=" - ",
-            )
-        elif gen == "task_subject":
-            arr = _take(TASK_SUBJECTS, hs.pick("v", idx, len(TASK_SUBJECTS)))
-        elif gen == "vessel":
-            arr = _take(VESSELS, hs.pick("v", idx, len(VESSELS)))
-        elif gen == "time_range":
-            arr = _take(TIME_RANGES, hs.pick("v", idx, len(TIME_RANGES)))
-        elif gen in ("paragraph", "textarea"):
-            seps = _take((" ", "\n", "\r\n", "\n\n", " "), hs.pick("sep", idx, 5))
-            arr = pc.binary_join_element_wise(
-                _take(SENTENCES, hs.pick("a", idx, len(SENTENCES))),
-                _take(SENTENCES, hs.pick("b", idx, len(SENTENCES))),
-                _take(SENTENCES, hs.pick("c", idx, len(SENTENCES))),
-                seps,
-            )
-        else:  # sentence, text and anything unknown
-            arr = _take(SENTENCES, hs.pick("v", idx, len(SENTENCES)))
-        if nasty_ok:
+        make = _TEXT.get(gen, _DEFAULT_TEXT)
+        arr = make(hs, idx, self.sim)
+        if gen in _NASTY_OK:
             nasty = hs.u("nasty", idx) < float(self.sim.get("nasty_rate", 0.04))
             if nasty.any():
                 arr = pc.if_else(pa.array(nasty), _take(NASTY, hs.pick("nv", idx, len(NASTY))), arr)
@@ -856,6 +422,131 @@ class _FieldGen:
                 ]
                 arr = pc.replace_with_mask(arr, pa.array(longs), pa.array(texts, type=pa.string()))
         return arr
+
+
+# ---- text generators: (hashes of the field, indices, the field's "sim" settings) -> strings ----
+_TextMaker = Callable[[_Hasher, np.ndarray, Mapping[str, Any]], pa.Array]
+
+
+def _one_of(vocab: Sequence[str]) -> _TextMaker:
+    """A word from ``vocab``."""
+
+    def make(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+        return _take(vocab, hs.pick("v", idx, len(vocab)))
+
+    return make
+
+
+def _pair(heads: Sequence[str], tails: Sequence[str], sep: str) -> _TextMaker:
+    """A word from ``heads`` and one from ``tails``, joined by ``sep``."""
+
+    def make(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+        return _join(
+            _take(heads, hs.pick("a", idx, len(heads))),
+            _take(tails, hs.pick("b", idx, len(tails))),
+            sep=sep,
+        )
+
+    return make
+
+
+def _email(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    number = pc.if_else(
+        pa.array(hs.u("numq", idx) < 0.5),
+        pc.cast(pa.array(hs.pick("num", idx, 100)), pa.string()),
+        pa.array([""] * len(idx), type=pa.string()),
+    )
+    return _join(
+        _take(ASCII_FIRST, hs.pick("a", idx, len(ASCII_FIRST))),
+        ".",
+        _take(ASCII_LAST, hs.pick("b", idx, len(ASCII_LAST))),
+        number,
+        "@",
+        _take(DOMAINS, hs.pick("d", idx, len(DOMAINS))),
+    )
+
+
+def _phone(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    india = hs.u("cc", idx) < 0.7
+    a = _digits(70000 + hs.pick("a", idx, 29999), 5)
+    b = _digits(hs.pick("b", idx, 100000), 5)
+    us = _join("+1 (415) 555-", _digits(hs.pick("c", idx, 10000), 4))
+    return pc.if_else(pa.array(india), _join("+91 ", a, " ", b), us)
+
+
+def _website(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    slug = _take(ASCII_LAST, hs.pick("a", idx, len(ASCII_LAST)))
+    tld = _take(WEB_TLDS, hs.pick("t", idx, len(WEB_TLDS)))
+    kind = _take(WEB_WORDS, hs.pick("k", idx, len(WEB_WORDS)))
+    return _join("https://www.", slug, "-", kind, ".", tld)
+
+
+def _street(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    return _join(
+        pc.cast(pa.array(1 + hs.pick("n", idx, 400)), pa.string()),
+        _take(STREETS, hs.pick("v", idx, len(STREETS))),
+        sep=" ",
+    )
+
+
+def _zip(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    return _digits(100000 + hs.pick("v", idx, 899999), 6)
+
+
+def _code(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    return _join(str(sim.get("prefix", "")), _digits(hs.pick("v", idx, 100_000_000), 8))
+
+
+def _paragraph(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    seps = _take(PARAGRAPH_SEPARATORS, hs.pick("sep", idx, len(PARAGRAPH_SEPARATORS)))
+    return pc.binary_join_element_wise(
+        _take(SENTENCES, hs.pick("a", idx, len(SENTENCES))),
+        _take(SENTENCES, hs.pick("b", idx, len(SENTENCES))),
+        _take(SENTENCES, hs.pick("c", idx, len(SENTENCES))),
+        seps,
+    )
+
+
+# A text field's "gen" setting (or its data type) -> how its values are made.
+_TEXT: dict[str, _TextMaker] = {
+    "first_name": _one_of(FIRST_NAMES),
+    "last_name": _one_of(LAST_NAMES),
+    "company": _pair(COMPANY_HEADS, COMPANY_TAILS, " "),
+    "job_title": _one_of(JOB_TITLES),
+    "department": _one_of(DEPARTMENTS),
+    "email": _email,
+    "phone": _phone,
+    "website": _website,
+    "street": _street,
+    "city": _one_of(CITIES),
+    "state": _one_of(STATES),
+    "country": _one_of(COUNTRIES),
+    "zip": _zip,
+    "code": _code,
+    "deal_name": _pair(COMPANY_HEADS, DEAL_TAILS, " - "),
+    "task_subject": _one_of(TASK_SUBJECTS),
+    "vessel": _one_of(VESSELS),
+    "time_range": _one_of(TIME_RANGES),
+    "paragraph": _paragraph,
+    "textarea": _paragraph,
+}
+_DEFAULT_TEXT = _one_of(SENTENCES)  # sentence, text and anything unknown
+# Kinds of text that sometimes hold a NASTY value instead (nasty_rate, 4% by default).
+_NASTY_OK = frozenset(
+    {
+        "text",
+        "textarea",
+        "sentence",
+        "paragraph",
+        "company",
+        "street",
+        "last_name",
+        "first_name",
+        "city",
+        "job_title",
+        "deal_name",
+    }
+)
 
 
 def _long_text(index: int, h: int) -> str:

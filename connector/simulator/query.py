@@ -8,7 +8,7 @@ three-valued logic collapsed to false), which is how Zoho's filters behave for e
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from typing import Any, Union
@@ -77,12 +77,12 @@ class QueryError(Exception):
 
     def to_body(self) -> dict[str, Any]:
         """Zoho's error body."""
-        return {
-            "code": self.code,
-            "details": self.details,
-            "message": self.message,
-            "status": "error",
-        }
+        return error_body(self.code, self.message, self.details)
+
+
+def error_body(code: str, message: str, details: Mapping[str, Any]) -> dict[str, Any]:
+    """Zoho's error body, the same for a whole call and for one record of a write."""
+    return {"code": code, "details": dict(details), "message": message, "status": "error"}
 
 
 @dataclass(frozen=True)
@@ -163,45 +163,66 @@ def parse_datetime_literal(text: str) -> datetime:
     return value
 
 
+def _number_literal(f: SimField, value: Any) -> int | float:
+    if isinstance(value, bool):
+        raise ValueError("boolean for a number")
+    text = str(value).strip()
+    if f.value_type in ("integer", "long", "bigint"):
+        return int(text)
+    return float(text)
+
+
+def _datetime_literal(f: SimField, value: Any) -> int:
+    return int(parse_datetime_literal(str(value)).timestamp())
+
+
+def _date_literal(f: SimField, value: Any) -> int:
+    if not isinstance(value, str) or len(value.strip()) != 10:
+        raise ValueError("a date is YYYY-MM-DD")
+    return (date.fromisoformat(value.strip()) - date(1970, 1, 1)).days
+
+
+def _boolean_literal(f: SimField, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text not in ("true", "false"):
+        raise ValueError("a boolean is true or false")
+    return text == "true"
+
+
+def _lookup_literal(f: SimField, value: Any) -> str:
+    if isinstance(value, Mapping):
+        value = value.get("id")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueError("a lookup is compared by record id")
+    return text
+
+
+# How a literal is read, by field category; text and multi-select literals stay text.
+_LITERALS: dict[str, Callable[[SimField, Any], Any]] = {
+    "number": _number_literal,
+    "datetime": _datetime_literal,
+    "date": _date_literal,
+    "boolean": _boolean_literal,
+    "lookup": _lookup_literal,
+}
+
+
 def convert_literal(f: SimField, value: Any, *, code: str = "INVALID_QUERY") -> Any:
     """A literal (as text, or a bool/number from JSON) as the Python value compared with the
     field's comparison column; raises QueryError(code) when it does not fit the type."""
-    cat = category(f)
-    t = f.value_type
-    try:
-        if cat == "number":
-            if isinstance(value, bool):
-                raise ValueError("boolean for a number")
-            text = str(value).strip()
-            if t in ("integer", "long", "bigint"):
-                return int(text)
-            return float(text)
-        if cat == "datetime":
-            return int(parse_datetime_literal(str(value)).timestamp())
-        if cat == "date":
-            if not isinstance(value, str) or len(value.strip()) != 10:
-                raise ValueError("a date is YYYY-MM-DD")
-            return (date.fromisoformat(value.strip()) - date(1970, 1, 1)).days
-        if cat == "boolean":
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text not in ("true", "false"):
-                raise ValueError("a boolean is true or false")
-            return text == "true"
-        if cat == "lookup":
-            if isinstance(value, Mapping):
-                value = value.get("id")
-            text = str(value).strip()
-            if not text.isdigit():
-                raise ValueError("a lookup is compared by record id")
-            return text
-    except (ValueError, TypeError) as exc:
-        raise QueryError(
-            code,
-            f"invalid value for {f.api_name}",
-            {"column_name": f.api_name, "api_name": f.api_name, "reason": str(exc)},
-        ) from None
+    convert = _LITERALS.get(category(f))
+    if convert is not None:
+        try:
+            return convert(f, value)
+        except (ValueError, TypeError) as exc:
+            raise QueryError(
+                code,
+                f"invalid value for {f.api_name}",
+                {"column_name": f.api_name, "api_name": f.api_name, "reason": str(exc)},
+            ) from None
     if value is None:
         raise QueryError(code, f"invalid value for {f.api_name}", {"column_name": f.api_name})
     if isinstance(value, bool):
@@ -301,21 +322,22 @@ def _scalar_type(f: SimField) -> pa.DataType:
     return pa.string()
 
 
+_COMPARE = {
+    "=": pc.equal,
+    "!=": pc.not_equal,
+    ">": pc.greater,
+    ">=": pc.greater_equal,
+    "<": pc.less,
+    "<=": pc.less_equal,
+}
+
+
 def _compare(col: Any, op: str, lit: Any, typ: pa.DataType) -> Any:
     scalar = pa.scalar(lit, type=typ)
-    if op == "=":
-        return pc.equal(col, scalar)
-    if op == "!=":
-        return pc.not_equal(col, scalar)
-    if op == ">":
-        return pc.greater(col, scalar)
-    if op == ">=":
-        return pc.greater_equal(col, scalar)
-    if op == "<":
-        return pc.less(col, scalar)
-    if op == "<=":
-        return pc.less_equal(col, scalar)
-    raise QueryError("INVALID_QUERY", f"unsupported operator {op}")
+    compare = _COMPARE.get(op)
+    if compare is None:
+        raise QueryError("INVALID_QUERY", f"unsupported operator {op}")
+    return compare(col, scalar)
 
 
 def _eval_leaf(leaf: Comparison, table: pa.Table, fields: Mapping[str, SimField]) -> pa.Array:

@@ -72,6 +72,84 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def _bad_value(f: SimField) -> QueryError:
+    """Zoho's answer to a value that does not fit the field's type."""
+    return QueryError(
+        "INVALID_DATA",
+        "invalid data",
+        {"api_name": f.api_name, "expected_data_type": f.data_type},
+    )
+
+
+# Client values as canonical values, by the field's value type; each raises ValueError (or
+# TypeError) for a value that does not fit. Lookups need the org and live on ModuleStore; any
+# other type is kept as text.
+def _integer(f: SimField, value: Any) -> int:
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        raise ValueError("not a whole number")
+    return int(value)
+
+
+def _double(f: SimField, value: Any) -> float:
+    if isinstance(value, bool):
+        raise ValueError("a boolean for a number")
+    return float(value)
+
+
+def _currency(f: SimField, value: Any) -> str:
+    if isinstance(value, bool):
+        raise ValueError("a boolean for an amount")
+    places = int(f.decimal_place if f.decimal_place is not None else 2)
+    amount = Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
+    return f"{amount:f}"
+
+
+def _bigint(f: SimField, value: Any) -> str:
+    return str(int(str(value)))
+
+
+def _boolean(f: SimField, value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if str(value).lower() in ("true", "false"):
+        return str(value).lower() == "true"
+    raise ValueError("a boolean is true or false")
+
+
+def _date(f: SimField, value: Any) -> date:
+    if isinstance(value, datetime):
+        raise ValueError("a datetime for a date")
+    if isinstance(value, date):
+        return value
+    return date.fromisoformat(str(value))
+
+
+def _datetime(f: SimField, value: Any) -> datetime:
+    parsed = value if isinstance(value, datetime) else parse_datetime_literal(str(value))
+    if parsed.tzinfo is None:
+        raise ValueError("a datetime needs an offset")
+    return parsed.astimezone(timezone.utc).replace(microsecond=0)
+
+
+def _multiselect(f: SimField, value: Any) -> list[str] | None:
+    items = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    return items or None
+
+
+_COERCE: dict[str, Callable[[SimField, Any], Any]] = {
+    "integer": _integer,
+    "long": _integer,
+    "double": _double,
+    "percent": _double,
+    "currency": _currency,
+    "bigint": _bigint,
+    "boolean": _boolean,
+    "date": _date,
+    "datetime": _datetime,
+    "multiselectpicklist": _multiselect,
+}
+
+
 class ModuleStore:
     """One module's records (see docs/simulator.md for the contract)."""
 
@@ -453,66 +531,27 @@ class ModuleStore:
         if value is None:
             return None
         t = f.value_type
-        bad = QueryError(
-            "INVALID_DATA",
-            "invalid data",
-            {"api_name": f.api_name, "expected_data_type": f.data_type},
-        )
         try:
-            if t in ("integer", "long"):
-                if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-                    raise bad
-                return int(value)
-            if t in ("double", "percent"):
-                if isinstance(value, bool):
-                    raise bad
-                return float(value)
-            if t == "currency":
-                if isinstance(value, bool):
-                    raise bad
-                places = int(f.decimal_place if f.decimal_place is not None else 2)
-                amount = Decimal(str(value)).quantize(Decimal(1).scaleb(-places))
-                return f"{amount:f}"
-            if t == "bigint":
-                return str(int(str(value)))
-            if t == "boolean":
-                if isinstance(value, bool):
-                    return value
-                if str(value).lower() in ("true", "false"):
-                    return str(value).lower() == "true"
-                raise bad
-            if t == "date":
-                if isinstance(value, datetime):
-                    raise bad
-                if isinstance(value, date):
-                    return value
-                return date.fromisoformat(str(value))
-            if t == "datetime":
-                parsed = (
-                    value if isinstance(value, datetime) else parse_datetime_literal(str(value))
-                )
-                if parsed.tzinfo is None:
-                    raise bad
-                return parsed.astimezone(timezone.utc).replace(microsecond=0)
-            if t == "multiselectpicklist":
-                items = (
-                    [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
-                )
-                return items or None
             if t in ("lookup", "userlookup"):
                 return self._lookup_value(f, value)
             if t == "ownerlookup":
-                user_id = value.get("id") if isinstance(value, Mapping) else value
-                user = self.org.user(str(user_id))
-                if user is None:
-                    raise bad
-                return self._owner_value(user)
+                return self._owner_of(value)
+            coerce = _COERCE.get(t)
+            if coerce is not None:
+                return coerce(f, value)
         except (ValueError, TypeError, InvalidOperation):
-            raise bad from None
+            raise _bad_value(f) from None
         if isinstance(value, (dict, list)):
-            raise bad
+            raise _bad_value(f)
         text = str(value)
         return text if text != "" else None  # Zoho stores an empty value as null
+
+    def _owner_of(self, value: Any) -> dict[str, str]:
+        user_id = value.get("id") if isinstance(value, Mapping) else value
+        user = self.org.user(str(user_id))
+        if user is None:
+            raise ValueError("unknown user")
+        return self._owner_value(user)
 
     def _lookup_value(self, f: SimField, value: Any) -> dict[str, str | None]:
         target_id = value.get("id") if isinstance(value, Mapping) else value

@@ -44,7 +44,7 @@ def during_call(
 ) -> list[int]:
     """Run ``change`` just before the simulator answers the ``n``-th call to ``handler``
     (counted from now); returns the call counter, so a test can check the moment came."""
-    original = getattr(sim.app, handler)
+    original = sim.app.endpoints[handler]
     calls = [0]
 
     def wrapper(*args: Any, **kwargs: Any) -> Any:
@@ -53,7 +53,7 @@ def during_call(
             change()
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(sim.app, handler, wrapper)
+    monkeypatch.setitem(sim.app.endpoints, handler, wrapper)
     return calls
 
 
@@ -111,7 +111,7 @@ def test_coql_change_behind_the_keyset_cursor_is_read_by_the_next_run(
         clock.advance(1)
         leads.update(e, {"Last_Name": "Ahead of the cursor"})  # at T+1
 
-    calls = during_call(monkeypatch, sim, "coql", 2, user_edits)
+    calls = during_call(monkeypatch, sim, "run_coql", 2, user_edits)
     second = extract(settings, client, out, modules=["Leads"])
     assert second.exit_code == 0, second.summary_lines()
     assert calls[0] >= 2 and second.module("Leads").reader == "coql"

@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 from support.cli import clean_env, run_cli
 
-import connector.simulator.server as sim_server
+import connector.simulator.api_coql as sim_coql
 from connector.simulator import Simulator
 
 FAST_TUNING = {
@@ -86,13 +86,13 @@ def run_ok(*args: str, env: dict[str, str]) -> str:
 def coql_queries(monkeypatch: pytest.MonkeyPatch) -> list[bool]:
     """Every COQL query the simulator answers, as ``is_count`` (True for ``select COUNT(…)``)."""
     seen: list[bool] = []
-    original = sim_server.coql_response
+    original = sim_coql.coql_response
 
     def spy(org: Any, store: Any, query: Any) -> Any:
         seen.append(bool(query.is_count))
         return original(org, store, query)
 
-    monkeypatch.setattr(sim_server, "coql_response", spy)
+    monkeypatch.setattr(sim_coql, "coql_response", spy)
     return seen
 
 

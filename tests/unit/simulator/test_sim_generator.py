@@ -10,9 +10,10 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
 
-from connector.simulator.generator import BASE_END, NASTY, OrgGenerator, generate, module_size
+from connector.simulator.generator import BASE_END, OrgGenerator, generate, module_size
 from connector.simulator.orgdef import load_orgdef
 from connector.simulator.store import Org
+from connector.simulator.words import NASTY
 
 LIST_READ_TYPES = {
     "text",

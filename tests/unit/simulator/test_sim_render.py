@@ -11,10 +11,10 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pytest
 
-from connector.simulator.generator import NASTY
 from connector.simulator.orgdef import SimField
 from connector.simulator.render import csv_bytes, csv_table, json_value, records_to_json, write_csv
 from connector.simulator.store import Org
+from connector.simulator.words import NASTY
 
 IST = timedelta(hours=5, minutes=30)
 ZONED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+05:30$")

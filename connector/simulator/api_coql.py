@@ -1,0 +1,72 @@
+"""COQL: ``POST /crm/v8/coql`` (zoho-api.md §4). Parsing and validation are ``coql.py``'s; this
+module checks the request, charges by the query's LIMIT and builds Zoho's answer."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from connector.simulator import coql as coql_mod
+from connector.simulator.coql import CoqlQuery
+from connector.simulator.credits import coql_price
+from connector.simulator.replies import (
+    ApiError,
+    Call,
+    Response,
+    missing_param,
+    render_records,
+    require_scope,
+)
+
+if TYPE_CHECKING:
+    from connector.simulator.server import SimApp
+    from connector.simulator.store import ModuleStore, Org
+
+
+def run_coql(app: SimApp, call: Call) -> Response:
+    """``POST /crm/v8/coql``."""
+    require_scope(call, "ZohoCRM.coql.READ")
+    body = call.json()
+    text = body.get("select_query") if isinstance(body, dict) else None
+    if not isinstance(text, str) or not text.strip():
+        raise missing_param({"param": "select_query"})
+    parsed = coql_mod.parse_coql(text)
+    try:
+        store = app.api_store(parsed.module)
+    except ApiError as err:
+        # COQL reports an unknown module as a query error, not as a bad URL.
+        raise ApiError(
+            400,
+            "INVALID_QUERY",
+            "invalid query formed",
+            {"reason": "the module name given seems to be invalid", "module": parsed.module},
+        ) from err
+    require_scope(call, f"ZohoCRM.modules.{store.meta.api_name}.READ")
+    query = coql_mod.validate(parsed, store.meta.field_map)
+    app.charge(call, "coql", coql_price(query.effective_limit))
+    return coql_response(app.org, store, query)
+
+
+def coql_response(org: Org, store: ModuleStore, query: CoqlQuery) -> Response:
+    """Run a validated COQL query and build Zoho's answer."""
+    if query.is_count:
+        count = store.count(query.where)
+        label = query.select[0]
+        return Response.json(
+            200, {"data": [{label: count}], "info": {"count": 1, "more_records": False}}
+        )
+    limit, offset = query.effective_limit, query.effective_offset
+    # Zoho returns `id` with every COQL row, selected or not.
+    columns = ["id"] + [c for c in query.select if c != "id"]
+    table = store.select(
+        columns,
+        where=query.where,
+        order_by=list(query.order_by) or [("id", "asc")],
+        offset=offset,
+        limit=limit + 1,
+    )
+    more = table.num_rows > limit
+    table = table.slice(0, limit)
+    if table.num_rows == 0:
+        return Response.empty(204)
+    data = render_records(org, store.meta, table, coql=True)
+    return Response.json(200, {"data": data, "info": {"count": len(data), "more_records": more}})

@@ -105,7 +105,6 @@ from connector.lake.state import (
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
 from connector.readers.base import ReaderStats
-from connector.readers.bulk import BulkReader
 from connector.run.planner import (
     BULK,
     COQL,
@@ -484,12 +483,11 @@ class _ModuleJob:
                 run.client,
                 run.settings.tuning,
                 on_progress=self._on_progress,
-                **({"sleep": run.sleep} if run.sleep is not None else {}),
+                sleep=run.sleep,
+                # Downloads go to the output's scratch area, not the system's temp dir: a killed
+                # run's files are then swept by the next run's recover().
+                scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
             )
-            if isinstance(reader, BulkReader):
-                # Bulk's ZIPs go to the output's scratch area, not the system's temp dir: a
-                # killed run's files are then swept by the next run's recover().
-                reader.scratch_dir = run.output.tmp_path(f"{self.name}/bulk/_").parent
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True

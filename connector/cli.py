@@ -219,7 +219,8 @@ def plan(
     """Dry run: the reader, estimated rows and credits per module, reading no records."""
 
     def action() -> None:
-        from connector.run.sync import build_plan, format_plan
+        from connector.run.plan import build_plan
+        from connector.run.planner import format_plan
 
         result = build_plan(_settings(connection, config), modules=_split(modules), output=output)
         typer.echo(format_plan(result))

@@ -54,7 +54,6 @@ Decisions:
 
 from __future__ import annotations
 
-import difflib
 import logging
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -71,13 +70,11 @@ from connector.crashpoints import crashpoint
 from connector.errors import (
     AuthError,
     BudgetExceeded,
-    ConfigError,
     ConnectorError,
     CreditsExhausted,
     LockError,
     ModuleUnavailable,
     RetriableAPIError,
-    ZohoAPIError,
 )
 from connector.lake.manifest import (
     STATUS_FAILED,
@@ -105,25 +102,21 @@ from connector.lake.state import (
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
 from connector.readers.base import ReaderStats
+from connector.run.catalog import Target, discover
 from connector.run.planner import (
     BULK,
     COQL,
-    METADATA_CREDITS,
-    ModulePlan,
-    Plan,
     ReaderChoice,
     bulk_allowed,
     cheapest_incremental,
     coql_allowed,
-    estimate_module,
-    format_plan,
     static_choice,
 )
 from connector.run.progress import Progress
 from connector.zoho.http import CreditMeter, ZohoClient
-from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
+from connector.zoho.metadata import list_fields
 
-__all__ = ["build_plan", "discover", "format_plan", "run_extract"]
+__all__ = ["run_extract"]
 
 log = logging.getLogger(__name__)
 
@@ -149,64 +142,7 @@ RESTART_CODES = frozenset(
 )
 # Zoho allows 10 concurrent heavy calls (COQL among them) per org, whatever the edition.
 MAX_WORKERS = 10
-EXTRACTABLE_TYPES = ("default", "custom")
 DELETED_TIME = "deleted_time"
-
-
-# --- discovery ----------------------------------------------------------------------------------
-
-
-@dataclass
-class Target:
-    """A module to extract, with its fields when already fetched, or why it cannot be read."""
-
-    meta: ModuleMeta
-    fields: list[FieldMeta] | None = None
-    error: ModuleUnavailable | None = None
-
-
-def _unknown_module(name: str, known: Sequence[ModuleMeta]) -> ConfigError:
-    names = [m.api_name for m in known]
-    by_lower = {n.lower(): n for n in names}
-    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    if name.lower() in by_lower and by_lower[name.lower()] not in close:
-        close.insert(0, by_lower[name.lower()])
-    hint = (
-        f"; did you mean {', '.join(close)}?" if close else f"; known modules: {', '.join(names)}"
-    )
-    return ConfigError(f"unknown module {name!r}{hint}")
-
-
-def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
-    """The modules to extract.
-
-    Without ``modules``: every module the org lists that the API supports and that holds records
-    (``generated_type`` default or custom: not linking, subform or web modules); their fields are
-    fetched later, per module. With ``modules``: the fields of each named module are fetched now
-    (1 credit each); the module list is fetched only when Zoho says a name is not a module, to
-    name close matches (an unknown name is a :class:`ConfigError`).
-    """
-    if not modules:
-        return [
-            Target(m)
-            for m in list_modules(client)
-            if m.api_supported and m.generated_type in EXTRACTABLE_TYPES
-        ]
-    listing: list[ModuleMeta] | None = None
-    targets: list[Target] = []
-    for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
-        try:
-            fields = list_fields(client, name)
-        except ModuleUnavailable as exc:
-            if listing is None:
-                listing = list_modules(client)
-            known = {m.api_name: m for m in listing}
-            if name not in known:
-                raise _unknown_module(name, listing) from None
-            targets.append(Target(known[name], error=exc))
-            continue
-        targets.append(Target(ModuleMeta(api_name=name, module_name=name), fields=fields))
-    return targets
 
 
 # --- credits per module -------------------------------------------------------------------------
@@ -791,115 +727,3 @@ def run_extract(
     crashpoint("sync_before_manifest")
     manifest.write(out)
     return manifest
-
-
-# --- the plan -----------------------------------------------------------------------------------
-
-
-def _load_states(output: str | None, names: Sequence[str]) -> dict[str, ModuleState]:
-    if output is None:
-        return {}
-    out = Output.open(output)
-    if not out.exists("_state") and not out.list_files("_state", ".json"):
-        return {}
-    store = StateStore(out)
-    return {name: store.load(name) for name in names}
-
-
-def build_plan(
-    settings: Settings,
-    *,
-    modules: Sequence[str] | None = None,
-    output: str | None = None,
-    client: ZohoClient | None = None,
-) -> Plan:
-    """A dry run: per module the reader, estimated rows (a COQL count, 1 credit, when COQL may
-    be used) and estimated credits, without reading records.
-
-    With ``output``, modules with a committed watermark there are planned as incremental runs.
-    """
-    own_client = client is None
-    client = client or ZohoClient(settings)
-    try:
-        spent_before = client.meter.total
-        targets = discover(client, modules)
-        # Named modules had their fields fetched during discovery (1 credit each, priced in each
-        # module's estimate); what remains is the modules list, when it was needed.
-        listing_credits = max(
-            0,
-            client.meter.total
-            - spent_before
-            - METADATA_CREDITS * sum(1 for t in targets if t.fields is not None),
-        )
-        states = _load_states(output, [t.meta.api_name for t in targets])
-        coql_ok = coql_allowed(settings.use_coql, client.tokens.granted_scopes)
-        plans: list[ModulePlan] = []
-        warnings: list[str] = []
-        for target in targets:
-            plans.append(_plan_module(settings, client, target, states, coql_ok, warnings))
-        return Plan(
-            api_type=settings.api_type.value,
-            use_coql=settings.use_coql,
-            modules=plans,
-            discovery_credits=listing_credits,
-            spent_credits=client.meter.total - spent_before,
-            warnings=warnings,
-        )
-    finally:
-        if own_client:
-            client.close()
-
-
-def _plan_module(
-    settings: Settings,
-    client: ZohoClient,
-    target: Target,
-    states: dict[str, ModuleState],
-    coql_ok: bool,
-    warnings: list[str],
-) -> ModulePlan:
-    name = target.meta.api_name
-    state = states.get(name)
-    since = state.watermark if state is not None else None
-    mode = "incremental" if since is not None else "full"
-    fields = target.fields
-    try:
-        if target.error is not None:
-            raise target.error
-        if fields is None:
-            fields = list_fields(client, name)
-    except ModuleUnavailable as exc:
-        return ModulePlan(name, "-", "", mode, 0, None, 0, error=f"not available: {exc}")
-    schema = module_schema(name, fields)
-    rows: int | None = None
-    count_credits = 0
-    if coql_ok:
-        try:
-            rows = coql_count(client, name, since)
-            count_credits = 1
-        except (ZohoAPIError, AuthError) as exc:
-            warnings.append(f"{name}: could not count rows with COQL ({exc})")
-    else:
-        warnings.append(f"{name}: rows unknown (COQL scope not granted: no cheap count)")
-    choice, credits = estimate_module(
-        target.meta,
-        n_columns=len(schema.arrow),
-        rows=rows,
-        incremental=since is not None,
-        api_type=settings.api_type.value,
-        use_coql=settings.use_coql,
-        coql_ok=coql_ok,
-        bulk_ok=bulk_allowed(client.tokens.granted_scopes),
-    )
-    return ModulePlan(
-        module=name,
-        reader=choice.reader,
-        reason=choice.reason,
-        mode=mode,
-        columns=len(schema.arrow),
-        estimated_rows=rows,
-        estimated_credits=credits,
-        count_credits=count_credits,
-        fallback=choice.fallback,
-        skipped_fields=[n for n, _ in schema.skipped],
-    )

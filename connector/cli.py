@@ -22,6 +22,7 @@ import typer
 
 from connector.errors import ConfigError, ConnectorError
 from connector.redact import redact
+from connector.run.workers import MAX_WORKERS
 
 if TYPE_CHECKING:
     from connector.config import Settings
@@ -165,7 +166,13 @@ def extract(
         bool, typer.Option("--full-refresh", help="Ignore saved watermarks and read everything.")
     ] = False,
     workers: Annotated[
-        int | None, typer.Option("--workers", "-w", min=1, max=25, help="Modules read at once.")
+        int | None,
+        typer.Option(
+            "--workers",
+            "-w",
+            help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls).",
+            show_default=False,
+        ),
     ] = None,
     max_credits: Annotated[
         int | None,
@@ -184,6 +191,7 @@ def extract(
         from connector.run.progress import make_progress
         from connector.run.sync import run_extract
 
+        _check_workers(workers)
         settings = _settings(connection, config)
         show = sys.stderr.isatty() if progress is None else progress
         manifest = run_extract(
@@ -204,6 +212,14 @@ def extract(
         raise typer.Exit(code)
 
 
+def _check_workers(workers: int | None) -> None:
+    if workers is not None and not 1 <= workers <= MAX_WORKERS:
+        raise ConfigError(
+            f"--workers must be from 1 to {MAX_WORKERS} (Zoho allows {MAX_WORKERS} concurrent "
+            f"calls per org), not {workers}"
+        )
+
+
 @app.command()
 def plan(
     connection: ConnectionOpt = None,
@@ -219,7 +235,8 @@ def plan(
     """Dry run: the reader, estimated rows and credits per module, reading no records."""
 
     def action() -> None:
-        from connector.run.sync import build_plan, format_plan
+        from connector.run.plan import build_plan
+        from connector.run.planner import format_plan
 
         result = build_plan(_settings(connection, config), modules=_split(modules), output=output)
         typer.echo(format_plan(result))

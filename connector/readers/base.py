@@ -23,6 +23,8 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     import pyarrow as pa
 
     from connector.config import Tuning
@@ -159,21 +161,30 @@ def make_reader(
     client: ZohoClient,
     tuning: Tuning,
     *,
-    sleep: Callable[[float], None] = time.sleep,
+    sleep: Callable[[float], None] | None = None,
     on_progress: ProgressCallback | None = None,
+    scratch_dir: str | Path | None = None,
 ) -> Reader:
-    """Return a fresh reader by name: ``"bulk"``, ``"coql"`` or ``"records"``."""
+    """Return a fresh reader by name: ``"bulk"``, ``"coql"`` or ``"records"``.
+
+    ``sleep`` waits between polls and retries (default :func:`time.sleep`); ``scratch_dir`` is
+    where a reader that downloads files keeps them while it reads (Bulk's ZIPs; default: the
+    system's temporary directory); the other readers keep nothing on disk and ignore it.
+    """
     # Imported here: each reader module imports this one.
     from connector.readers.bulk import BulkReader
     from connector.readers.coql import CoqlReader
     from connector.readers.records import RecordsReader
 
+    wait = time.sleep if sleep is None else sleep
     if name == "bulk":
-        return BulkReader(client, tuning, sleep=sleep, on_progress=on_progress)
+        return BulkReader(
+            client, tuning, sleep=wait, on_progress=on_progress, scratch_dir=scratch_dir
+        )
     if name == "coql":
-        return CoqlReader(client, tuning, sleep=sleep, on_progress=on_progress)
+        return CoqlReader(client, tuning, sleep=wait, on_progress=on_progress)
     if name == "records":
-        return RecordsReader(client, tuning, sleep=sleep, on_progress=on_progress)
+        return RecordsReader(client, tuning, sleep=wait, on_progress=on_progress)
     raise ValueError(f"unknown reader {name!r}; expected one of {', '.join(READER_NAMES)}")
 
 

@@ -1,21 +1,25 @@
-"""The module catalogue behind ``zoho-crm modules``: what the org holds and how it can be read.
+"""The module catalogue: which modules the org holds, which a run extracts, how each can be read.
 
-Costs: ``settings/modules`` once and ``settings/fields`` once per API-readable module (1 credit
-each); with ``counts=True`` also one COQL ``select COUNT(id)`` per module COQL can read (1 credit
-each).
+* :func:`discover` picks the modules a run (or a plan) extracts: every data module the org lists,
+  or the modules the user named, with their fields (an unknown name is a :class:`ConfigError`
+  naming close matches).
+* :func:`build_catalog` is ``zoho-crm modules``. Costs: ``settings/modules`` once and
+  ``settings/fields`` once per API-readable module (1 credit each); with ``counts=True`` also one
+  COQL ``select COUNT(id)`` per module COQL can read (1 credit each).
 """
 
 from __future__ import annotations
 
+import difflib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
-from connector.errors import AuthError, ZohoAPIError
+from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import module_schema
 from connector.run.planner import BULK, COQL, RECORDS
-from connector.zoho.metadata import ModuleMeta, list_fields, list_modules
+from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 
 if TYPE_CHECKING:
     from connector.zoho.http import ZohoClient
@@ -25,6 +29,66 @@ log = logging.getLogger(__name__)
 # Zoho exposes these kinds of module through the record APIs; linking and subform modules are
 # read through their parents, web-tab modules are not data.
 _DATA_MODULE_TYPES = frozenset({"default", "custom"})
+
+
+def holds_records(module: ModuleMeta) -> bool:
+    """Whether the record APIs read ``module``: API-supported, and a default or custom module."""
+    return module.api_supported and module.generated_type in _DATA_MODULE_TYPES
+
+
+# --- discovery: the modules a run extracts ------------------------------------------------------
+
+
+@dataclass
+class Target:
+    """A module to extract, with its fields when already fetched, or why it cannot be read."""
+
+    meta: ModuleMeta
+    fields: list[FieldMeta] | None = None
+    error: ModuleUnavailable | None = None
+
+
+def _unknown_module(name: str, known: Sequence[ModuleMeta]) -> ConfigError:
+    names = [m.api_name for m in known]
+    by_lower = {n.lower(): n for n in names}
+    close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
+    if name.lower() in by_lower and by_lower[name.lower()] not in close:
+        close.insert(0, by_lower[name.lower()])
+    hint = (
+        f"; did you mean {', '.join(close)}?" if close else f"; known modules: {', '.join(names)}"
+    )
+    return ConfigError(f"unknown module {name!r}{hint}")
+
+
+def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
+    """The modules to extract.
+
+    Without ``modules``: every module the org lists that the API supports and that holds records
+    (``generated_type`` default or custom: not linking, subform or web modules); their fields are
+    fetched later, per module. With ``modules``: the fields of each named module are fetched now
+    (1 credit each); the module list is fetched only when Zoho says a name is not a module, to
+    name close matches (an unknown name is a :class:`ConfigError`).
+    """
+    if not modules:
+        return [Target(m) for m in list_modules(client) if holds_records(m)]
+    listing: list[ModuleMeta] | None = None
+    targets: list[Target] = []
+    for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
+        try:
+            fields = list_fields(client, name)
+        except ModuleUnavailable as exc:
+            if listing is None:
+                listing = list_modules(client)
+            known = {m.api_name: m for m in listing}
+            if name not in known:
+                raise _unknown_module(name, listing) from None
+            targets.append(Target(known[name], error=exc))
+            continue
+        targets.append(Target(ModuleMeta(api_name=name, module_name=name), fields=fields))
+    return targets
+
+
+# --- the catalogue: zoho-crm modules ------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -44,7 +108,7 @@ class ModuleInfo:
 
 def _readers(module: ModuleMeta) -> list[str]:
     """Which readers can serve ``module`` (the planner's rules: Bulk where Zoho allows it)."""
-    if not module.api_supported or module.generated_type not in _DATA_MODULE_TYPES:
+    if not holds_records(module):
         return []
     readers = [BULK] if module.bulk_supported else []
     return [*readers, COQL, RECORDS]

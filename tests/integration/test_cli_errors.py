@@ -126,6 +126,23 @@ def test_an_unknown_module_exits_2_suggesting_the_close_match(
     assert not (tmp_path / "Leds").exists()
 
 
+@pytest.mark.parametrize("workers", ["0", "11", "25", "-1"])
+def test_workers_outside_1_to_10_exit_2_naming_the_range(tmp_path: Path, workers: str) -> None:
+    # Zoho allows 10 concurrent calls per org: more workers were once silently cut to 10.
+    proc = run_cli(
+        "extract", "--output", str(tmp_path / "out"), "--workers", workers, env=cli_env(tmp_path)
+    )
+    one_error(proc, 2, "--workers", "from 1 to 10", f"not {workers}")
+    assert not (tmp_path / "out").exists()
+
+
+def test_extract_help_names_the_workers_range(tmp_path: Path) -> None:
+    proc = run_cli("extract", "--help", env={**cli_env(tmp_path), "COLUMNS": "200"})
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if "--workers" in line)
+    assert "1 to 10" in line
+
+
 def test_a_bad_log_format_exits_2(tmp_path: Path) -> None:
     proc = run_cli("--log-format", "xml", "check", env=cli_env(tmp_path))
     one_error(proc, 2, "--log-format", "json")

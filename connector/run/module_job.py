@@ -1,0 +1,556 @@
+"""One module's job in a run: recover → choose a reader → read → write → commit state → tombstones.
+
+Per module, while its caller holds the module's lock (``DIR/_state/<Module>.lock``):
+
+1. ``StateStore.recover`` removes the files of runs that never committed, then the state loads.
+2. The planner picks the reader (see :mod:`connector.run.planner`); with ``APIType=Bulk`` an
+   incremental run first probes with one COQL page, which is the whole read when it holds every
+   change.
+3. Batches are deduplicated against the watermark (the read starts at the watermark's second,
+   inclusive) and written. A reader that returns rows in ``Modified_Time`` order checkpoints every
+   ``checkpoint_rows`` rows: files into place, then the state that lists them and the watermark they
+   reach. A Bulk read is unordered: it commits once, at the end.
+4. Deleted records since the deletion watermark become tombstones under ``DIR/_deleted/<Module>``,
+   committed the same way (one loop, :meth:`ModuleJob._drain`, writes both).
+
+Watermarks only advance after the files they cover are in place, so a crash or a stop loses at most
+the rows since the last commit, and the next run's ``recover`` removes their uncommitted files.
+
+Decisions:
+
+* **Full load and deletions.** After a full load the deletion watermark is the data watermark (the
+  greatest ``Modified_Time`` written, below the read's start): every record deleted after its
+  snapshot was taken has a ``deleted_time`` at or after it, so the first incremental run sees
+  every deletion that matters, and uses Zoho's clock, never this machine's.
+* **Full refresh.** ``--full-refresh`` on a module with committed data writes a new generation: it
+  reads everything, commits once at the end (no checkpoints, so the previous output stays complete
+  and consistent until the new one replaces it), and only after the new state commits deletes the
+  previous generation's files (data and tombstones). A crash before that commit leaves the old
+  output as it was; the next run removes the new run's files.
+* **Stops.** Once the run is stopping (see :mod:`connector.run.sync`), a module's read stops at
+  its next batch: ordered readers commit what they have, unordered ones drop it.
+* **Restarts.** A reader error that is worth retrying (an expired page token, an incomplete Bulk
+  file) restarts the module's read from its last committed watermark, at most ``MAX_RESTARTS``
+  times.
+* **Changes during a read (the live edge).** Before a module's read starts, the server's time is
+  taken from the ``Date`` header of Zoho's latest answer (:meth:`ZohoClient.server_time`, usually
+  the fields call just made) minus ``SERVER_TIME_MARGIN``, and the module's watermark is capped
+  there (see :mod:`connector.lake.state`): a record modified while the module is read (behind a COQL
+  keyset cursor, after an earlier Bulk page's snapshot, in a Records page already passed) has a
+  ``Modified_Time`` at or after the cap, so the next run reads it again, and the remembered
+  ``(id, Modified_Time)`` pairs keep what this run did write from being written twice. Checkpoints
+  and tombstones (capped at the start of the deleted-records read) follow the same rule. The
+  manifest records the server time per module (``read_started_at_server``). Without a ``Date``
+  header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
+  not written (:func:`defer_live_edge`, between the dedupe and the writer): their second may not
+  be over, and a record changed again within it gets the same ``(id, Modified_Time)`` pair, which
+  the next run would drop as already written. Every written row is older than the cap, so its
+  second was complete before the read began: no later version can share its pair, and the
+  dedupe is exact. The next run reads from the watermark (inclusive) and writes the deferred rows
+  once their seconds are over. The manifest counts them per module (``deferred_rows``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from connector.config import Settings
+from connector.crashpoints import crashpoint
+from connector.errors import AuthError, BudgetExceeded, CreditsExhausted, RetriableAPIError
+from connector.lake.manifest import FileEntry, ModuleReport
+from connector.lake.output import Output
+from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
+from connector.lake.state import (
+    DELETED_DIR,
+    TOMBSTONE_TIME,
+    ModuleState,
+    StateStore,
+    WatermarkTracker,
+    data_dirs,
+    dedupe_against_watermark,
+)
+from connector.lake.writer import DatasetWriter, WrittenFile
+from connector.readers import coql_count, coql_probe, make_reader, read_deleted
+from connector.readers.base import ReaderStats
+from connector.run.catalog import Target
+from connector.run.credits import CreditAttribution
+from connector.run.planner import (
+    BULK,
+    COQL,
+    ReaderChoice,
+    bulk_allowed,
+    cheapest_incremental,
+    coql_allowed,
+    static_choice,
+)
+from connector.run.progress import Progress
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
+
+__all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
+
+# The run's log lines keep one logger name, whichever of its modules writes them.
+log = logging.getLogger("connector.run.sync")
+
+# The Date header and Modified_Time both come in whole seconds, from hosts whose clocks may differ
+# by a fraction of one: one second of margin keeps the cap at or below any later Modified_Time.
+SERVER_TIME_MARGIN = timedelta(seconds=1)
+# This machine's clock may be minutes off Zoho's; used only when Zoho sent no Date header.
+LOCAL_TIME_MARGIN = timedelta(minutes=5)
+MAX_RESTARTS = 2
+# Reader errors that a fresh read from the last commit fixes: expired or refused page tokens,
+# incomplete Bulk files, records that kept changing while read. Not repeated FAILUREs or 5xx:
+# the client already retried those, and a restart would only spend more credits.
+RESTART_CODES = frozenset(
+    {
+        "BULK_PAGE_TOKEN",
+        "BULK_INCOMPLETE",
+        "BULK_UNSTABLE",
+        "UNSTABLE_READ",
+        "EXPIRED_VALUE",
+        "TOKEN_BOUND_DATA_MISMATCH",
+        "INVALID_TOKEN_BOUND",
+    }
+)
+
+
+class Stopped(Exception):
+    """Raised inside a module's read when the run is stopping (credits, budget)."""
+
+
+@dataclass
+class RunContext:
+    """What every module job of one run shares, and the run's stop signal."""
+
+    settings: Settings
+    client: ZohoClient
+    output: Output
+    store: StateStore
+    run_id: str
+    full_refresh: bool
+    progress: Progress
+    attribution: CreditAttribution
+    checkpoint_rows: int
+    sleep: Callable[[float], None] | None
+    stop: threading.Event = field(default_factory=threading.Event)
+    stop_status: str | None = None
+    stop_lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def request_stop(self, status: str) -> None:
+        """Stop every module (the first status asked for is the run's)."""
+        with self.stop_lock:
+            if self.stop_status is None:
+                self.stop_status = status
+            self.stop.set()
+
+
+def _iso(value: datetime | None) -> str | None:
+    return None if value is None else value.astimezone(timezone.utc).isoformat()
+
+
+def _entries(files: Iterable[WrittenFile]) -> list[FileEntry]:
+    return [FileEntry(f.path, f.rows, f.bytes) for f in files]
+
+
+def defer_live_edge(
+    batch: pa.RecordBatch, cap: datetime | None, *, time_column: str = "Modified_Time"
+) -> tuple[pa.RecordBatch, int]:
+    """(the rows of ``batch`` modified before ``cap``, how many rows were left out).
+
+    Zoho's ``Modified_Time`` has whole seconds: a version written from a second that is not over
+    yet could be followed by another in the same second, with the same ``(id, Modified_Time)``,
+    which the next run would then drop as already written. Rows with no time are kept (there is
+    nothing to defer them to).
+    """
+    if cap is None or batch.num_rows == 0:
+        return batch, 0
+    times = batch.column(time_column)
+    bound = pa.scalar(cap.astimezone(timezone.utc), type=times.type)
+    keep = pc.fill_null(pc.less(times, bound), True)
+    kept = pc.sum(keep.cast(pa.int64())).as_py() or 0
+    if kept == batch.num_rows:
+        return batch, 0
+    return batch.filter(keep), batch.num_rows - kept
+
+
+@dataclass
+class _Sink:
+    """Where one read's batches land (records or tombstones), and what each commit records."""
+
+    writer: DatasetWriter
+    tracker: WatermarkTracker
+    base: ModuleState
+    """The state the read started from: rows it already holds are dropped."""
+    state: ModuleState
+    """The state each commit writes."""
+    written_point: str
+    committed_point: str
+    landed: Callable[[list[FileEntry], int], None]
+    """Adds the files and rows of a commit to the module's report."""
+    defer_cap: datetime | None = None
+    """Records only: rows modified at or after it are left for the next run."""
+    pending: int = 0
+
+
+class ModuleJob:
+    """Extracts one module (the caller holds its lock)."""
+
+    def __init__(self, run: RunContext, target: Target, report: ModuleReport) -> None:
+        self.run = run
+        self.target = target
+        self.report = report
+        self.name = target.meta.api_name
+        self.cap: datetime | None = None
+        """The data watermark's cap: the server time the read started, minus the margin."""
+
+    # progress ---------------------------------------------------------------------------------
+
+    def _on_progress(self, stats: ReaderStats) -> None:
+        spend = self.run.attribution.of(self.name)
+        self.run.progress.update(
+            self.name,
+            rows=stats.rows,
+            pages=stats.pages,
+            credits=sum(spend.credits.values()),
+        )
+
+    def _check_stop(self) -> None:
+        if self.run.stop.is_set():
+            raise Stopped
+
+    def _read_start(self) -> tuple[datetime | None, datetime]:
+        """(the server's time now as Zoho last told it, or None; the watermark cap to use)."""
+        server = self.run.client.server_time()
+        if server is not None:
+            return server, server - SERVER_TIME_MARGIN
+        local = datetime.now(timezone.utc).replace(microsecond=0)
+        note = (
+            "Zoho sent no Date header: the watermark is capped with this machine's clock minus "
+            f"{int(LOCAL_TIME_MARGIN.total_seconds())} s"
+        )
+        if note not in self.report.warnings:
+            self.report.warnings.append(note)
+            log.warning("%s: %s", self.name, note)
+        return None, local - LOCAL_TIME_MARGIN
+
+    # the module ------------------------------------------------------------------------------
+
+    def execute(self) -> None:
+        """Read the module, write and commit its data and tombstones, fill in the report."""
+        run, report, name = self.run, self.report, self.name
+        report.recovered_files = run.store.recover(name)
+        crashpoint("sync_recovered")
+        state = run.store.load(name)
+        report.watermark_before = _iso(state.watermark)
+        report.deleted_watermark_before = _iso(state.deleted_watermark)
+        had_data = state.watermark is not None or bool(state.committed_runs)
+        incremental = state.watermark is not None and not run.full_refresh
+        new_generation = run.full_refresh and had_data
+        report.mode = (
+            "incremental" if incremental else ("full_refresh" if new_generation else "full")
+        )
+
+        schema = self._schema()
+        self._check_stop()
+        # Taken before any record is read (the COQL probe of _choose included).
+        started, self.cap = self._read_start()
+        report.read_started_at_server = _iso(started)
+
+        base = state if incremental else ModuleState(module=name)
+        target_state = self._target_state(state, incremental, new_generation)
+
+        choice, first = self._choose(schema, base.watermark if incremental else None)
+        report.reader, report.reason, report.fallback = (
+            choice.reader,
+            choice.reason,
+            choice.fallback,
+        )
+        # Every commit of the new state records the columns and the reader it was written with.
+        target_state.fields = tuple(schema.arrow.names)
+        target_state.reader = choice.reader
+        run.progress.start_module(name, choice.reader)
+
+        try:
+            self._read_data(
+                choice, first, schema, base, target_state, checkpoints=not new_generation
+            )
+        finally:
+            if report.deferred_rows:
+                report.notes.append(
+                    f"{report.deferred_rows:,} rows modified in the last second(s) before the "
+                    f"read (at or after {_iso(self.cap)}) are left for the next run"
+                )
+
+        if incremental:
+            self._read_deleted(target_state)
+        else:
+            # See the module docstring: deletions after the snapshot come at or after this time.
+            target_state.deleted_watermark = target_state.watermark
+            target_state.deleted_remembered = frozenset()
+            self._commit_state(target_state)
+
+        if new_generation:
+            self._remove_old_generation(target_state)
+
+        report.watermark_after = _iso(target_state.watermark)
+        report.deleted_watermark_after = _iso(target_state.deleted_watermark)
+
+    def _schema(self) -> ModuleSchema:
+        """The module's schema (its fields fetched now unless discovery did), noted in the report."""
+        fields = self.target.fields
+        if fields is None:
+            fields = list_fields(self.run.client, self.name)
+        schema = module_schema(self.name, fields)
+        self.report.skipped_fields = [f"{api_name} ({why})" for api_name, why in schema.skipped]
+        self.report.warnings.extend(schema.warnings)
+        return schema
+
+    @staticmethod
+    def _target_state(state: ModuleState, incremental: bool, new_generation: bool) -> ModuleState:
+        """The state this run commits, starting from the committed ``state``."""
+        if new_generation:
+            # The new generation's state lists only its own files; the old ones go after commit.
+            target = replace(state, committed_runs={})
+        else:
+            target = replace(state, committed_runs=dict(state.committed_runs))
+        if not incremental:
+            target.watermark = None
+            target.remembered = frozenset()
+        return target
+
+    def _remove_old_generation(self, target: ModuleState) -> None:
+        """Delete the data and tombstone files the committed ``target`` does not list."""
+        output = self.run.output
+        for rel_dir in data_dirs(self.name):
+            for path in output.list_files(rel_dir, ".parquet"):
+                if not target.covers(path):
+                    output.delete(path)
+                    crashpoint("sync_old_generation_deleted")
+                    self.report.removed_files.append(path)
+
+    def _choose(
+        self, schema: ModuleSchema, since: datetime | None
+    ) -> tuple[ReaderChoice, pa.RecordBatch | None]:
+        """The reader, and the rows a COQL probe already read when that probe was the read."""
+        run, meta = self.run, self.target.meta
+        settings = run.settings
+        coql_ok = coql_allowed(settings.use_coql, run.client.tokens.granted_scopes)
+        choice = static_choice(
+            meta,
+            api_type=settings.api_type.value,
+            use_coql=settings.use_coql,
+            coql_ok=coql_ok,
+            incremental=since is not None,
+            bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
+        )
+        if not choice.probe:
+            return choice, None
+        try:
+            probe = coql_probe(run.client, schema, since)
+        except AuthError as exc:
+            # The COQL scope turned out to be missing: Bulk reads everything anyway.
+            self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
+            return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
+        if not probe.more_records:
+            reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
+            rows = probe.table
+            first = pa.RecordBatch.from_arrays(
+                [column.combine_chunks() for column in rows.columns], schema=rows.schema
+            )
+            return ReaderChoice(COQL, reason), first
+        count = coql_count(run.client, self.name, since)
+        return cheapest_incremental(count, len(schema.arrow)), None
+
+    # data ------------------------------------------------------------------------------------
+
+    def _read_data(
+        self,
+        choice: ReaderChoice,
+        first: pa.RecordBatch | None,
+        schema: ModuleSchema,
+        base: ModuleState,
+        target: ModuleState,
+        *,
+        checkpoints: bool,
+    ) -> None:
+        run, report = self.run, self.report
+        restarts = 0
+        while True:
+            reader = make_reader(
+                choice.reader,
+                run.client,
+                run.settings.tuning,
+                on_progress=self._on_progress,
+                sleep=run.sleep,
+                # Downloads go to the output's scratch area, not the system's temp dir: a killed
+                # run's files are then swept by the next run's recover().
+                scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
+            )
+            if first is not None:
+                batches: Iterator[pa.RecordBatch] = iter([first])
+                ordered = True
+            else:
+                since = base.watermark
+                batches = reader.read(self.target.meta, schema, since)
+                ordered = reader.ordered
+            try:
+                self._consume(batches, schema, base, target, ordered and checkpoints, ordered)
+            except RetriableAPIError as exc:
+                restarts += 1
+                if restarts > MAX_RESTARTS or exc.code not in RESTART_CODES:
+                    raise
+                report.warnings.append(f"read restarted from the last commit after: {exc}")
+                log.warning("%s: read restarted from the last commit after: %s", self.name, exc)
+                # Continue from what is committed: the target state is the new base.
+                if checkpoints and target.watermark is not None:
+                    base = replace(target)
+                continue
+            finally:
+                # A reader that stopped early (a stop, an error, credits) may have a call out on
+                # its prefetch thread: closing it waits for that call here, not at exit.
+                close = getattr(batches, "close", None)
+                if close is not None:
+                    close()
+                self._add_stats(reader.stats)
+            return
+
+    def _add_stats(self, stats: ReaderStats) -> None:
+        self.report.pages += stats.pages
+        self.report.jobs += stats.jobs
+        for note in stats.notes:
+            if note not in self.report.warnings:
+                self.report.warnings.append(note)
+
+    def _consume(
+        self,
+        batches: Iterator[pa.RecordBatch],
+        schema: ModuleSchema,
+        base: ModuleState,
+        target: ModuleState,
+        checkpoint: bool,
+        ordered: bool,
+    ) -> None:
+        """Dedupe and write ``batches``; commit at checkpoints and at the end."""
+        run = self.run
+        # Ordered readers let the writer build each day's file as soon as the day is complete.
+        writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id, ordered=ordered)
+        tracker = WatermarkTracker.from_state(target, cap=self.cap)
+        # A restart reads the deferred rows again: count this attempt's only.
+        self.report.deferred_rows = 0
+        sink = _Sink(
+            writer,
+            tracker,
+            base,
+            target,
+            written_point="sync_batch_written",
+            committed_point="sync_data_committed",
+            landed=self._land_records,
+            defer_cap=self.cap,
+        )
+        self._drain(batches, sink, checkpoint_rows=run.checkpoint_rows if checkpoint else None)
+
+    def _land_records(self, files: list[FileEntry], rows: int) -> None:
+        self.report.files.extend(files)
+        self.report.rows += rows
+
+    # the one write loop ------------------------------------------------------------------------
+
+    def _drain(
+        self, batches: Iterable[pa.RecordBatch], sink: _Sink, *, checkpoint_rows: int | None
+    ) -> None:
+        """Dedupe, write and commit ``batches`` into ``sink``: records and tombstones alike.
+
+        With ``checkpoint_rows`` (ordered input only: what is written is then always a consistent
+        prefix) it commits every that many rows, and commits what it has when the run stops or
+        the read fails in a way worth a restart; without, it commits once, at the end, and drops
+        what it wrote on any failure.
+        """
+        time_column = sink.tracker.time_column
+        try:
+            for batch in batches:
+                self._check_stop()
+                batch = dedupe_against_watermark(batch, sink.base, time_column=time_column)
+                batch, deferred = defer_live_edge(batch, sink.defer_cap)
+                self.report.deferred_rows += deferred
+                if batch.num_rows == 0:
+                    continue
+                sink.writer.write(batch)
+                crashpoint(sink.written_point)
+                sink.tracker.observe(batch)
+                sink.pending += batch.num_rows
+                if checkpoint_rows is not None and sink.pending >= checkpoint_rows:
+                    self._commit(sink)
+                    self.report.checkpoints += 1
+                    crashpoint("sync_checkpoint_done")
+        except (Stopped, CreditsExhausted, BudgetExceeded, RetriableAPIError):
+            if checkpoint_rows is not None:
+                self._commit(sink)
+            else:
+                sink.writer.abort()
+            raise
+        except BaseException:
+            sink.writer.abort()
+            raise
+        self._commit(sink)
+
+    def _commit(self, sink: _Sink) -> None:
+        """Place the files written so far, then commit the state that lists them."""
+        files = sink.writer.commit()
+        crashpoint(sink.committed_point)
+        sink.state.record_files(self.run.run_id, [f.path for f in files])
+        sink.tracker.apply(sink.state)
+        self._commit_state(sink.state)
+        sink.landed(_entries(files), sink.pending)
+        sink.pending = 0
+
+    def _commit_state(self, target: ModuleState) -> None:
+        target.last_run_id = self.run.run_id
+        self.run.store.commit(target)
+        crashpoint("sync_state_committed")
+
+    # deletions ---------------------------------------------------------------------------------
+
+    def _read_deleted(self, target: ModuleState) -> None:
+        run, name = self.run, self.name
+        self._check_stop()
+        writer = DatasetWriter(
+            run.output,
+            f"{DELETED_DIR}/{name}",
+            TOMBSTONE_SCHEMA,
+            run.run_id,
+            partition_column=TOMBSTONE_TIME,
+            partition_name="deleted_date",
+        )
+        base = replace(target)
+        # Deletions made while this read pages are stamped at or after its start: cap there.
+        # Tombstones are not deferred like records (defer_live_edge): a record is deleted once,
+        # so no later tombstone can share an (id, deleted_time) pair with a different content;
+        # one deleted again within the same second after a restore from the recycle bin says
+        # nothing new (it is gone either way), and the cap still re-reads anything deleted
+        # during this read.
+        _, cap = self._read_start()
+        tracker = WatermarkTracker.from_state(target, time_column=TOMBSTONE_TIME, cap=cap)
+        sink = _Sink(
+            writer,
+            tracker,
+            base,
+            target,
+            written_point="sync_tombstones_written",
+            committed_point="sync_tombstones_committed",
+            landed=self._land_tombstones,
+        )
+        self._drain(
+            read_deleted(run.client, name, target.deleted_watermark), sink, checkpoint_rows=None
+        )
+
+    def _land_tombstones(self, files: list[FileEntry], rows: int) -> None:
+        self.report.tombstone_files.extend(files)
+        self.report.tombstones += rows

@@ -1,0 +1,139 @@
+"""``zoho-crm plan``: a dry run that prices the run that would follow it, reading no records.
+
+Per module: the reader the planner picks (:mod:`connector.run.planner`), the rows it would read (a
+COQL count, 1 credit, when COQL may be used) and the credits it would spend. With an output whose
+state holds a module's watermark, that module is planned as an incremental run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from connector.config import Settings
+from connector.errors import AuthError, ModuleUnavailable, ZohoAPIError
+from connector.lake.output import Output
+from connector.lake.schema import module_schema
+from connector.lake.state import ModuleState, StateStore
+from connector.readers import coql_count
+from connector.run.catalog import Target, discover
+from connector.run.planner import (
+    METADATA_CREDITS,
+    ModulePlan,
+    Plan,
+    bulk_allowed,
+    coql_allowed,
+    estimate_module,
+)
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
+
+__all__ = ["build_plan"]
+
+
+def _load_states(output: str | None, names: Sequence[str]) -> dict[str, ModuleState]:
+    if output is None:
+        return {}
+    out = Output.open(output)
+    if not out.exists("_state") and not out.list_files("_state", ".json"):
+        return {}
+    store = StateStore(out)
+    return {name: store.load(name) for name in names}
+
+
+def build_plan(
+    settings: Settings,
+    *,
+    modules: Sequence[str] | None = None,
+    output: str | None = None,
+    client: ZohoClient | None = None,
+) -> Plan:
+    """A dry run: per module the reader, estimated rows (a COQL count, 1 credit, when COQL may
+    be used) and estimated credits, without reading records.
+
+    With ``output``, modules with a committed watermark there are planned as incremental runs.
+    """
+    own_client = client is None
+    client = client or ZohoClient(settings)
+    try:
+        spent_before = client.meter.total
+        targets = discover(client, modules)
+        # Named modules had their fields fetched during discovery (1 credit each, priced in each
+        # module's estimate); what remains is the modules list, when it was needed.
+        listing_credits = max(
+            0,
+            client.meter.total
+            - spent_before
+            - METADATA_CREDITS * sum(1 for t in targets if t.fields is not None),
+        )
+        states = _load_states(output, [t.meta.api_name for t in targets])
+        coql_ok = coql_allowed(settings.use_coql, client.tokens.granted_scopes)
+        plans: list[ModulePlan] = []
+        warnings: list[str] = []
+        for target in targets:
+            plans.append(_plan_module(settings, client, target, states, coql_ok, warnings))
+        return Plan(
+            api_type=settings.api_type.value,
+            use_coql=settings.use_coql,
+            modules=plans,
+            discovery_credits=listing_credits,
+            spent_credits=client.meter.total - spent_before,
+            warnings=warnings,
+        )
+    finally:
+        if own_client:
+            client.close()
+
+
+def _plan_module(
+    settings: Settings,
+    client: ZohoClient,
+    target: Target,
+    states: dict[str, ModuleState],
+    coql_ok: bool,
+    warnings: list[str],
+) -> ModulePlan:
+    name = target.meta.api_name
+    state = states.get(name)
+    since = state.watermark if state is not None else None
+    mode = "incremental" if since is not None else "full"
+    fields = target.fields
+    try:
+        if target.error is not None:
+            raise target.error
+        if fields is None:
+            fields = list_fields(client, name)
+    except ModuleUnavailable as exc:
+        return ModulePlan(name, "-", "", mode, 0, None, 0, error=f"not available: {exc}")
+    schema = module_schema(name, fields)
+    rows: int | None = None
+    count_credits = 0
+    if coql_ok:
+        try:
+            rows = coql_count(client, name, since)
+            count_credits = 1
+        except (ZohoAPIError, AuthError) as exc:
+            warnings.append(f"{name}: could not count rows with COQL ({exc})")
+    else:
+        warnings.append(f"{name}: rows unknown (COQL scope not granted: no cheap count)")
+    choice, credits = estimate_module(
+        target.meta,
+        n_columns=len(schema.arrow),
+        rows=rows,
+        incremental=since is not None,
+        api_type=settings.api_type.value,
+        use_coql=settings.use_coql,
+        coql_ok=coql_ok,
+        bulk_ok=bulk_allowed(client.tokens.granted_scopes),
+    )
+    return ModulePlan(
+        module=name,
+        reader=choice.reader,
+        reason=choice.reason,
+        mode=mode,
+        columns=len(schema.arrow),
+        estimated_rows=rows,
+        estimated_credits=credits,
+        count_credits=count_credits,
+        fallback=choice.fallback,
+        skipped_fields=[n for n, _ in schema.skipped],
+    )

@@ -252,7 +252,13 @@ def test_no_command_shows_a_secret(
     ]
     assert len(results) == 3 + len(jobs)
 
-    # The commands did what they should (so the test saw their real output, errors included).
+    _assert_exit_codes(results)
+    _assert_no_secret_shown(results, secrets)
+    _assert_no_secret_stored(tmp_path, secrets, sim)
+
+
+def _assert_exit_codes(results: dict[str, CliResult]) -> None:
+    """The commands did what they should (so the test saw their real output, errors included)."""
     for variant in VARIANTS:
         for ok in ("extract", "check", "modules", "plan", "incremental", "state", "snapshot"):
             assert results[f"{variant}:{ok}"].returncode == 0, results[f"{variant}:{ok}"].describe()
@@ -270,6 +276,9 @@ def test_no_command_shows_a_secret(
         assert results[f"{variant}:bad-refresh"].returncode == 3
         assert "OAuthRefreshToken=" in results[f"{variant}:auth-exchange"].stdout
 
+
+def _assert_no_secret_shown(results: dict[str, CliResult], secrets: list[str]) -> None:
+    """No command's output shows a secret or a minted token, tracebacks included."""
     for label, result in results.items():
         text = (result.stdout + result.stderr).encode()
         for secret in secrets:
@@ -280,7 +289,9 @@ def test_no_command_shows_a_secret(
     for variant in ("text", "json"):
         assert "Traceback" not in results[f"{variant}:bad-refresh"].stderr
 
-    # Files: manifests, state, data, snapshots, demo output; the token caches apart.
+
+def _assert_no_secret_stored(tmp_path: Path, secrets: list[str], sim: Simulator) -> None:
+    """Manifests, state, data, snapshots and demo output hold no secret; caches only the token."""
     caches = [p for p in _files(tmp_path) if p.name.endswith("tokens.json")]
     for path in _files(tmp_path):
         if path in caches:

@@ -113,9 +113,7 @@ from connector.run.planner import (
     ModulePlan,
     Plan,
     ReaderChoice,
-    bulk_allowed,
     cheapest_incremental,
-    coql_allowed,
     estimate_module,
     format_plan,
     static_choice,
@@ -123,6 +121,7 @@ from connector.run.planner import (
 from connector.run.progress import Progress
 from connector.zoho.http import CreditMeter, ZohoClient
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
+from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["build_plan", "discover", "format_plan", "run_extract"]
 

@@ -35,8 +35,16 @@ from connector.errors import (
     RetriableAPIError,
 )
 from connector.redact import redact
+from connector.zoho import limits
 from connector.zoho.auth import TokenManager
-from connector.zoho.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
+from connector.zoho.endpoints import (
+    BULK_PATH,
+    Endpoints,
+    region_for_api_domain,
+    relative_path,
+    resolve_endpoints,
+)
+from connector.zoho.scopes import scope_for_call
 
 log = logging.getLogger(__name__)
 
@@ -53,40 +61,34 @@ _UNAVAILABLE_CODES = frozenset(
         "FEATURE_NOT_SUPPORTED",
     }
 )
-_BULK_PATH = re.compile(r"^/?crm/bulk/[^/]+/read(?:/(?P<job>[^/]+)(?P<result>/result)?)?/?$")
-_VERSIONED_PATH = re.compile(r"^/?crm/v\d+(?:\.\d+)?/(?P<rest>.*)$")
+# A COQL query's LIMIT clause: ``limit N`` or ``limit OFFSET, N``.
 _COQL_LIMIT = re.compile(r"\blimit\s+(\d+)(?:\s*,\s*(\d+))?", re.IGNORECASE)
+_WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 # ----------------------------------------------------------------------------------------------
-# Prices
+# Prices (the figures are Zoho's, in connector.zoho.limits)
 
 
-def _relative(path: str) -> tuple[str, bool]:
-    """Return (path below /crm/{version}/ without query, is_bulk)."""
-    if "://" in path:
-        path = urlsplit(path).path
-    path = path.split("?", 1)[0]
-    if _BULK_PATH.match(path):
-        return path.lstrip("/"), True
-    match = _VERSIONED_PATH.match(path)
-    if match:
-        return match.group("rest").strip("/"), False
-    return path.strip("/"), False
-
-
-def coql_credits(select_query: str) -> int:
-    """Credits of one COQL call by its LIMIT: 1-200 -> 1, 201-1000 -> 2, 1001-2000 -> 3."""
+def coql_query_credits(select_query: str) -> int:
+    """Credits of one COQL call by the LIMIT of its query (Zoho's default LIMIT when it has none)."""
     matches = list(_COQL_LIMIT.finditer(select_query))
-    limit = 200  # Zoho's default LIMIT
+    limit = limits.COQL_DEFAULT_LIMIT
     if matches:
         last = matches[-1]
         limit = int(last.group(2) or last.group(1))
-    if limit <= 200:
-        return 1
-    if limit <= 1000:
-        return 2
-    return 3
+    return limits.coql_limit_credits(limit)
+
+
+def _write_credits(method: str, params: Mapping[str, Any] | None, body: Any) -> int:
+    """Credits of a write: per 10 records of its body (or ids of a DELETE), at least 1."""
+    records = 1
+    if isinstance(body, Mapping) and isinstance(body.get("data"), list):
+        records = len(body["data"])
+    elif method == "DELETE" and params and params.get("ids"):
+        ids = params["ids"]
+        records = len(ids) if isinstance(ids, (list, tuple)) else len(str(ids).split(","))
+    return max(1, math.ceil(records / limits.WRITE_RECORDS_PER_CREDIT))
 
 
 def call_cost(
@@ -97,35 +99,29 @@ def call_cost(
     Kinds: metadata, records, deleted, coql, bulk_create, bulk_status, bulk_download, write.
     """
     method = method.upper()
-    rel, is_bulk = _relative(path)
+    rel, is_bulk = relative_path(path)
     if is_bulk:
-        match = _BULK_PATH.match("/" + rel)
+        match = BULK_PATH.match("/" + rel)
         assert match is not None
         if match.group("result"):
-            return "bulk_download", 1
+            return "bulk_download", limits.BULK_DOWNLOAD_CREDITS
         if method == "POST" and not match.group("job"):
-            return "bulk_create", 50
-        return "bulk_status", 1
+            return "bulk_create", limits.BULK_CREATE_CREDITS
+        return "bulk_status", limits.BULK_STATUS_CREDITS
     first = rel.split("/", 1)[0].lower()
     if first == "coql":
         query = body.get("select_query", "") if isinstance(body, Mapping) else ""
-        return "coql", coql_credits(str(query))
-    if method in ("POST", "PUT", "PATCH", "DELETE"):
-        records = 1
-        if isinstance(body, Mapping) and isinstance(body.get("data"), list):
-            records = len(body["data"])
-        elif method == "DELETE" and params and params.get("ids"):
-            ids = params["ids"]
-            records = len(ids) if isinstance(ids, (list, tuple)) else len(str(ids).split(","))
-        return "write", max(1, math.ceil(records / 10))
+        return "coql", coql_query_credits(str(query))
+    if method in _WRITE_METHODS:
+        return "write", _write_credits(method, params, body)
     if first in ("settings", "users", "org"):
-        return "metadata", 1
+        return "metadata", limits.METADATA_CREDITS
     parts = rel.split("/")
     if len(parts) >= 2 and parts[1] == "deleted":
-        return "deleted", 2
+        return "deleted", limits.DELETED_PAGE_CREDITS
     if params and params.get("cvid"):
-        return "records", 3
-    return "records", 1
+        return "records", limits.RECORDS_CVID_CREDITS
+    return "records", limits.RECORDS_PAGE_CREDITS
 
 
 class CreditMeter:
@@ -230,24 +226,6 @@ class CreditMeter:
 # Errors
 
 
-def _scope_for(method: str, path: str) -> str:
-    """The scope a call needs, for the message of an OAUTH_SCOPE_MISMATCH."""
-    rel, is_bulk = _relative(path)
-    if is_bulk:
-        return "ZohoCRM.bulk.READ"
-    parts = rel.split("/")
-    first = parts[0].lower()
-    if first == "coql":
-        return "ZohoCRM.coql.READ"
-    if first == "settings":
-        return f"ZohoCRM.settings.{parts[1] if len(parts) > 1 else 'ALL'}.READ"
-    if first in ("org", "users"):
-        return f"ZohoCRM.{first}.READ"
-    if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
-        return f"ZohoCRM.modules.{parts[0]}.ALL"
-    return f"ZohoCRM.modules.{parts[0]}.READ (or ZohoCRM.modules.READ)"
-
-
 def _parse_error_body(response: requests.Response) -> tuple[str | None, str, Any]:
     """(code, message, details) of a Zoho error body, tolerating any shape."""
     try:
@@ -327,8 +305,8 @@ def raise_for_response(method: str, url: str, response: requests.Response) -> No
         raise RetriableAPIError(text, retry_after=_retry_after(response), **common)
     if code == "OAUTH_SCOPE_MISMATCH" and status in (401, 403):
         raise AuthError(
-            f"the token lacks the scope this call needs ({_scope_for(method, url)} for {method} "
-            f"{urlsplit(url).path}): generate a refresh token whose Scope includes it"
+            f"the token lacks the scope this call needs ({scope_for_call(method, url)} for "
+            f"{method} {urlsplit(url).path}): generate a refresh token whose Scope includes it"
         )
     if status == 401:
         if code == "AUTHENTICATION_FAILURE":

@@ -23,7 +23,7 @@ from connector.errors import (
 )
 from connector.zoho.auth import TokenManager
 from connector.zoho.endpoints import resolve_endpoints
-from connector.zoho.http import CreditMeter, ZohoClient, call_cost, coql_credits
+from connector.zoho.http import CreditMeter, ZohoClient, call_cost, coql_query_credits
 
 ACCESS = "1000.access-token-for-tests.abc"
 TUNING = Tuning(retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=4)
@@ -404,8 +404,8 @@ def test_call_cost(
     assert call_cost(method, path, params, body) == expected
 
 
-def test_coql_credits_default_limit() -> None:
-    assert coql_credits("SELECT Last_Name FROM Contacts WHERE id > '1'") == 1
+def test_coql_query_credits_default_limit() -> None:
+    assert coql_query_credits("SELECT Last_Name FROM Contacts WHERE id > '1'") == 1
 
 
 def test_meter_totals_by_kind() -> None:

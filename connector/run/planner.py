@@ -15,8 +15,9 @@ with Zoho's rules and picks the cheapest one that reads everything:
 Estimates (``zoho-crm plan``) use the same formulas, with rows from a COQL count when COQL may be
 used (1 credit per module), or "unknown" otherwise.
 
-Credit formulas (Zoho's price table: metadata 1; Bulk create 50, status poll 1, download 1; COQL by
-LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list page 1; deleted-records page 2):
+Credit formulas, from Zoho's prices and limits in :mod:`connector.zoho.limits` (metadata 1; Bulk
+create 50, status poll 1, download 1; COQL by LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list
+page 1; deleted-records page 2):
 
 * Bulk: ``ceil(rows / 200,000)`` jobs per field group of ≤200 fields, each 50 + polls + 1 download.
 * COQL: 1 for the first page (LIMIT 200), then 3 per 2,000 rows, per group of ≤50 columns.

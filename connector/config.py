@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import Enum
 from functools import partial
@@ -167,51 +167,6 @@ class Settings(BaseModel):
     def refreshes_tokens(self) -> bool:
         """Whether tokens are minted with the refresh token (REFRESH and GETANDREFRESH)."""
         return self.initiate_oauth is not InitiateOAuth.OFF
-
-    def required_scopes(self) -> list[str]:
-        """The OAuth scopes the chosen APIs need."""
-        scopes = [
-            "ZohoCRM.modules.READ",
-            "ZohoCRM.settings.modules.READ",
-            "ZohoCRM.settings.fields.READ",
-            "ZohoCRM.org.READ",
-        ]
-        if self.api_type is APIType.BULK:
-            scopes.append("ZohoCRM.bulk.READ")
-        # Bulk plans may still read incremental changes through COQL.
-        if self.use_coql or self.api_type is APIType.BULK:
-            scopes.append("ZohoCRM.coql.READ")
-        return scopes
-
-
-def scope_covers(granted: Iterable[str], required: str) -> bool:
-    """Whether any of the ``granted`` scopes covers ``required``.
-
-    Zoho scopes read ``Service.path….OPERATION``: a granted scope covers a required one when the
-    service matches, its path is a prefix of the required path, and its operation is ``ALL`` or the
-    same operation (``ZohoCRM.modules.ALL`` covers ``ZohoCRM.modules.Leads.READ``;
-    ``ZohoCRM.settings.ALL`` covers ``ZohoCRM.settings.fields.READ``). Case is ignored.
-    """
-    want = required.lower().split(".")
-    if len(want) < 2:
-        return required.lower() in (g.lower() for g in granted)
-    for scope in granted:
-        have = scope.strip().lower().split(".")
-        if len(have) < 2 or have[0] != want[0]:
-            continue
-        have_path, have_op = have[1:-1], have[-1]
-        want_path, want_op = want[1:-1], want[-1]
-        if have_op not in ("all", want_op):
-            continue
-        if want_path[: len(have_path)] == have_path:
-            return True
-    return False
-
-
-def missing_scopes(granted: Iterable[str], required: Iterable[str]) -> list[str]:
-    """The ``required`` scopes that no ``granted`` scope covers."""
-    granted = list(granted)
-    return [scope for scope in required if not scope_covers(granted, scope)]
 
 
 @dataclass(frozen=True)

@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
 
-READER_NAMES = ("bulk", "coql", "records")
+BULK = "bulk"
+COQL = "coql"
+RECORDS = "records"
+READER_NAMES = (BULK, COQL, RECORDS)
 T = TypeVar("T")
 
 ID = "id"
@@ -193,7 +196,7 @@ def field_names(schema: ModuleSchema) -> list[str]:
     return [f.api_name for f in schema.fields if f.api_name != ID]
 
 
-def field_groups(schema: ModuleSchema, size: int) -> list[list[str]]:
+def split_fields(schema: ModuleSchema, size: int) -> list[list[str]]:
     """Split the readable fields into groups of at most ``size`` names.
 
     Every group holds ``id`` and ``Modified_Time`` (they count towards ``size``), so groups can be

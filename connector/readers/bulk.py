@@ -52,9 +52,10 @@ from connector.readers.base import (
     MODIFIED_TIME,
     ProgressCallback,
     ReaderBase,
-    field_groups,
+    split_fields,
     zoho_time,
 )
+from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 
 if TYPE_CHECKING:
     from connector.config import Tuning
@@ -64,7 +65,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_FIELDS = 200
 MAX_JOB_ATTEMPTS = 3
 MAX_DOWNLOADS = 3
 # Rounds of reading records that changed between field groups again, by id.
@@ -317,7 +317,7 @@ class BulkReader(ReaderBase):
         """Yield every row with ``Modified_Time >= since`` (all rows when None), page by page."""
         name = module.api_name
         # Zoho always adds the id column to a Bulk export; it is not one of the 200 fields.
-        groups = field_groups(schema, MAX_FIELDS + 1)
+        groups = split_fields(schema, MAX_FIELDS + 1)
         criteria = (
             {
                 "field": {"api_name": MODIFIED_TIME},

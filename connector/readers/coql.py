@@ -37,11 +37,15 @@ from connector.readers.base import (
     Prefetch,
     ProgressCallback,
     ReaderBase,
-    field_groups,
     merge_groups,
+    split_fields,
     zoho_time,
 )
 from connector.readers.jsonpage import JsonPage, decode_page, row_keys
+from connector.zoho.limits import COQL_COLUMNS_PER_CALL as MAX_COLUMNS
+from connector.zoho.limits import COQL_FIRST_LIMIT as FIRST_LIMIT
+from connector.zoho.limits import COQL_MAX_LIMIT as MAX_LIMIT
+from connector.zoho.limits import coql_limit_credits
 
 if TYPE_CHECKING:
     from connector.config import Tuning
@@ -49,22 +53,10 @@ if TYPE_CHECKING:
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
 
-MAX_COLUMNS = 50
-FIRST_LIMIT = 200
-MAX_LIMIT = 2000
 # A page that yields nothing new, this many times in a row, means a record keeps changing under
 # the reader (a page re-reads fewer seen rows than its LIMIT, so it always brings something new
 # otherwise); give up and let the caller retry the run.
 MAX_STALLED_PAGES = 5
-
-
-def coql_credits(limit: int) -> int:
-    """Zoho's price of one COQL call by its LIMIT (1–200: 1, 201–1000: 2, 1001–2000: 3)."""
-    if limit <= 200:
-        return 1
-    if limit <= 1000:
-        return 2
-    return 3
 
 
 @dataclass(frozen=True)
@@ -158,7 +150,7 @@ def read_page(
     """Read one keyset page: the first group decides the range, the others fill it in."""
     first = _query(client, schema, groups[0], where, limit)
     more = bool(first.info.get("more_records", False))
-    credits = coql_credits(limit)
+    credits = coql_limit_credits(limit)
     calls = 1
     if not first.num_rows:
         return Page(schema.arrow.empty_table(), set(), False, None, credits, calls)
@@ -167,7 +159,7 @@ def read_page(
     results = [first.table]
     for columns in groups[1:]:
         page = _query(client, schema, columns, f"({where} and {last.upper()})", limit)
-        credits += coql_credits(limit)
+        credits += coql_limit_credits(limit)
         calls += 1
         results.append(page.table)
     merged, unstable = merge_groups(results, schema)
@@ -212,7 +204,7 @@ class CoqlReader(ReaderBase):
         ahead: Prefetch[Page],
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
-        groups = field_groups(schema, MAX_COLUMNS)
+        groups = split_fields(schema, MAX_COLUMNS)
         cursor: Cursor | None = None
         # A full load reads the whole module, so the ramp from LIMIT 200 only costs credits; an
         # incremental run usually finds a few changes, which LIMIT 200 reads for 1 credit.
@@ -273,7 +265,7 @@ def coql_probe(client: ZohoClient, schema: ModuleSchema, since: datetime | None)
     More than 50 columns are read in groups and merged. The planner uses this to decide whether an
     incremental run is cheaper through COQL than through a 50-credit Bulk job.
     """
-    groups = field_groups(schema, MAX_COLUMNS)
+    groups = split_fields(schema, MAX_COLUMNS)
     page = read_page(client, schema, groups, base_where(since, None), FIRST_LIMIT)
     return ProbeResult(
         table=page.table,

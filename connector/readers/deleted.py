@@ -12,13 +12,12 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError
 from connector.readers.base import ProgressCallback, ReaderStats, zoho_time
+from connector.zoho.limits import DELETED_PER_PAGE as PER_PAGE
 
 if TYPE_CHECKING:
     import pyarrow as pa
 
     from connector.zoho.http import ZohoClient
-
-PER_PAGE = 200
 
 
 def read_deleted(

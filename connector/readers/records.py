@@ -44,21 +44,20 @@ from connector.readers.base import (
     LastSecond,
     Prefetch,
     ReaderBase,
-    field_groups,
     merge_groups,
+    split_fields,
     zoho_time,
 )
 from connector.readers.jsonpage import JsonPage, decode_page, row_keys
+from connector.zoho.limits import RECORDS_FIELDS_PER_CALL as MAX_FIELDS
+from connector.zoho.limits import RECORDS_MAX_PAGE as MAX_PAGE
+from connector.zoho.limits import RECORDS_PER_PAGE as PER_PAGE
 
 if TYPE_CHECKING:
     from connector.lake.schema import ModuleSchema
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
 
-MAX_FIELDS = 50
-PER_PAGE = 200
-# Zoho serves ``page`` only for the first 2,000 rows of a query; past that, ``page_token``.
-MAX_PAGE = 10
 IDS_PER_CALL = 100
 RESTART_CODES = frozenset(
     {"EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH", "PAGINATION_LIMIT_EXCEEDED"}
@@ -132,7 +131,7 @@ def fetch_by_ids(
     Returns the rows and the ids that changed between group reads; ids Zoho no longer has
     (deleted meanwhile) are in neither.
     """
-    groups = field_groups(schema, MAX_FIELDS)
+    groups = split_fields(schema, MAX_FIELDS)
     tables: list[pa.Table] = []
     unstable: set[str] = set()
     for i in range(0, len(ids), IDS_PER_CALL):
@@ -206,7 +205,7 @@ class RecordsReader(ReaderBase):
         ahead: Prefetch[list[JsonPage]],
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
-        groups = field_groups(schema, MAX_FIELDS)
+        groups = split_fields(schema, MAX_FIELDS)
         query_since = zoho_time(since) if since is not None else None
         page = 1
         # One page-token chain per field group: the groups page through the same query in step.

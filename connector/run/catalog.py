@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import module_schema
-from connector.run.planner import BULK, COQL, RECORDS
+from connector.readers.base import BULK, COQL, RECORDS
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 
 if TYPE_CHECKING:

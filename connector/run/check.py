@@ -6,19 +6,10 @@ from dataclasses import dataclass, field
 
 import requests
 
-from connector.config import Settings, missing_scopes
+from connector.config import Settings
 from connector.errors import DataError
 from connector.zoho.http import ZohoClient
-
-# Why each scope is needed, for the warning about a missing one.
-_SCOPE_REASONS = {
-    "ZohoCRM.modules.READ": "reading records",
-    "ZohoCRM.settings.modules.READ": "listing modules",
-    "ZohoCRM.settings.fields.READ": "reading field metadata",
-    "ZohoCRM.org.READ": "reading the org",
-    "ZohoCRM.bulk.READ": "APIType=Bulk",
-    "ZohoCRM.coql.READ": "COQL reads (UseCOQL=true, or incremental reads with APIType=Bulk)",
-}
+from connector.zoho.scopes import missing_scopes, required_scopes, scope_reason
 
 
 @dataclass
@@ -55,7 +46,7 @@ def run_check(
                 "Zoho's org answer holds no org: check that the token belongs to a CRM org"
             )
         org = orgs[0]
-        required = settings.required_scopes()
+        required = required_scopes(settings)
         granted = client.tokens.granted_scopes
         warnings = list(client.tokens.warnings)
         missing: list[str] = []
@@ -67,8 +58,7 @@ def run_check(
         else:
             missing = missing_scopes(granted, required)
             for scope in missing:
-                reason = _SCOPE_REASONS.get(scope, "the chosen APIs")
-                warnings.append(f"scope {scope} is missing: {reason} needs it")
+                warnings.append(f"scope {scope} is missing: {scope_reason(scope)} needs it")
         org_type = str(org.get("type") or "").lower()
         if org_type and org_type != settings.instance_type.value:
             warnings.append(

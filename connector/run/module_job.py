@@ -79,21 +79,14 @@ from connector.lake.state import (
 )
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.readers.base import ReaderStats
+from connector.readers.base import BULK, COQL, ReaderStats
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
-from connector.run.planner import (
-    BULK,
-    COQL,
-    ReaderChoice,
-    bulk_allowed,
-    cheapest_incremental,
-    coql_allowed,
-    static_choice,
-)
+from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
+from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
 

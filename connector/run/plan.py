@@ -16,16 +16,11 @@ from connector.lake.schema import module_schema
 from connector.lake.state import ModuleState, StateStore
 from connector.readers import coql_count
 from connector.run.catalog import Target, discover
-from connector.run.planner import (
-    METADATA_CREDITS,
-    ModulePlan,
-    Plan,
-    bulk_allowed,
-    coql_allowed,
-    estimate_module,
-)
+from connector.run.planner import ModulePlan, Plan, estimate_module
 from connector.zoho.http import ZohoClient
+from connector.zoho.limits import METADATA_CREDITS
 from connector.zoho.metadata import list_fields
+from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["build_plan"]
 

@@ -15,8 +15,9 @@ with Zoho's rules and picks the cheapest one that reads everything:
 Estimates (``zoho-crm plan``) use the same formulas, with rows from a COQL count when COQL may be
 used (1 credit per module), or "unknown" otherwise.
 
-Credit formulas (Zoho's price table: metadata 1; Bulk create 50, status poll 1, download 1; COQL by
-LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list page 1; deleted-records page 2):
+Credit formulas, from Zoho's prices and limits in :mod:`connector.zoho.limits` (metadata 1; Bulk
+create 50, status poll 1, download 1; COQL by LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list
+page 1; deleted-records page 2):
 
 * Bulk: ``ceil(rows / 200,000)`` jobs per field group of ≤200 fields, each 50 + polls + 1 download.
 * COQL: 1 for the first page (LIMIT 200), then 3 per 2,000 rows, per group of ≤50 columns.
@@ -27,37 +28,34 @@ LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list page 1; deleted-r
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from connector.config import scope_covers
+from connector.readers.base import BULK, COQL, RECORDS
+from connector.zoho.limits import (
+    BULK_CREATE_CREDITS,
+    BULK_DOWNLOAD_CREDITS,
+    BULK_FIELDS_PER_JOB,
+    BULK_ROWS_PER_JOB,
+    BULK_STATUS_CREDITS,
+    COQL_COLUMNS_PER_CALL,
+    COQL_FIRST_LIMIT,
+    COQL_MAX_LIMIT,
+    DELETED_PAGE_CREDITS,
+    DELETED_PER_PAGE,
+    METADATA_CREDITS,
+    RECORDS_FIELDS_PER_CALL,
+    RECORDS_PAGE_CREDITS,
+    RECORDS_PER_PAGE,
+    coql_limit_credits,
+)
 from connector.zoho.metadata import ModuleMeta
+from connector.zoho.scopes import BULK_READ
 
-BULK = "bulk"
-COQL = "coql"
-RECORDS = "records"
-READERS = (BULK, COQL, RECORDS)
-
-BULK_ROWS_PER_JOB = 200_000
-BULK_FIELDS_PER_JOB = 200
-BULK_CREATE_CREDITS = 50
-# A job is usually COMPLETED after two or three status polls of one credit each.
+# An estimate, not a rule: a job is usually COMPLETED after two or three status polls.
 BULK_POLLS_PER_JOB = 3
-BULK_DOWNLOAD_CREDITS = 1
-COQL_FIRST_LIMIT = 200
-COQL_PAGE_LIMIT = 2_000
-COQL_PAGE_CREDITS = 3
-COLUMNS_PER_GROUP = 50
-RECORDS_PER_PAGE = 200
-DELETED_PER_PAGE = 200
-DELETED_PAGE_CREDITS = 2
-METADATA_CREDITS = 1
-
-COQL_SCOPE = "ZohoCRM.coql.READ"
-BULK_SCOPE = "ZohoCRM.bulk.READ"
 
 
-def field_groups(reader: str, n_columns: int) -> int:
+def group_count(reader: str, n_columns: int) -> int:
     """How many field groups ``reader`` needs for a schema of ``n_columns`` (``id`` included).
 
     Bulk exports ``id`` in every job and takes up to 200 other fields; COQL and Records take up
@@ -69,34 +67,38 @@ def field_groups(reader: str, n_columns: int) -> int:
             return 1
         # Every further job repeats Modified_Time so the join can check consistency.
         return math.ceil((others - 1) / (BULK_FIELDS_PER_JOB - 1))
+    per_call = COQL_COLUMNS_PER_CALL if reader == COQL else RECORDS_FIELDS_PER_CALL
     rest = max(0, n_columns - 2)
-    return max(1, math.ceil(rest / (COLUMNS_PER_GROUP - 2)))
+    return max(1, math.ceil(rest / (per_call - 2)))
 
 
 def bulk_credits(rows: int, groups: int = 1, polls: int = BULK_POLLS_PER_JOB) -> int:
     """Credits to read ``rows`` with Bulk Read: one job per 200,000 rows and field group."""
     jobs = max(1, math.ceil(rows / BULK_ROWS_PER_JOB))
-    return jobs * groups * (BULK_CREATE_CREDITS + polls + BULK_DOWNLOAD_CREDITS)
+    per_job = BULK_CREATE_CREDITS + polls * BULK_STATUS_CREDITS + BULK_DOWNLOAD_CREDITS
+    return jobs * groups * per_job
 
 
-def coql_credits(rows: int, groups: int = 1, *, full: bool = False) -> int:
+def coql_read_credits(rows: int, groups: int = 1, *, full: bool = False) -> int:
     """Credits to read ``rows`` with COQL.
 
     Incremental reads start at LIMIT 200 (1 credit) and go on at LIMIT 2,000 (3 credits); a full
     load starts at LIMIT 2,000, the cheapest rate per row.
     """
+    first = coql_limit_credits(COQL_FIRST_LIMIT)
+    page = coql_limit_credits(COQL_MAX_LIMIT)
     if full:
-        per_group = COQL_PAGE_CREDITS * max(1, math.ceil(rows / COQL_PAGE_LIMIT))
+        per_group = page * max(1, math.ceil(rows / COQL_MAX_LIMIT))
     elif rows <= COQL_FIRST_LIMIT:
-        per_group = 1
+        per_group = first
     else:
-        per_group = 1 + COQL_PAGE_CREDITS * math.ceil((rows - COQL_FIRST_LIMIT) / COQL_PAGE_LIMIT)
+        per_group = first + page * math.ceil((rows - COQL_FIRST_LIMIT) / COQL_MAX_LIMIT)
     return per_group * groups
 
 
 def records_credits(rows: int, groups: int = 1) -> int:
     """Credits to read ``rows`` with the Records API: one credit per page of 200, per group."""
-    return max(1, math.ceil(rows / RECORDS_PER_PAGE)) * groups
+    return max(1, math.ceil(rows / RECORDS_PER_PAGE)) * RECORDS_PAGE_CREDITS * groups
 
 
 def deleted_credits(tombstones: int | None) -> int:
@@ -106,24 +108,12 @@ def deleted_credits(tombstones: int | None) -> int:
 
 def reader_credits(reader: str, rows: int, n_columns: int, *, full: bool = False) -> int:
     """Credits ``reader`` spends reading ``rows`` rows of a schema of ``n_columns`` columns."""
-    groups = field_groups(reader, n_columns)
+    groups = group_count(reader, n_columns)
     if reader == BULK:
         return bulk_credits(rows, groups)
     if reader == COQL:
-        return coql_credits(rows, groups, full=full)
+        return coql_read_credits(rows, groups, full=full)
     return records_credits(rows, groups)
-
-
-def coql_allowed(use_coql: bool, granted_scopes: Sequence[str] | None) -> bool:
-    """COQL may be used when asked for, or when its scope is granted or not known to be missing."""
-    if use_coql or granted_scopes is None:
-        return True
-    return scope_covers(granted_scopes, COQL_SCOPE)
-
-
-def bulk_allowed(granted_scopes: Sequence[str] | None) -> bool:
-    """Bulk Read may be used unless the token is known to lack its scope."""
-    return granted_scopes is None or scope_covers(granted_scopes, BULK_SCOPE)
 
 
 @dataclass(frozen=True)
@@ -161,7 +151,7 @@ def static_choice(
         why = (
             f"Bulk Read cannot export {module.api_name}"
             if not module.bulk_supported
-            else f"the token lacks {BULK_SCOPE}"
+            else f"the token lacks {BULK_READ}"
         )
         if coql_ok:
             return ReaderChoice(COQL, f"{why}; COQL instead", fallback=why)
@@ -260,7 +250,7 @@ def estimate_module(
             choice = ReaderChoice(
                 COQL, f"APIType=Bulk, incremental: {known} changes fit one COQL page"
             )
-            read = coql_credits(known, field_groups(COQL, n_columns))
+            read = coql_read_credits(known, group_count(COQL, n_columns))
         else:
             choice = cheapest_incremental(known, n_columns)
             read = 2 + reader_credits(choice.reader, known, n_columns)

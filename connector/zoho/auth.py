@@ -21,6 +21,7 @@ from connector.config import InstanceType, Settings
 from connector.errors import AuthError
 from connector.redact import redact, register_secret
 from connector.zoho.endpoints import Endpoints, region_for_api_domain
+from connector.zoho.scopes import parse_granted
 
 log = logging.getLogger(__name__)
 
@@ -60,10 +61,6 @@ def _fingerprint(settings: Settings) -> str:
     )
     digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     return digest[:16]
-
-
-def _split_scopes(text: str) -> tuple[str, ...]:
-    return tuple(part for part in re.split(r"[\s,]+", text) if part)
 
 
 class TokenManager:
@@ -192,7 +189,7 @@ class TokenManager:
             return False
         self._set_api_domain(data.get("api_domain"), warn=False)
         scope = data.get("scope")
-        self.granted_scopes = _split_scopes(scope) if isinstance(scope, str) and scope else None
+        self.granted_scopes = parse_granted(scope)
         log.debug("using the cached access token from %s", path)
         return True
 
@@ -362,6 +359,6 @@ class TokenManager:
         self._adopt(token, started + lifetime, lifetime)
         self._set_api_domain(body.get("api_domain"), warn=True)
         scope = body.get("scope")
-        self.granted_scopes = _split_scopes(scope) if isinstance(scope, str) and scope else None
+        self.granted_scopes = parse_granted(scope)
         log.info("obtained a new access token from %s", self.accounts_host)
         self._write_cache(scope if isinstance(scope, str) else None, started)

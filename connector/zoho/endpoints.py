@@ -1,7 +1,8 @@
-"""Region x InstanceType -> the accounts server and the API host (one table)."""
+"""Region x InstanceType -> the accounts server and the API host (one table); API path shapes."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
@@ -40,6 +41,11 @@ _HOST_PREFIX: dict[InstanceType, str] = {
     InstanceType.SANDBOX: "sandbox",
     InstanceType.DEVELOPER: "developer",
 }
+
+
+# Bulk Read puts ``bulk`` before the version: /crm/bulk/{v}/read[/{job_id}[/result]].
+BULK_PATH = re.compile(r"^/?crm/bulk/[^/]+/read(?:/(?P<job>[^/]+)(?P<result>/result)?)?/?$")
+_VERSIONED_PATH = re.compile(r"^/?crm/v\d+(?:\.\d+)?/(?P<rest>.*)$")
 
 
 def _api_domain(region: Region, instance: InstanceType) -> str | None:
@@ -91,3 +97,19 @@ def region_for_api_domain(url: str) -> Region | None:
         if host == f"zohoapis.{tld}":
             return region
     return None
+
+
+def relative_path(path: str) -> tuple[str, bool]:
+    """Return (path below /crm/{version}/ without query, is_bulk) of a path or URL.
+
+    A Bulk Read path keeps its ``crm/bulk/{v}/read…`` form, which :data:`BULK_PATH` matches.
+    """
+    if "://" in path:
+        path = urlsplit(path).path
+    path = path.split("?", 1)[0]
+    if BULK_PATH.match(path):
+        return path.lstrip("/"), True
+    match = _VERSIONED_PATH.match(path)
+    if match:
+        return match.group("rest").strip("/"), False
+    return path.strip("/"), False

@@ -1,4 +1,8 @@
-"""ZohoClient: one session, timeouts, retries, Zoho error bodies -> errors, and the credit meter."""
+"""ZohoClient: one session, timeouts, retries, the token on every call, and the credit meter.
+
+Each call is an :class:`ApiRequest` priced by :func:`call_cost` (Zoho's figures live in
+:mod:`connector.zoho.limits`); :mod:`connector.zoho.responses` maps Zoho's answers to errors.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
 from types import TracebackType
@@ -28,65 +33,55 @@ from connector.config import Settings
 from connector.errors import (
     AuthError,
     BudgetExceeded,
-    CreditsExhausted,
     DataError,
     FatalAPIError,
-    ModuleUnavailable,
     RetriableAPIError,
 )
 from connector.redact import redact
+from connector.zoho import limits
 from connector.zoho.auth import TokenManager
-from connector.zoho.endpoints import Endpoints, region_for_api_domain, resolve_endpoints
+from connector.zoho.endpoints import (
+    BULK_PATH,
+    Endpoints,
+    region_for_api_domain,
+    relative_path,
+    resolve_endpoints,
+)
+from connector.zoho.responses import INVALID_TOKEN_CODES, parse_error_body, raise_for_response
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
 CHUNK_SIZE = 1024 * 1024
-_INVALID_TOKEN_CODES = frozenset({"INVALID_TOKEN", "INVALID_OAUTHTOKEN"})
-_UNAVAILABLE_CODES = frozenset(
-    {
-        "NO_PERMISSION",
-        "NOT_SUPPORTED",
-        "INVALID_MODULE",
-        "MODULE_NOT_SUPPORTED",
-        "FEATURE_NOT_SUPPORTED",
-    }
-)
-_BULK_PATH = re.compile(r"^/?crm/bulk/[^/]+/read(?:/(?P<job>[^/]+)(?P<result>/result)?)?/?$")
-_VERSIONED_PATH = re.compile(r"^/?crm/v\d+(?:\.\d+)?/(?P<rest>.*)$")
+# A COQL query's LIMIT clause: ``limit N`` or ``limit OFFSET, N``.
 _COQL_LIMIT = re.compile(r"\blimit\s+(\d+)(?:\s*,\s*(\d+))?", re.IGNORECASE)
+_WRITE_METHODS = ("POST", "PUT", "PATCH", "DELETE")
 
 
 # ----------------------------------------------------------------------------------------------
-# Prices
+# Prices (the figures are Zoho's, in connector.zoho.limits)
 
 
-def _relative(path: str) -> tuple[str, bool]:
-    """Return (path below /crm/{version}/ without query, is_bulk)."""
-    if "://" in path:
-        path = urlsplit(path).path
-    path = path.split("?", 1)[0]
-    if _BULK_PATH.match(path):
-        return path.lstrip("/"), True
-    match = _VERSIONED_PATH.match(path)
-    if match:
-        return match.group("rest").strip("/"), False
-    return path.strip("/"), False
-
-
-def coql_credits(select_query: str) -> int:
-    """Credits of one COQL call by its LIMIT: 1-200 -> 1, 201-1000 -> 2, 1001-2000 -> 3."""
+def coql_query_credits(select_query: str) -> int:
+    """Credits of one COQL call by its query's LIMIT (Zoho's default LIMIT when it has none)."""
     matches = list(_COQL_LIMIT.finditer(select_query))
-    limit = 200  # Zoho's default LIMIT
+    limit = limits.COQL_DEFAULT_LIMIT
     if matches:
         last = matches[-1]
         limit = int(last.group(2) or last.group(1))
-    if limit <= 200:
-        return 1
-    if limit <= 1000:
-        return 2
-    return 3
+    return limits.coql_limit_credits(limit)
+
+
+def _write_credits(method: str, params: Mapping[str, Any] | None, body: Any) -> int:
+    """Credits of a write: per 10 records of its body (or ids of a DELETE), at least 1."""
+    records = 1
+    if isinstance(body, Mapping) and isinstance(body.get("data"), list):
+        records = len(body["data"])
+    elif method == "DELETE" and params and params.get("ids"):
+        ids = params["ids"]
+        records = len(ids) if isinstance(ids, (list, tuple)) else len(str(ids).split(","))
+    return max(1, math.ceil(records / limits.WRITE_RECORDS_PER_CREDIT))
 
 
 def call_cost(
@@ -97,35 +92,29 @@ def call_cost(
     Kinds: metadata, records, deleted, coql, bulk_create, bulk_status, bulk_download, write.
     """
     method = method.upper()
-    rel, is_bulk = _relative(path)
+    rel, is_bulk = relative_path(path)
     if is_bulk:
-        match = _BULK_PATH.match("/" + rel)
+        match = BULK_PATH.match("/" + rel)
         assert match is not None
         if match.group("result"):
-            return "bulk_download", 1
+            return "bulk_download", limits.BULK_DOWNLOAD_CREDITS
         if method == "POST" and not match.group("job"):
-            return "bulk_create", 50
-        return "bulk_status", 1
+            return "bulk_create", limits.BULK_CREATE_CREDITS
+        return "bulk_status", limits.BULK_STATUS_CREDITS
     first = rel.split("/", 1)[0].lower()
     if first == "coql":
         query = body.get("select_query", "") if isinstance(body, Mapping) else ""
-        return "coql", coql_credits(str(query))
-    if method in ("POST", "PUT", "PATCH", "DELETE"):
-        records = 1
-        if isinstance(body, Mapping) and isinstance(body.get("data"), list):
-            records = len(body["data"])
-        elif method == "DELETE" and params and params.get("ids"):
-            ids = params["ids"]
-            records = len(ids) if isinstance(ids, (list, tuple)) else len(str(ids).split(","))
-        return "write", max(1, math.ceil(records / 10))
+        return "coql", coql_query_credits(str(query))
+    if method in _WRITE_METHODS:
+        return "write", _write_credits(method, params, body)
     if first in ("settings", "users", "org"):
-        return "metadata", 1
+        return "metadata", limits.METADATA_CREDITS
     parts = rel.split("/")
     if len(parts) >= 2 and parts[1] == "deleted":
-        return "deleted", 2
+        return "deleted", limits.DELETED_PAGE_CREDITS
     if params and params.get("cvid"):
-        return "records", 3
-    return "records", 1
+        return "records", limits.RECORDS_CVID_CREDITS
+    return "records", limits.RECORDS_PAGE_CREDITS
 
 
 class CreditMeter:
@@ -227,124 +216,6 @@ class CreditMeter:
 
 
 # ----------------------------------------------------------------------------------------------
-# Errors
-
-
-def _scope_for(method: str, path: str) -> str:
-    """The scope a call needs, for the message of an OAUTH_SCOPE_MISMATCH."""
-    rel, is_bulk = _relative(path)
-    if is_bulk:
-        return "ZohoCRM.bulk.READ"
-    parts = rel.split("/")
-    first = parts[0].lower()
-    if first == "coql":
-        return "ZohoCRM.coql.READ"
-    if first == "settings":
-        return f"ZohoCRM.settings.{parts[1] if len(parts) > 1 else 'ALL'}.READ"
-    if first in ("org", "users"):
-        return f"ZohoCRM.{first}.READ"
-    if method.upper() in ("POST", "PUT", "PATCH", "DELETE"):
-        return f"ZohoCRM.modules.{parts[0]}.ALL"
-    return f"ZohoCRM.modules.{parts[0]}.READ (or ZohoCRM.modules.READ)"
-
-
-def _parse_error_body(response: requests.Response) -> tuple[str | None, str, Any]:
-    """(code, message, details) of a Zoho error body, tolerating any shape."""
-    try:
-        body = response.json()
-    except ValueError:
-        return None, (response.text or "")[:200].strip(), None
-    if isinstance(body, Mapping):
-        if "code" not in body and isinstance(body.get("data"), list) and body["data"]:
-            first = body["data"][0]
-            if isinstance(first, Mapping):
-                body = first
-        code = body.get("code")
-        return (
-            str(code) if code is not None else None,
-            str(body.get("message") or ""),
-            body.get("details"),
-        )
-    return None, str(body)[:200], None
-
-
-def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None  # an HTTP-date: rare, and the backoff still applies
-    return max(0.0, seconds)
-
-
-def _credits_spent(response: requests.Response, code: str | None, message: str) -> bool:
-    # House decision: Zoho answers 429 TOO_MANY_REQUESTS both when the daily credits are spent
-    # and when too many calls run at once, and the status does not say which. We read a 429 as
-    # "credits spent" when X-API-CREDITS-REMAINING is 0, the code is LIMIT_REACHED, or the message
-    # speaks of the (daily/API) limit being exceeded or of credits; any other 429 is concurrency
-    # and is retried.
-    if response.headers.get("X-API-CREDITS-REMAINING", "").strip() == "0":
-        return True
-    if code == "LIMIT_REACHED":
-        return True
-    lowered = message.lower()
-    return "limit exceeded" in lowered or "credit" in lowered
-
-
-def _describe(
-    method: str, url: str, status: int, code: str | None, message: str, details: Any
-) -> str:
-    text = f"Zoho answered HTTP {status}{' ' + code if code else ''} to {method} {url}"
-    if message:
-        text += f": {message}"
-    if details:
-        try:
-            shown = json.dumps(details, sort_keys=True, default=str)
-        except (TypeError, ValueError):
-            shown = str(details)
-        text += f" {shown[:300]}"
-    return redact(text)
-
-
-def raise_for_response(method: str, url: str, response: requests.Response) -> None:
-    """Raise the error Zoho's answer means, or return when it is a success (2xx or 304)."""
-    status = response.status_code
-    if 200 <= status < 300 or status == 304:
-        return
-    code, message, details = _parse_error_body(response)
-    text = _describe(method, url, status, code, message, details)
-    common: dict[str, Any] = {"status": status, "code": code, "url": url, "details": details}
-    if status == 429:
-        if _credits_spent(response, code, message):
-            raise CreditsExhausted(
-                text + " (the org's daily API credits are spent: run again when they renew)",
-                **common,
-            )
-        raise RetriableAPIError(text, retry_after=_retry_after(response), **common)
-    if status >= 500:
-        raise RetriableAPIError(text, retry_after=_retry_after(response), **common)
-    if code == "OAUTH_SCOPE_MISMATCH" and status in (401, 403):
-        raise AuthError(
-            f"the token lacks the scope this call needs ({_scope_for(method, url)} for {method} "
-            f"{urlsplit(url).path}): generate a refresh token whose Scope includes it"
-        )
-    if status == 401:
-        if code == "AUTHENTICATION_FAILURE":
-            raise AuthError(
-                "Zoho did not accept the credentials (AUTHENTICATION_FAILURE): check the "
-                "OAuth settings and that Region/InstanceType match the org"
-            )
-        raise AuthError(
-            f"Zoho refused the access token ({code or 'HTTP 401'}): check the OAuth settings"
-        )
-    if code in _UNAVAILABLE_CODES:
-        raise ModuleUnavailable(text, **common)
-    raise FatalAPIError(text, **common)
-
-
-# ----------------------------------------------------------------------------------------------
 # The client
 
 
@@ -359,6 +230,37 @@ def _safe_url(url: str) -> str:
     """The URL for logs: no query string (it may carry ids or tokens), secrets masked."""
     parts = urlsplit(url)
     return redact(f"{parts.scheme}://{parts.netloc}{parts.path}")
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """One call as the client sends it on every attempt, and its price (``kind``, ``credits``)."""
+
+    method: str
+    path: str
+    params: Mapping[str, Any] | None = None
+    json_body: Any = None
+    headers: Mapping[str, str] | None = None
+    stream: bool = False
+    kind: str = field(init=False)
+    credits: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        kind, credits = call_cost(self.method, self.path, self.params, self.json_body)
+        object.__setattr__(self, "kind", kind)
+        object.__setattr__(self, "credits", credits)
+
+    def encode(self, token: str) -> tuple[dict[str, str], bytes | None]:
+        """The headers (with ``token``) and the body bytes to send."""
+        headers = {"Authorization": f"Zoho-oauthtoken {token}", "Accept": "application/json"}
+        data: bytes | None = None
+        if self.json_body is not None:
+            # Bulk Read create answers 415 without an explicit JSON content type.
+            headers["Content-Type"] = "application/json"
+            data = json.dumps(self.json_body).encode("utf-8")
+        if self.headers:
+            headers.update(self.headers)
+        return headers, data
 
 
 class ZohoClient:
@@ -446,14 +348,14 @@ class ZohoClient:
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any] | None:
         """GET ``path`` and return its JSON object, or None for 204 and 304."""
-        return self._call("GET", path, params=params, headers=headers, consume=self._json_of("GET"))
+        return self._call(ApiRequest("GET", path, params, headers=headers), self._json_of("GET"))
 
     def post_json(
         self, path: str, body: Any, *, headers: Mapping[str, str] | None = None
     ) -> dict[str, Any] | None:
         """POST ``body`` as JSON to ``path`` and return the JSON object answer, or None for 204."""
         return self._call(
-            "POST", path, json_body=body, headers=headers, consume=self._json_of("POST")
+            ApiRequest("POST", path, json_body=body, headers=headers), self._json_of("POST")
         )
 
     def get_body(
@@ -467,13 +369,13 @@ class ZohoClient:
 
         For the record pages, which :mod:`connector.readers.jsonpage` decodes straight into Arrow.
         """
-        return self._call("GET", path, params=params, headers=headers, consume=_body_of)
+        return self._call(ApiRequest("GET", path, params, headers=headers), _body_of)
 
     def post_body(
         self, path: str, body: Any, *, headers: Mapping[str, str] | None = None
     ) -> bytes | None:
         """POST ``body`` as JSON to ``path`` and return the raw answer, or None for 204."""
-        return self._call("POST", path, json_body=body, headers=headers, consume=_body_of)
+        return self._call(ApiRequest("POST", path, json_body=body, headers=headers), _body_of)
 
     def request(
         self,
@@ -485,9 +387,7 @@ class ZohoClient:
         headers: Mapping[str, str] | None = None,
     ) -> requests.Response:
         """Make one call (retried, mapped, metered) and return the successful response."""
-        return self._call(
-            method, path, params=params, json_body=json_body, headers=headers, consume=lambda r: r
-        )
+        return self._call(ApiRequest(method, path, params, json_body, headers), lambda r: r)
 
     def download(self, path: str, dest: BinaryIO) -> int:
         """Stream the body of ``GET path`` into ``dest``; return the bytes written.
@@ -518,7 +418,7 @@ class ZohoClient:
                 response.close()
             return written
 
-        return self._call("GET", path, stream=True, headers={"Accept": "*/*"}, consume=consume)
+        return self._call(ApiRequest("GET", path, headers={"Accept": "*/*"}, stream=True), consume)
 
     def close(self) -> None:
         """Close the session if this client created it."""
@@ -590,28 +490,8 @@ class ZohoClient:
             wait,
         )
 
-    def _call(
-        self,
-        method: str,
-        path: str,
-        *,
-        params: Mapping[str, Any] | None = None,
-        json_body: Any = None,
-        headers: Mapping[str, str] | None = None,
-        stream: bool = False,
-        consume: Callable[[requests.Response], T],
-    ) -> T:
-        kind, credits = call_cost(method, path, params, json_body)
-
-        def attempt() -> T:
-            # One token refresh per attempt: a token may expire again during a long 429/5xx
-            # retry loop, but a freshly obtained token refused at once is a real auth problem.
-            token_retry_used = [False]
-            response = self._send_authorised(
-                method, path, params, json_body, headers, stream, kind, credits, token_retry_used
-            )
-            return consume(response)
-
+    def _call(self, request: ApiRequest, consume: Callable[[requests.Response], T]) -> T:
+        """Send ``request`` (retried on RetriableAPIError) and hand its answer to ``consume``."""
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableAPIError),
             wait=self._wait,
@@ -620,87 +500,66 @@ class ZohoClient:
             reraise=True,
             before_sleep=self._log_retry,
         )
-        return retrying(attempt)
+        return retrying(lambda: consume(self._send_authorised(request)))
 
-    def _send_authorised(
-        self,
-        method: str,
-        path: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        stream: bool,
-        kind: str,
-        credits: int,
-        token_retry_used: list[bool],
-    ) -> requests.Response:
-        while True:
-            token = self.tokens.access_token()
-            url = self.url(path)
-            safe = _safe_url(url)
-            response = self._send(
-                method, url, safe, params, json_body, headers, stream, token, kind, credits
-            )
-            if response.status_code == 401:
-                code, _, _ = _parse_error_body(response)
-                if code in _INVALID_TOKEN_CODES:
-                    response.close()
-                    self.tokens.invalidate(token)
-                    # One fresh token per attempt, outside the normal attempts; a second refusal
-                    # means something other than expiry is wrong.
-                    if not token_retry_used[0]:
-                        token_retry_used[0] = True
-                        log.info(
-                            "access token refused (%s); refreshing and retrying %s", code, safe
-                        )
-                        continue
-                    raise AuthError(
-                        f"Zoho refused a freshly obtained access token ({code}): check that Region "
-                        "and InstanceType match the org the refresh token belongs to"
-                    )
-            try:
-                raise_for_response(method, safe, response)
-            except BaseException:
+    def _send_authorised(self, request: ApiRequest) -> requests.Response:
+        """One attempt: send with a valid token and map Zoho's answer to an error or a success.
+
+        When Zoho refuses the token as invalid (it expired early, or was revoked), the attempt
+        refreshes it once and sends again, outside the normal attempts: a token may expire again
+        during a long 429/5xx retry loop, but a freshly obtained token refused at once means
+        something other than expiry is wrong.
+        """
+        response, safe, refused = self._send_with_token(request)
+        if refused:
+            log.info("access token refused (%s); refreshing and retrying %s", refused, safe)
+            response, safe, refused = self._send_with_token(request)
+            if refused:
+                raise AuthError(
+                    f"Zoho refused a freshly obtained access token ({refused}): check that Region "
+                    "and InstanceType match the org the refresh token belongs to"
+                )
+        try:
+            raise_for_response(request.method, safe, response)
+        except BaseException:
+            response.close()
+            raise
+        return response
+
+    def _send_with_token(self, request: ApiRequest) -> tuple[requests.Response, str, str | None]:
+        """Send with the current token: (response, URL for logs, code if Zoho refused the token).
+
+        A refused token is invalidated (so the next ``access_token()`` refreshes) and its response
+        closed.
+        """
+        token = self.tokens.access_token()
+        url = self.url(request.path)
+        safe = _safe_url(url)
+        response = self._send(request, url, safe, token)
+        if response.status_code == 401:
+            code, _, _ = parse_error_body(response)
+            if code in INVALID_TOKEN_CODES:
                 response.close()
-                raise
-            return response
+                self.tokens.invalidate(token)
+                return response, safe, code
+        return response, safe, None
 
-    def _send(
-        self,
-        method: str,
-        url: str,
-        safe_url: str,
-        params: Mapping[str, Any] | None,
-        json_body: Any,
-        headers: Mapping[str, str] | None,
-        stream: bool,
-        token: str,
-        kind: str,
-        credits: int,
-    ) -> requests.Response:
-        all_headers = {
-            "Authorization": f"Zoho-oauthtoken {token}",
-            "Accept": "application/json",
-        }
-        data: bytes | None = None
-        if json_body is not None:
-            # Bulk Read create answers 415 without an explicit JSON content type.
-            all_headers["Content-Type"] = "application/json"
-            data = json.dumps(json_body).encode("utf-8")
-        if headers:
-            all_headers.update(headers)
+    def _send(self, request: ApiRequest, url: str, safe_url: str, token: str) -> requests.Response:
+        """Send once, holding the call's credits against the budget; meter it if Zoho served it."""
+        headers, data = request.encode(token)
+        credits = request.credits
         self.meter.reserve(credits)
         try:
-            log.debug("%s %s", method, safe_url)
+            log.debug("%s %s", request.method, safe_url)
             try:
                 response = self.session.request(
-                    method,
+                    request.method,
                     url,
-                    params=dict(params) if params else None,
+                    params=dict(request.params) if request.params else None,
                     data=data,
-                    headers=all_headers,
+                    headers=headers,
                     timeout=self._timeout,
-                    stream=stream,
+                    stream=request.stream,
                 )
             except (
                 requests.ConnectionError,
@@ -708,11 +567,11 @@ class ZohoClient:
                 requests.exceptions.ChunkedEncodingError,
             ) as exc:
                 raise RetriableAPIError(
-                    f"{method} {safe_url} failed: {type(exc).__name__}", url=safe_url
+                    f"{request.method} {safe_url} failed: {type(exc).__name__}", url=safe_url
                 ) from None
             self._note_server_time(response)
             if 200 <= response.status_code < 300 or response.status_code == 304:
-                self.meter.record(kind, credits)
+                self.meter.record(request.kind, credits)
             return response
         finally:
             self.meter.release(credits)

@@ -6,12 +6,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError
+from connector.zoho.limits import BULK_UNSUPPORTED_MODULES
 
 if TYPE_CHECKING:
     from connector.zoho.http import ZohoClient
-
-# Zoho documents that Bulk Read cannot export these modules (bulk-read/limitations).
-BULK_UNSUPPORTED_MODULES = frozenset({"Notes", "Attachments", "Emails"})
 
 
 @dataclass(frozen=True)

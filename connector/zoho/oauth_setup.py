@@ -30,19 +30,9 @@ from connector.config import parse_region as config_parse_region
 from connector.errors import AuthError, ConfigError
 from connector.redact import redact, register_secret
 from connector.zoho.endpoints import ACCOUNTS_SERVERS, API_DOMAINS
+from connector.zoho.scopes import BULK_READ, READ_SCOPES, parse_granted
 
 DEFAULT_REDIRECT_URI = "https://localhost/callback"
-
-# Read-only scopes for every API the connector may call (zoho-api.md §1.5).
-READ_SCOPES: tuple[str, ...] = (
-    "ZohoCRM.modules.READ",
-    "ZohoCRM.settings.modules.READ",
-    "ZohoCRM.settings.fields.READ",
-    "ZohoCRM.org.READ",
-    "ZohoCRM.users.READ",
-    "ZohoCRM.coql.READ",
-    "ZohoCRM.bulk.READ",
-)
 
 # Zoho accounts hosts that may receive a grant code: every data centre's, plus accounts.zoho.ca,
 # which the Loome guide names for Canada (Zoho's SDK uses accounts.zohocloud.ca).
@@ -89,7 +79,7 @@ def parse_region(value: str | Region) -> Region:
 def scopes_for(api_type: str = "Bulk") -> list[str]:
     """The scopes to ask for: everything read-only the connector uses; REST drops Bulk Read."""
     if api_type.strip().lower() == "rest":
-        return [s for s in READ_SCOPES if s != "ZohoCRM.bulk.READ"]
+        return [s for s in READ_SCOPES if s != BULK_READ]
     if api_type.strip().lower() != "bulk":
         raise ConfigError(f"API type {api_type!r} is not valid: use Bulk or REST")
     return list(READ_SCOPES)
@@ -283,7 +273,7 @@ def exchange_code(
             access_token=str(body.get("access_token") or ""),
             api_domain=body.get("api_domain") or None,
             expires_in=_expires_in(body),
-            scopes=_split_scopes(body.get("scope")),
+            scopes=parse_granted(body.get("scope")) or (),
             accounts_server=accounts,
         )
     if "access_token" in body:
@@ -303,12 +293,6 @@ def _expires_in(body: dict[str, Any]) -> int | None:
         return int(body["expires_in"]) if body.get("expires_in") is not None else None
     except (TypeError, ValueError):
         return None
-
-
-def _split_scopes(text: Any) -> tuple[str, ...]:
-    if not isinstance(text, str):
-        return ()
-    return tuple(s for s in text.replace(",", " ").split() if s)
 
 
 def _region_of_accounts(url: str) -> Region | None:

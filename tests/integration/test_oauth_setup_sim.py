@@ -19,13 +19,13 @@ from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
 from connector.zoho.endpoints import resolve_endpoints
 from connector.zoho.oauth_setup import (
-    READ_SCOPES,
     RedirectParams,
     authorization_url,
     connection_string_for,
     exchange_code,
     parse_redirect,
 )
+from connector.zoho.scopes import READ_SCOPES
 
 REDIRECT = "https://localhost/callback"
 

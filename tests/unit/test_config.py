@@ -1,4 +1,4 @@
-"""Connection string parsing, value rules, precedence of sources, scopes and secret hygiene."""
+"""Connection string parsing, value rules, precedence of sources and secret hygiene."""
 
 from __future__ import annotations
 
@@ -18,7 +18,6 @@ from connector.config import (
     Tuning,
     load_settings,
     parse_connection_string,
-    scope_covers,
 )
 from connector.errors import ConfigError
 from connector.redact import redact
@@ -379,44 +378,6 @@ def test_example_config_loads() -> None:
     assert loaded.warnings == []
     assert loaded.settings.region is Region.US
     assert loaded.settings.tuning == Tuning()
-
-
-# -- scopes ---------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    ("granted", "required", "covered"),
-    [
-        (["ZohoCRM.modules.ALL"], "ZohoCRM.modules.READ", True),
-        (["ZohoCRM.modules.ALL"], "ZohoCRM.modules.Leads.READ", True),
-        (["zohocrm.modules.all"], "ZohoCRM.modules.Leads.READ", True),
-        (["ZohoCRM.modules.READ"], "ZohoCRM.modules.Leads.READ", True),
-        (["ZohoCRM.modules.Leads.READ"], "ZohoCRM.modules.READ", False),
-        (["ZohoCRM.modules.CREATE"], "ZohoCRM.modules.READ", False),
-        (["ZohoCRM.settings.ALL"], "ZohoCRM.settings.fields.READ", True),
-        (["ZohoCRM.settings.READ"], "ZohoCRM.settings.modules.READ", True),
-        (["ZohoCRM.settings.fields.ALL"], "ZohoCRM.settings.modules.READ", False),
-        (["ZohoCRM.org.ALL"], "ZohoCRM.org.READ", True),
-        (["ZohoCRM.bulk.ALL"], "ZohoCRM.bulk.READ", True),
-        (["ZohoCRM.coql.READ"], "ZohoCRM.bulk.READ", False),
-        (["ZohoBooks.modules.ALL"], "ZohoCRM.modules.READ", False),
-        ([], "ZohoCRM.org.READ", False),
-    ],
-)
-def test_scope_covers(granted: list[str], required: str, covered: bool) -> None:
-    assert scope_covers(granted, required) is covered
-
-
-def test_required_scopes() -> None:
-    bulk = load(BASE)
-    assert "ZohoCRM.bulk.READ" in bulk.required_scopes()
-    assert "ZohoCRM.coql.READ" in bulk.required_scopes()
-    rest = load(BASE + "APIType=REST")
-    assert "ZohoCRM.bulk.READ" not in rest.required_scopes()
-    assert "ZohoCRM.coql.READ" not in rest.required_scopes()
-    assert "ZohoCRM.coql.READ" in load(BASE + "APIType=REST;UseCOQL=true").required_scopes()
-    for scope in ("ZohoCRM.modules.READ", "ZohoCRM.settings.fields.READ", "ZohoCRM.org.READ"):
-        assert scope in rest.required_scopes()
 
 
 # -- property: any text -> Settings or ConfigError ------------------------------------------

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import logging
@@ -23,7 +24,13 @@ from connector.errors import (
 )
 from connector.zoho.auth import TokenManager
 from connector.zoho.endpoints import resolve_endpoints
-from connector.zoho.http import CreditMeter, ZohoClient, call_cost, coql_credits
+from connector.zoho.http import (
+    ApiRequest,
+    CreditMeter,
+    ZohoClient,
+    call_cost,
+    coql_query_credits,
+)
 
 ACCESS = "1000.access-token-for-tests.abc"
 TUNING = Tuning(retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=4)
@@ -404,8 +411,8 @@ def test_call_cost(
     assert call_cost(method, path, params, body) == expected
 
 
-def test_coql_credits_default_limit() -> None:
-    assert coql_credits("SELECT Last_Name FROM Contacts WHERE id > '1'") == 1
+def test_coql_query_credits_default_limit() -> None:
+    assert coql_query_credits("SELECT Last_Name FROM Contacts WHERE id > '1'") == 1
 
 
 def test_meter_totals_by_kind() -> None:
@@ -495,3 +502,22 @@ def test_credit_meter_tells_listeners_on_the_calling_thread() -> None:
     meter.remove_listener(meter._listeners[0])
     meter.record("coql", 1)
     assert len(seen) == 2
+
+
+def test_api_request_is_priced_once_and_encodes_headers_and_body() -> None:
+    query = {"select_query": "select id from Leads limit 2000"}
+    request = ApiRequest("POST", "coql", json_body=query, headers={"X-Test": "1"})
+    assert (request.kind, request.credits) == ("coql", 3)
+    headers, data = request.encode(ACCESS)
+    assert headers == {
+        "Authorization": f"Zoho-oauthtoken {ACCESS}",
+        "Accept": "application/json",
+        "Content-Type": "application/json",
+        "X-Test": "1",
+    }
+    assert data is not None and json.loads(data) == query
+    page = ApiRequest("GET", "Leads", {"fields": "id", "cvid": "9"})
+    assert (page.kind, page.credits) == ("records", 3)
+    assert page.encode(ACCESS)[1] is None
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        page.credits = 1  # type: ignore[misc]

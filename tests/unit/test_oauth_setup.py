@@ -14,7 +14,6 @@ from connector.config import Region, parse_connection_string
 from connector.errors import AuthError, ConfigError
 from connector.zoho.oauth_setup import (
     DEFAULT_REDIRECT_URI,
-    READ_SCOPES,
     ExchangeResult,
     authorization_url,
     check_accounts_server,
@@ -23,6 +22,7 @@ from connector.zoho.oauth_setup import (
     parse_redirect,
     scopes_for,
 )
+from connector.zoho.scopes import READ_SCOPES
 
 SECRET = "client-secret-0123456789abcdef"
 REFRESH = "1000.refresh0123456789.abcdef0123456789"

@@ -4,22 +4,17 @@ from __future__ import annotations
 
 import pytest
 
-from connector.config import scope_covers
+from connector.readers.base import BULK, COQL, RECORDS
 from connector.run.planner import (
-    BULK,
-    COQL,
-    RECORDS,
     ModulePlan,
     Plan,
-    bulk_allowed,
     bulk_credits,
     cheapest_incremental,
-    coql_allowed,
-    coql_credits,
+    coql_read_credits,
     deleted_credits,
     estimate_module,
-    field_groups,
     format_plan,
+    group_count,
     records_credits,
     static_choice,
 )
@@ -44,8 +39,8 @@ NOTES = ModuleMeta(api_name="Notes", module_name="Notes")
         (RECORDS, 99, 3),
     ],
 )
-def test_field_groups(reader: str, columns: int, groups: int) -> None:
-    assert field_groups(reader, columns) == groups
+def test_group_count(reader: str, columns: int, groups: int) -> None:
+    assert group_count(reader, columns) == groups
 
 
 @pytest.mark.parametrize(
@@ -60,8 +55,8 @@ def test_bulk_credits(rows: int, groups: int, credits: int) -> None:
     ("rows", "groups", "credits"),
     [(0, 1, 1), (100, 1, 1), (200, 1, 1), (201, 1, 4), (2_200, 1, 4), (2_201, 1, 7), (100, 2, 2)],
 )
-def test_coql_credits(rows: int, groups: int, credits: int) -> None:
-    assert coql_credits(rows, groups) == credits
+def test_coql_read_credits(rows: int, groups: int, credits: int) -> None:
+    assert coql_read_credits(rows, groups) == credits
 
 
 @pytest.mark.parametrize(("rows", "credits"), [(0, 1), (200, 1), (201, 2), (2_000, 10)])
@@ -72,26 +67,6 @@ def test_records_credits(rows: int, credits: int) -> None:
 @pytest.mark.parametrize(("n", "credits"), [(None, 2), (0, 2), (200, 2), (201, 4)])
 def test_deleted_credits(n: int | None, credits: int) -> None:
     assert deleted_credits(n) == credits
-
-
-@pytest.mark.parametrize(
-    ("granted", "ok"),
-    [
-        (["ZohoCRM.coql.READ"], True),
-        (["zohocrm.COQL.read"], True),
-        (["ZohoCRM.coql.ALL"], True),
-        (["ZohoCRM.ALL"], True),
-        (["ZohoCRM.modules.ALL", "ZohoCRM.bulk.READ"], False),
-    ],
-)
-def test_scope_covers(granted: list[str], ok: bool) -> None:
-    assert scope_covers(granted, "ZohoCRM.coql.READ") is ok
-
-
-def test_coql_allowed_when_asked_or_unknown() -> None:
-    assert coql_allowed(True, ["ZohoCRM.bulk.READ"])
-    assert coql_allowed(False, None)
-    assert not coql_allowed(False, ["ZohoCRM.bulk.READ"])
 
 
 @pytest.mark.parametrize(
@@ -144,19 +119,6 @@ def test_bulk_scope_missing_falls_back_without_bulk(
     )
     assert (choice.reader, choice.probe) == (reader, False)
     assert "ZohoCRM.bulk.READ" in choice.reason
-
-
-@pytest.mark.parametrize(
-    ("granted", "allowed"),
-    [
-        (None, True),
-        (["ZohoCRM.bulk.READ"], True),
-        (["ZohoCRM.bulk.ALL"], True),
-        (["ZohoCRM.modules.ALL", "ZohoCRM.coql.READ"], False),
-    ],
-)
-def test_bulk_allowed(granted: list[str] | None, allowed: bool) -> None:
-    assert bulk_allowed(granted) is allowed
 
 
 @pytest.mark.parametrize(
@@ -242,5 +204,7 @@ def test_format_plan_lists_every_module_and_the_total() -> None:
     ("rows", "groups", "credits"),
     [(0, 1, 3), (150, 1, 3), (2_000, 1, 3), (2_001, 1, 6), (10_000, 2, 30), (1_000_000, 1, 1_500)],
 )
-def test_coql_credits_full_load_starts_at_limit_2000(rows: int, groups: int, credits: int) -> None:
-    assert coql_credits(rows, groups, full=True) == credits
+def test_coql_read_credits_full_load_starts_at_limit_2000(
+    rows: int, groups: int, credits: int
+) -> None:
+    assert coql_read_credits(rows, groups, full=True) == credits

@@ -1,0 +1,75 @@
+"""Zoho's limits and prices: rows and fields per call, and the API credits each call costs.
+
+Every figure the connector pages, splits or prices by is written here once, next to the Zoho rule
+it comes from, and imported where it applies: the HTTP client's credit meter
+(:func:`connector.zoho.http.call_cost`), the planner's estimates and the readers' paging.
+
+Sources are Zoho CRM's API documentation: the "API Limits" credit table (cost per call), the Get
+Records and Get Deleted Records pages, the COQL Limitations page and the Bulk Read limitations and
+create-job pages.
+"""
+
+from __future__ import annotations
+
+# -- Credits per call (Zoho's "API Limits" table: 1 credit unless the table says otherwise) -------
+
+# A metadata call (modules, fields, users, org) costs 1 credit.
+METADATA_CREDITS = 1
+# A page of records costs 1 credit; read through a custom view (``cvid``) it costs 3.
+RECORDS_PAGE_CREDITS = 1
+RECORDS_CVID_CREDITS = 3
+# A page of deleted-record ids costs 2 credits.
+DELETED_PAGE_CREDITS = 2
+# Insert, update, upsert and delete cost 1 credit per 10 records (at least 1).
+WRITE_RECORDS_PER_CREDIT = 10
+# Bulk Read: creating ("initialising") a job costs 50 credits; a status poll and a download of the
+# result cost 1 each, like any other call.
+BULK_CREATE_CREDITS = 50
+BULK_STATUS_CREDITS = 1
+BULK_DOWNLOAD_CREDITS = 1
+
+# -- Records API (``GET /crm/{v}/{Module}``, Zoho's Get Records page) ----------------------------
+
+# ``per_page`` defaults to 200 and cannot exceed it.
+RECORDS_PER_PAGE = 200
+# ``fields`` is mandatory for a list read and takes at most 50 API names (more: LIMIT_EXCEEDED).
+RECORDS_FIELDS_PER_CALL = 50
+# Zoho serves ``page`` only for the first 2,000 rows of a query; past that, ``page_token``.
+RECORDS_MAX_PAGE = 10
+
+# -- Deleted records (``GET /crm/{v}/{Module}/deleted``, Zoho's Get Deleted Records page) --------
+
+# ``per_page`` is at most 200.
+DELETED_PER_PAGE = 200
+
+# -- COQL (``POST /crm/{v}/coql``, Zoho's COQL Limitations page) ---------------------------------
+
+# At most 2,000 rows per call (v7/v8).
+COQL_MAX_LIMIT = 2_000
+# A query without LIMIT reads 200 rows.
+COQL_DEFAULT_LIMIT = 200
+# At most 50 columns in the select list.
+COQL_COLUMNS_PER_CALL = 50
+# A call is billed by its LIMIT, whatever it returns: 1-200 -> 1, 201-1000 -> 2, 1001-2000 -> 3.
+# Each entry is (largest LIMIT, credits).
+COQL_LIMIT_PRICES: tuple[tuple[int, int], ...] = ((200, 1), (1_000, 2), (COQL_MAX_LIMIT, 3))
+# The largest LIMIT at the lowest price: an incremental read starts there (1 credit).
+COQL_FIRST_LIMIT = COQL_LIMIT_PRICES[0][0]
+
+
+def coql_limit_credits(limit: int) -> int:
+    """Zoho's price of one COQL call by its LIMIT (1-200: 1, 201-1000: 2, 1001-2000: 3)."""
+    for largest, credits in COQL_LIMIT_PRICES:
+        if limit <= largest:
+            return credits
+    return COQL_LIMIT_PRICES[-1][1]
+
+
+# -- Bulk Read (``/crm/bulk/{v}/read``, Zoho's Bulk Read limitations and create-job pages) -------
+
+# A job (one page of the export) holds at most 200,000 rows; later pages are further jobs.
+BULK_ROWS_PER_JOB = 200_000
+# A job exports at most 200 fields (``id`` is added to every export and is not one of them).
+BULK_FIELDS_PER_JOB = 200
+# Bulk Read cannot export these modules.
+BULK_UNSUPPORTED_MODULES = frozenset({"Notes", "Attachments", "Emails"})

@@ -4,7 +4,8 @@ Each page is ``select id, Modified_Time, … from M where <after the cursor> ord
 asc, id asc limit N``. On an incremental run ``N`` starts at 200 (1 credit) and grows to 2,000
 (3 credits, the best rate) once Zoho says more rows follow, so a small change set costs 1 credit;
 a full load starts at 2,000, so a big read costs the minimum. Ids are 19-digit strings of equal
-length, so comparing them is numeric-safe.
+length, so comparing them is numeric-safe. :class:`~connector.readers.paging.CoqlCursor` holds the
+keyset position, the LIMIT and the stall count, and decides each next request.
 
 Columns go in groups of at most 50 (Zoho's select limit); every group holds ``id`` and
 ``Modified_Time``. The first group's page fixes the page's ``(Modified_Time, id)`` range; the other
@@ -39,9 +40,9 @@ from connector.readers.base import (
     ReaderBase,
     merge_groups,
     split_fields,
-    zoho_time,
 )
 from connector.readers.jsonpage import JsonPage, decode_page, row_keys
+from connector.readers.paging import CoqlCursor, Keyset, base_where
 from connector.zoho.limits import COQL_COLUMNS_PER_CALL as MAX_COLUMNS
 from connector.zoho.limits import COQL_FIRST_LIMIT as FIRST_LIMIT
 from connector.zoho.limits import COQL_MAX_LIMIT as MAX_LIMIT
@@ -59,30 +60,6 @@ if TYPE_CHECKING:
 MAX_STALLED_PAGES = 5
 
 
-@dataclass(frozen=True)
-class Cursor:
-    """Where the next page starts: after ``(time, id)``, or at it when ``inclusive``."""
-
-    time: str
-    id: str
-    inclusive: bool = False
-
-    def lower(self) -> str:
-        """The COQL condition for rows at or after this cursor, fully bracketed."""
-        op = ">=" if self.inclusive else ">"
-        return (
-            f"((Modified_Time > '{self.time}') or "
-            f"((Modified_Time = '{self.time}') and (id {op} '{self.id}')))"
-        )
-
-    def upper(self) -> str:
-        """The COQL condition for rows at or before this position (inclusive)."""
-        return (
-            f"((Modified_Time < '{self.time}') or "
-            f"((Modified_Time = '{self.time}') and (id <= '{self.id}')))"
-        )
-
-
 @dataclass
 class Page:
     """One keyset page merged across field groups."""
@@ -91,7 +68,7 @@ class Page:
     """The page's stable rows, every column of the schema, in ``(Modified_Time, id)`` order."""
     unstable: set[str]
     more_records: bool
-    last: Cursor | None
+    last: Keyset | None
     credits: int
     calls: int
 
@@ -131,15 +108,6 @@ def _query(
     return decode_page(body, schema, columns, what="a COQL answer")
 
 
-def base_where(since: datetime | None, cursor: Cursor | None) -> str:
-    """The first group's condition: after the cursor, else from ``since``, else every row."""
-    if cursor is not None:
-        return cursor.lower()
-    if since is not None:
-        return f"(Modified_Time >= '{zoho_time(since)}')"
-    return "(id is not null)"
-
-
 def read_page(
     client: ZohoClient,
     schema: ModuleSchema,
@@ -155,7 +123,7 @@ def read_page(
     if not first.num_rows:
         return Page(schema.arrow.empty_table(), set(), False, None, credits, calls)
     (stamp,), (last_id,) = row_keys(first.table.slice(first.num_rows - 1))
-    last = Cursor(stamp, last_id)
+    last = Keyset(stamp, last_id)
     results = [first.table]
     for columns in groups[1:]:
         page = _query(client, schema, columns, f"({where} and {last.upper()})", limit)
@@ -205,20 +173,22 @@ class CoqlReader(ReaderBase):
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = split_fields(schema, MAX_COLUMNS)
-        cursor: Cursor | None = None
-        # A full load reads the whole module, so the ramp from LIMIT 200 only costs credits; an
-        # incremental run usually finds a few changes, which LIMIT 200 reads for 1 credit.
-        limit = self.first_limit if since is not None else self.max_limit
+        pages = CoqlCursor(
+            name,
+            since,
+            first_limit=self.first_limit,
+            max_limit=self.max_limit,
+            max_stalled=MAX_STALLED_PAGES,
+        )
         # Ids already yielded at the greatest Modified_Time yielded so far: an inclusive cursor
         # reads some of them again.
         top = LastSecond()
-        stalled = 0
 
         def page_at(where: str, size: int) -> Callable[[], Page]:
             return lambda: read_page(self.client, schema, groups, where, size)
 
-        while True:
-            page = ahead.take(page_at(base_where(since, cursor), limit))
+        while not pages.finished:
+            page = ahead.take(page_at(pages.where(), pages.limit))
             crashpoint("coql_page_read")
             self.stats.pages += 1
             fresh = page.table
@@ -237,26 +207,23 @@ class CoqlReader(ReaderBase):
                     "read again from the page's last second"
                 )
             self.report_progress()
-            if page.last is None or (not page.more_records and not page.unstable):
-                yield from fresh.to_batches()
-                return
-            if page.unstable:
-                following = Cursor(page.last.time, min(page.unstable), inclusive=True)
-            else:
-                following = page.last
-            stalled = 0 if fresh.num_rows else stalled + 1
-            cursor = following
-            if page.more_records:
-                limit = self.max_limit
-            if stalled < MAX_STALLED_PAGES:
-                # The next page is known: ask for it while the caller writes this one.
-                ahead.start(page_at(base_where(since, cursor), limit))
-            yield from fresh.to_batches()
-            if stalled >= MAX_STALLED_PAGES:
-                raise RetriableAPIError(
-                    f"{name}: records keep changing while COQL reads them; try the run again",
-                    code="UNSTABLE_READ",
+            failure: RetriableAPIError | None = None
+            try:
+                pages.advance(
+                    page.last,
+                    more=page.more_records,
+                    unstable=page.unstable,
+                    new_rows=fresh.num_rows > 0,
                 )
+            except RetriableAPIError as exc:
+                # The page's rows are good: the caller gets them before the error.
+                failure = exc
+            if failure is None and not pages.finished:
+                # The next page is known: ask for it while the caller writes this one.
+                ahead.start(page_at(pages.where(), pages.limit))
+            yield from fresh.to_batches()
+            if failure is not None:
+                raise failure
 
 
 def coql_probe(client: ZohoClient, schema: ModuleSchema, since: datetime | None) -> ProbeResult:

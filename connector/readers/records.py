@@ -10,6 +10,8 @@ query (``page`` 2..10, then ``info.next_page_token``). The 2,000-row ``page`` li
 100,000-row ``page_token`` cap only matter for a single second holding that many rows; an expired or
 mismatched page token (``EXPIRED_VALUE``, ``TOKEN_BOUND_DATA_MISMATCH``) or
 ``PAGINATION_LIMIT_EXCEEDED`` restarts from the last second read.
+:class:`~connector.readers.paging.RecordsCursor` holds that paging state and decides each next
+request; this module makes the calls, merges the field groups and skips the rows already yielded.
 
 Cost: one credit per 200 rows, plus the rows sharing a page's last second read twice.
 
@@ -32,13 +34,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
 from connector.crashpoints import crashpoint
-from connector.errors import DataError, RetriableAPIError, ZohoAPIError
+from connector.errors import ConnectorError, DataError, RetriableAPIError, ZohoAPIError
 from connector.readers.base import (
     MODIFIED_TIME,
     LastSecond,
@@ -49,6 +52,7 @@ from connector.readers.base import (
     zoho_time,
 )
 from connector.readers.jsonpage import JsonPage, decode_page, row_keys
+from connector.readers.paging import RecordsAnswer, RecordsCursor, RecordsRequest
 from connector.zoho.limits import RECORDS_FIELDS_PER_CALL as MAX_FIELDS
 from connector.zoho.limits import RECORDS_MAX_PAGE as MAX_PAGE
 from connector.zoho.limits import RECORDS_PER_PAGE as PER_PAGE
@@ -144,6 +148,41 @@ def fetch_by_ids(
     return pa.concat_tables(tables), unstable
 
 
+@dataclass
+class _DeepSecond:
+    """Spots the residual risk (see the module's docstring) in one read.
+
+    Holds the ids read in a second paged past its first page, with that second: if one of them
+    comes again later in the read, it was modified meanwhile and may have shifted a row of that
+    second past a page boundary.
+    """
+
+    module: str
+    second: str | None = None
+    ids: dict[str, str] = field(default_factory=dict)
+
+    def saw(self, stamp: str, rid: str) -> str | None:
+        """Note the row ``rid`` at ``stamp``; a note for the manifest when the risk is likely."""
+        note = None
+        if self.ids.get(rid, stamp) != stamp:
+            note = (
+                f"{self.module}: record {rid} changed while the reader paged through second "
+                f"{self.ids.pop(rid)}; a row of that second may have been skipped (run a full "
+                "refresh, or use COQL, to be sure)"
+            )
+        if stamp == self.second:
+            self.ids[rid] = stamp
+        return note
+
+    def page_read(self, last_time: str, at_last: int, rows: int, top: LastSecond) -> None:
+        """After a page of ``rows`` rows, ``at_last`` of them at its last second ``last_time``."""
+        if at_last == rows == PER_PAGE and self.second != last_time:
+            # This second fills a whole page: it will be paged through with offsets.
+            self.second = last_time
+            if top.time == last_time:
+                self.ids.update(dict.fromkeys(top.ids, last_time))
+
+
 class RecordsReader(ReaderBase):
     """Reads a module through the Records API, in ascending ``Modified_Time`` order."""
 
@@ -155,9 +194,7 @@ class RecordsReader(ReaderBase):
         self,
         schema: ModuleSchema,
         groups: Sequence[Sequence[str]],
-        tokens: Sequence[str | None],
-        since: str | None,
-        page: int,
+        request: RecordsRequest,
     ) -> list[JsonPage]:
         """One page of every field group, ``tuning.group_calls`` calls at a time.
 
@@ -168,9 +205,11 @@ class RecordsReader(ReaderBase):
         """
 
         def call(fields: Sequence[str], token: str | None) -> JsonPage:
-            return list_page(self.client, schema, fields, since=since, page=page, token=token)
+            return list_page(
+                self.client, schema, fields, since=request.since, page=request.page, token=token
+            )
 
-        jobs = list(zip(groups, tokens, strict=True))
+        jobs = list(zip(groups, request.tokens, strict=True))
         at_once = min(self.tuning.group_calls, len(jobs))
         if at_once <= 1:
             return [call(fields, token) for fields, token in jobs]
@@ -206,70 +245,39 @@ class RecordsReader(ReaderBase):
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = split_fields(schema, MAX_FIELDS)
-        query_since = zoho_time(since) if since is not None else None
-        page = 1
-        # One page-token chain per field group: the groups page through the same query in step.
-        tokens: list[str | None] = [None] * len(groups)
+        pages = RecordsCursor(
+            name,
+            len(groups),
+            zoho_time(since) if since is not None else None,
+            per_page=PER_PAGE,
+            max_page=MAX_PAGE,
+            max_stalled=MAX_STALLED,
+        )
         top = LastSecond()
-        # Ids read in a second paged past its first page, with that second: if one of them comes
-        # again later in this read, it was modified meanwhile and may have shifted a row of that
-        # second past a page boundary.
-        deep: dict[str, str] = {}
-        deep_second: str | None = None
-        stalled = 0
+        watch = _DeepSecond(name)
 
-        def page_of(
-            tokens: list[str | None], since: str | None, page: int
-        ) -> Callable[[], list[JsonPage]]:
-            return lambda: self._page_of_groups(schema, groups, tokens, since, page)
+        def page_of(request: RecordsRequest) -> Callable[[], list[JsonPage]]:
+            return lambda: self._page_of_groups(schema, groups, request)
 
-        while True:
+        while not pages.finished:
             try:
-                answers = ahead.take(page_of(tokens, query_since, page))
+                answers = ahead.take(page_of(pages.request()))
             except ZohoAPIError as exc:
                 if exc.code not in RESTART_CODES:
                     raise
-                stalled += 1
-                if stalled >= MAX_STALLED or (
-                    exc.code == "PAGINATION_LIMIT_EXCEEDED" and query_since == top.time
-                ):
-                    raise RetriableAPIError(
-                        f"{name}: the Records API cannot page past this point ({exc.code}); "
-                        "try the run again",
-                        status=exc.status,
-                        code=exc.code,
-                        url=exc.url,
-                    ) from exc
                 # Start again at the last second yielded; its ids are skipped.
+                pages.restart(exc, top.time)
                 self.stats.retries += 1
                 self.stats.notes.append(f"{name}: restarted paging after {exc.code}")
-                query_since = top.time if top.time is not None else query_since
-                page, tokens = 1, [None] * len(groups)
                 continue
             crashpoint("records_page_read")
             first = answers[0]
             if not first.num_rows:
                 return
             self.stats.pages += 1
-            merged, unstable = merge_groups([answer.table for answer in answers], schema)
-            keep: list[bool] = []
-            first_stamps = first.stamps()
-            # The merge only ever leaves rows out: as many rows means the very same rows.
-            if merged.num_rows == first.num_rows:
-                merged_stamps, merged_ids = first_stamps, first.ids()
-            else:
-                merged_stamps, merged_ids = row_keys(merged)
-            for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
-                if deep.get(rid, stamp) != stamp:
-                    self.stats.notes.append(
-                        f"{name}: record {rid} changed while the reader paged through second "
-                        f"{deep.pop(rid)}; a row of that second may have been skipped (run a full "
-                        "refresh, or use COQL, to be sure)"
-                    )
-                if stamp == deep_second:
-                    deep[rid] = stamp
-                keep.append(top.first_time(stamp, rid))
-            fresh = merged if all(keep) else merged.filter(pa.array(keep, pa.bool_()))
+            merged, unstable = merge_groups([page.table for page in answers], schema)
+            stamps = first.stamps()
+            fresh = self._fresh_rows(merged, first, stamps, top, watch)
             self.stats.rows += fresh.num_rows
             if unstable:
                 self.stats.dropped += len(unstable)
@@ -277,50 +285,44 @@ class RecordsReader(ReaderBase):
                     f"{name}: {len(unstable)} record(s) changed while a page was read; read again"
                 )
             self.report_progress()
-            more = bool(first.info.get("more_records", False))
-            if not more and not unstable:
-                yield from fresh.to_batches()
-                return
-            failure: Exception | None = None
-            last_time = first_stamps[-1]
-            at_last = first_stamps.count(last_time)
-            if at_last == first.num_rows == PER_PAGE and deep_second != last_time:
-                # This second fills a whole page: it will be paged through with offsets.
-                deep_second = last_time
-                if top.time == last_time:
-                    deep.update(dict.fromkeys(top.ids, last_time))
-            if unstable:
-                # The changed records' new versions are at last_time or later: read that second
-                # again from its start.
-                stalled = 0 if fresh.num_rows else stalled + 1
-                query_since, page, tokens = last_time, 1, [None] * len(groups)
-            elif last_time != query_since:
-                # A new second: a fresh query from it. The page's rows at that second are the
-                # first rows of the new query, so whole pages of them need not be read again.
-                stalled = 0
-                query_since, page = last_time, at_last // PER_PAGE + 1
-                tokens = [None] * len(groups)
-            else:
-                # The whole page lies in the query's own second: go on with the same query.
-                stalled = 0
-                if tokens[0] is not None or page >= MAX_PAGE:
-                    tokens = [answer.info.get("next_page_token") for answer in answers]
-                    if not all(tokens):
-                        failure = DataError(
-                            f"{name}: the Records API said more rows follow but gave no page token",
-                            module=name,
-                        )
-                else:
-                    page += 1
-            if stalled >= MAX_STALLED:
-                failure = RetriableAPIError(
-                    f"{name}: records keep changing while the Records API reads them; "
-                    "try the run again",
-                    code="UNSTABLE_READ",
-                )
-            if failure is None:
+            said = RecordsAnswer.of(
+                stamps,
+                [page.info for page in answers],
+                unstable=bool(unstable),
+                new_rows=fresh.num_rows > 0,
+            )
+            watch.page_read(said.last_time, said.at_last, first.num_rows, top)
+            failure: ConnectorError | None = None
+            try:
+                pages.advance(said)
+            except (DataError, RetriableAPIError) as exc:
+                # The page's rows are good: the caller gets them before the error.
+                failure = exc
+            if failure is None and not pages.finished:
                 # The next request is known: make it while the caller writes this page.
-                ahead.start(page_of(tokens, query_since, page))
+                ahead.start(page_of(pages.request()))
             yield from fresh.to_batches()
             if failure is not None:
                 raise failure
+
+    def _fresh_rows(
+        self,
+        merged: pa.Table,
+        first: JsonPage,
+        first_stamps: list[str],
+        top: LastSecond,
+        watch: _DeepSecond,
+    ) -> pa.Table:
+        """The merged page without the rows already yielded (at the last second read before)."""
+        # The merge only ever leaves rows out: as many rows means the very same rows.
+        if merged.num_rows == first.num_rows:
+            merged_stamps, merged_ids = first_stamps, first.ids()
+        else:
+            merged_stamps, merged_ids = row_keys(merged)
+        keep: list[bool] = []
+        for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
+            note = watch.saw(stamp, rid)
+            if note is not None:
+                self.stats.notes.append(note)
+            keep.append(top.first_time(stamp, rid))
+        return merged if all(keep) else merged.filter(pa.array(keep, pa.bool_()))

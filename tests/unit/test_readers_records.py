@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -10,7 +11,7 @@ import pytest
 from support.fakezoho import BASE, FakeZoho, make_records, make_schema, tuning, zid
 from test_readers_coql import assert_ascending, by_id, expected, read_all
 
-from connector.errors import FatalAPIError, RetriableAPIError
+from connector.errors import DataError, FatalAPIError, RetriableAPIError
 from connector.readers import make_reader
 from connector.readers.records import RecordsReader, fetch_by_ids
 
@@ -234,3 +235,23 @@ def test_a_pages_field_group_calls_are_in_flight_together() -> None:
     fake.get_body = get_body  # type: ignore[method-assign]
     table = read_all(RecordsReader(fake, tuning(group_calls=3)), schema)  # type: ignore[arg-type]
     assert by_id(table).equals(expected(fake, schema))
+
+
+def test_a_page_token_that_comes_back_stops_the_read() -> None:
+    # Past page 10 of one second, every page answers with the same token: following it again
+    # would page in a circle.
+    class Circling(FakeZoho):
+        def _list(self, params: dict[str, Any], headers: dict[str, str]) -> dict[str, Any] | None:
+            answer = super()._list(params, headers)
+            info = (answer or {}).get("info") or {}
+            if info.get("next_page_token"):
+                self.tokens["same"] = self.tokens.pop(info["next_page_token"])
+                info["next_page_token"] = "same"
+            return answer
+
+    schema = make_schema()
+    fake = Circling(make_records(2600, per_second=2600))
+    with pytest.raises(DataError) as info:
+        read_all(RecordsReader(fake, tuning()), schema)  # type: ignore[arg-type]
+    assert "same page token twice" in str(info.value)
+    assert [t for _, t in pages_asked(fake) if t is not None] == ["same"]

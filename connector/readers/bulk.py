@@ -55,6 +55,7 @@ from connector.readers.base import (
     split_fields,
     zoho_time,
 )
+from connector.readers.paging import BulkCursor
 from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 
 if TYPE_CHECKING:
@@ -329,14 +330,12 @@ class BulkReader(ReaderBase):
         )
         scratch = Path(tempfile.mkdtemp(prefix="zoho-bulk-", dir=self.scratch_dir))
         try:
-            tokens: list[str | None] = [None] * len(groups)
+            pages = BulkCursor(name, len(groups))
             unstable: set[str] = set()
-            first_page = True
-            while first_page or tokens[0] is not None:
-                first_page = False
+            while not pages.finished:
                 jobs = [
                     self._job(name, fields, criteria, token, scratch)
-                    for fields, token in zip(groups, tokens, strict=True)
+                    for fields, token in zip(groups, pages.tokens, strict=True)
                 ]
                 if len(groups) == 1:
                     batches = self._batches(jobs[0], schema)
@@ -352,15 +351,7 @@ class BulkReader(ReaderBase):
                 self.stats.pages += 1
                 crashpoint("bulk_page_done")
                 self.report_progress()
-                tokens = [job.next_page_token for job in jobs]
-                if any((t is None) != (tokens[0] is None) for t in tokens):
-                    # One group has more pages than another: the module changed a lot between
-                    # the snapshots, and the pages no longer line up.
-                    raise RetriableAPIError(
-                        f"{name}: Bulk Read field groups disagree on the number of pages; "
-                        "try the run again",
-                        code="BULK_UNSTABLE",
-                    )
+                pages.advance([job.next_page_token for job in jobs])
             if unstable:
                 yield from self._reread(name, schema, unstable)
         finally:

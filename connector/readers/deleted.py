@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import DataError
 from connector.readers.base import ProgressCallback, ReaderStats, zoho_time
+from connector.readers.paging import DeletedCursor
 from connector.zoho.limits import DELETED_PER_PAGE as PER_PAGE
 
 if TYPE_CHECKING:
@@ -38,11 +39,11 @@ def read_deleted(
 
     stats = ReaderStats()
     headers = {"If-Modified-Since": zoho_time(since)} if since is not None else None
-    page = 1
-    while True:
+    pages = DeletedCursor()
+    while not pages.finished:
         body = client.get_json(
             f"{module}/deleted",
-            params={"type": "all", "per_page": PER_PAGE, "page": page},
+            params={"type": "all", "per_page": PER_PAGE, **pages.params()},
             headers=headers,
         )
         # 204 (nothing deleted) and 304 (nothing since) come without a body.
@@ -67,6 +68,5 @@ def read_deleted(
         if on_progress is not None:
             on_progress(stats)
         info = body.get("info") or {}
-        if not rows or not info.get("more_records", False):
-            return
-        page += 1
+        # An empty page ends the read whatever its info says.
+        pages.advance(bool(rows) and bool(info.get("more_records", False)))

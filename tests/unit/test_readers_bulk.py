@@ -19,7 +19,7 @@ from support.fakezoho import (
     tuning,
 )
 
-from connector.errors import ModuleUnavailable, RetriableAPIError
+from connector.errors import DataError, ModuleUnavailable, RetriableAPIError
 from connector.readers import make_reader
 from connector.readers.bulk import BulkReader
 
@@ -193,3 +193,23 @@ def test_empty_result(tmp_path: Path) -> None:
     reader, _ = reader_for(fake, tmp_path)
     assert read_all(reader, make_schema()).num_rows == 0
     assert fake.count("bulk_create") == 1
+
+
+def test_a_page_token_that_comes_back_stops_the_read(tmp_path: Path) -> None:
+    # Every page answers with the same token: following it again would page in a circle, at 50
+    # credits a job.
+    class Circling(FakeZoho):
+        def _bulk_status(self, job_id: str) -> dict[str, Any]:
+            answer = super()._bulk_status(job_id)
+            result = answer["data"][0].get("result") or {}
+            if "next_page_token" in result:
+                self.bulk_tokens["same"] = self.bulk_tokens.pop(result["next_page_token"])
+                result["next_page_token"] = "same"
+            return answer
+
+    fake = Circling(make_records(500), bulk_page_size=100)
+    reader, _ = reader_for(fake, tmp_path)
+    with pytest.raises(DataError) as info:
+        read_all(reader, make_schema())
+    assert "same page token twice" in str(info.value)
+    assert fake.count("bulk_create") == 2

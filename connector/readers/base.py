@@ -84,22 +84,20 @@ class Reader(Protocol):
         ...
 
 
+@dataclass(eq=False, repr=False)
 class ReaderBase:
-    """What every reader keeps: its client, tuning, sleep, progress callback and statistics."""
+    """What every reader keeps: its client, tuning, sleep, progress callback and statistics.
 
-    def __init__(
-        self,
-        client: ZohoClient,
-        tuning: Tuning,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        on_progress: ProgressCallback | None = None,
-    ) -> None:
-        self.client = client
-        self.tuning = tuning
-        self.sleep = sleep
-        self.on_progress = on_progress
-        self.stats = ReaderStats()
+    A dataclass: a reader with options of its own (Bulk's scratch directory, COQL's LIMITs) adds
+    them as keyword-only fields, and every reader is built the same way,
+    ``Reader(client, tuning, sleep=..., on_progress=..., **options)``.
+    """
+
+    client: ZohoClient
+    tuning: Tuning
+    sleep: Callable[[float], None] = field(default=time.sleep, kw_only=True)
+    on_progress: ProgressCallback | None = field(default=None, kw_only=True)
+    stats: ReaderStats = field(default_factory=ReaderStats, init=False)
 
     def report_progress(self) -> None:
         """Hand the current statistics to the progress callback, if there is one."""

@@ -33,11 +33,10 @@ import csv
 import logging
 import shutil
 import tempfile
-import time
 import zipfile
 import zlib
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
@@ -50,7 +49,6 @@ from connector.errors import DataError, FatalAPIError, ModuleUnavailable, Retria
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
-    ProgressCallback,
     ReaderBase,
     split_fields,
     zoho_time,
@@ -59,7 +57,6 @@ from connector.readers.paging import BulkCursor
 from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 
 if TYPE_CHECKING:
-    from connector.config import Tuning
     from connector.lake.schema import ModuleSchema
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
@@ -120,24 +117,17 @@ def _zip_member(path: Path) -> str | None:
         return None
 
 
+@dataclass(eq=False, repr=False)
 class BulkReader(ReaderBase):
     """Reads a module through Bulk Read jobs; batches come in no particular order."""
 
     name = "bulk"
     ordered = False
+    scratch_dir: str | Path | None = field(default=None, kw_only=True)
+    """Where the result ZIPs go while they are read (the system's temp dir when None)."""
 
-    def __init__(
-        self,
-        client: ZohoClient,
-        tuning: Tuning,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        on_progress: ProgressCallback | None = None,
-        scratch_dir: str | Path | None = None,
-    ) -> None:
-        super().__init__(client, tuning, sleep=sleep, on_progress=on_progress)
-        self.scratch_dir = scratch_dir
-        self._base = f"/crm/bulk/{_api_version(client)}/read"
+    def __post_init__(self) -> None:
+        self._base = f"/crm/bulk/{_api_version(self.client)}/read"
 
     # --- one job -------------------------------------------------------------------------------
 

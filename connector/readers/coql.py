@@ -23,9 +23,8 @@ holds unless a later second is also written during this run.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
@@ -36,7 +35,6 @@ from connector.errors import DataError, RetriableAPIError
 from connector.readers.base import (
     LastSecond,
     Prefetch,
-    ProgressCallback,
     ReaderBase,
     merge_groups,
     split_fields,
@@ -49,7 +47,6 @@ from connector.zoho.limits import COQL_MAX_LIMIT as MAX_LIMIT
 from connector.zoho.limits import coql_limit_credits
 
 if TYPE_CHECKING:
-    from connector.config import Tuning
     from connector.lake.schema import ModuleSchema
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
@@ -134,25 +131,16 @@ def read_page(
     return Page(merged, unstable, more, last, credits, calls)
 
 
+@dataclass(eq=False, repr=False)
 class CoqlReader(ReaderBase):
     """Reads a module through COQL, in ascending ``(Modified_Time, id)`` order."""
 
     name = "coql"
     ordered = True
-
-    def __init__(
-        self,
-        client: ZohoClient,
-        tuning: Tuning,
-        *,
-        sleep: Callable[[float], None] = time.sleep,
-        on_progress: ProgressCallback | None = None,
-        first_limit: int = FIRST_LIMIT,
-        max_limit: int = MAX_LIMIT,
-    ) -> None:
-        super().__init__(client, tuning, sleep=sleep, on_progress=on_progress)
-        self.first_limit = first_limit
-        self.max_limit = max_limit
+    first_limit: int = field(default=FIRST_LIMIT, kw_only=True)
+    """The LIMIT an incremental read starts at."""
+    max_limit: int = field(default=MAX_LIMIT, kw_only=True)
+    """The LIMIT of a full load, and of an incremental one once more rows follow."""
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None

@@ -220,11 +220,6 @@ def zoho_time(value: datetime) -> str:
     return value.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def floor_second(value: datetime) -> datetime:
-    """``value`` in UTC without its fraction of a second."""
-    return value.astimezone(timezone.utc).replace(microsecond=0)
-
-
 def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.Table, set[str]]:
     """Merge the rows of several field groups by id, in the first group's order.
 

@@ -109,11 +109,6 @@ def stamps_of(times: pa.ChunkedArray | pa.Array, ids: pa.ChunkedArray | pa.Array
     return [str(v) for v in text.to_pylist()]
 
 
-def empty_page(schema: ModuleSchema, columns: Sequence[str]) -> JsonPage:
-    """A page with no rows (Zoho's 204 and 304 answers)."""
-    return JsonPage(schema.select(columns).arrow.empty_table(), {})
-
-
 def decode_page(
     body: bytes | None, schema: ModuleSchema, columns: Sequence[str], *, what: str
 ) -> JsonPage:

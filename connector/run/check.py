@@ -35,10 +35,15 @@ class CheckReport:
 def run_check(
     settings: Settings, *, session: requests.Session | None = None, client: ZohoClient | None = None
 ) -> CheckReport:
-    """Obtain a token, call ``GET org`` (1 credit) and compare granted with required scopes."""
+    """Refresh a token, call ``GET org`` (1 credit) and compare granted with required scopes.
+
+    The refresh is made even when a cached token is still valid (one refresh, no more), so a
+    wrong client secret or a revoked refresh token fails here and not in the scheduled run.
+    """
     own = client is None
     client = client or ZohoClient(settings, session=session)
     try:
+        client.tokens.refresh_now()
         body = client.get_json("org")
         orgs = (body or {}).get("org")
         if not isinstance(orgs, list) or not orgs or not isinstance(orgs[0], dict):

@@ -53,11 +53,20 @@ def _fingerprint(settings: Settings) -> str:
     """A short, non-reversible name for this client + refresh token (never the secret itself).
 
     The accounts server is part of it: the same client id and refresh token at another server
-    (another data centre, or another local simulator) is another token family.
+    (another data centre, or another local simulator) is another token family. So is the client
+    secret: a token minted with the old secret must not hide a changed (mistyped) one until the
+    token expires, hours later in a scheduled run.
     """
     refresh = settings.refresh_token.get_secret_value() if settings.refresh_token else ""
+    secret = settings.client_secret.get_secret_value() if settings.client_secret else ""
     seed = "\n".join(
-        (settings.client_id or "", refresh, settings.accounts_server or "", settings.region.value)
+        (
+            settings.client_id or "",
+            refresh,
+            secret,
+            settings.accounts_server or "",
+            settings.region.value,
+        )
     )
     digest = hashlib.sha256(seed.encode("utf-8")).hexdigest()
     return digest[:16]
@@ -133,6 +142,21 @@ class TokenManager:
             assert self._token is not None
             return self._token
 
+    def refresh_now(self) -> str:
+        """Refresh once now, whatever the cache holds, and return the new token.
+
+        ``check`` uses it to prove that the client id, secret and refresh token work today; a
+        live cached token would prove nothing. One refresh of Zoho's ten per ten minutes.
+        """
+        with self._lock:
+            if not self._settings.refreshes_tokens:
+                if self._token is None:
+                    raise AuthError(_OFF_MESSAGE)
+                return self._token
+            self._refresh()
+            assert self._token is not None
+            return self._token
+
     def invalidate(self, token: str) -> None:
         """Forget ``token`` after Zoho refused it (401 INVALID_TOKEN).
 
@@ -176,8 +200,8 @@ class TokenManager:
         except (OSError, ValueError, KeyError, TypeError) as exc:
             self._warn(f"ignoring the unreadable token cache {path}: {type(exc).__name__}")
             return False
-        if data.get("client") not in (None, _fingerprint(self._settings)):
-            return False
+        if data.get("client") != _fingerprint(self._settings):
+            return False  # another client, secret or refresh token minted it (or an old cache)
         if token in self._rejected:
             return False
         obtained = data.get("obtained_at")

@@ -167,6 +167,23 @@ def test_a_wrong_client_secret_exits_3_naming_the_secret_and_region(
     assert [r.code for r in token_calls] == ["invalid_client"]
 
 
+def test_a_changed_client_secret_exits_3_although_a_cached_token_is_valid(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(client_secret="the-real-secret")
+    env = cli_env(tmp_path)
+    good = run_cli("check", "--connection", sim.connection_string(), env=env)
+    assert good.returncode == 0, good.stderr
+    # check proves the refresh path every time: one refresh each, never more.
+    assert [r.code for r in sim.requests if r.path == "/oauth/v2/token"] == [None]
+    proc = run_cli(
+        "check", "--connection", sim.connection_string(OAuthClientSecret=SECRET), env=env
+    )
+    one_error(proc, 3, "OAuthClientSecret")
+    token_calls = [r for r in sim.requests if r.path == "/oauth/v2/token"]
+    assert [r.code for r in token_calls] == [None, "invalid_client"]
+
+
 def test_the_wrong_regions_accounts_server_exits_3(
     make_simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:

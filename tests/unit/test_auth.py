@@ -304,6 +304,38 @@ def test_cache_of_another_client_is_not_used(tmp_path: Path) -> None:
     assert len(adapter2.requests) == 1
 
 
+def test_cache_minted_with_another_client_secret_is_not_used(tmp_path: Path) -> None:
+    # A mistyped secret must fail now, not when the old secret's token expires hours later.
+    settings = make_settings(tmp_path)
+    tm, _, _ = manager(settings, [token_ok("1000.mine.aaa")])
+    tm.access_token()
+    changed = make_settings(tmp_path, client_secret="another-secret-0123456789")
+    tm2, adapter2, _ = manager(changed, [response(200, {"error": "invalid_client"})])
+    with pytest.raises(AuthError, match="invalid_client"):
+        tm2.access_token()
+    assert len(adapter2.requests) == 1
+
+
+def test_cache_without_its_client_fingerprint_is_not_used(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    path = Path(str(settings.token_cache_path))
+    path.parent.mkdir(parents=True)
+    path.write_text(json.dumps({"access_token": "1000.legacy.aaa", "expires_at": 4e9}))
+    tm, adapter, _ = manager(settings, [token_ok("1000.fresh.bbb")])
+    assert tm.access_token() == "1000.fresh.bbb"
+    assert len(adapter.requests) == 1
+
+
+def test_refresh_now_refreshes_once_despite_a_live_cached_token(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    tm, _, _ = manager(settings, [token_ok("1000.cached.aaa")])
+    tm.access_token()
+    tm2, adapter2, _ = manager(settings, [token_ok("1000.proof.bbb")])
+    assert tm2.refresh_now() == "1000.proof.bbb"
+    assert tm2.access_token() == "1000.proof.bbb"
+    assert len(adapter2.requests) == 1
+
+
 def test_default_cache_path(tmp_path: Path) -> None:
     settings = make_settings(tmp_path, token_cache_path=None)
     path = default_cache_path(settings, {"ZOHO_CRM_TOKEN_CACHE_DIR": str(tmp_path / "d")})

@@ -131,3 +131,23 @@ def test_format_check_lines() -> None:
     assert lines[0].startswith("org:") and "Zylker (id 1)" in lines[0]
     assert "missing scopes:  ZohoCRM.bulk.READ" in lines
     assert lines[-1] == "warning: scope ZohoCRM.bulk.READ is missing"
+
+
+def test_check_refreshes_once_even_with_a_live_cached_token(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    first, _ = session_for(token_ok(), response(200, ORG))
+    run_check(settings, session=first)
+    session, adapter = session_for(token_ok(), response(200, ORG))
+    run_check(settings, session=session)
+    assert [path_of(r) for r in adapter.requests] == ["/oauth/v2/token", "/crm/v8/org"]
+
+
+def test_check_with_a_wrong_secret_fails_although_a_token_is_cached(tmp_path: Path) -> None:
+    settings = settings_for(tmp_path)
+    first, _ = session_for(token_ok(), response(200, ORG))
+    run_check(settings, session=first)
+    wrong = settings_for(tmp_path, client_secret="mistyped-secret-012345")
+    session, adapter = session_for(response(200, {"error": "invalid_client"}), response(200, ORG))
+    with pytest.raises(AuthError, match="invalid_client"):
+        run_check(wrong, session=session)
+    assert [path_of(r) for r in adapter.requests] == ["/oauth/v2/token"]

@@ -66,17 +66,8 @@ class RetriableAPIError(ZohoAPIError):
     ``retry_after`` holds the seconds Zoho asked to wait (a ``Retry-After`` header), if any.
     """
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        status: int | None = None,
-        code: str | None = None,
-        url: str | None = None,
-        details: Any = None,
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status=status, code=code, url=url, details=details)
+    def __init__(self, message: str, *, retry_after: float | None = None, **context: Any) -> None:
+        super().__init__(message, **context)
         self.retry_after = retry_after
 
 

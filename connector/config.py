@@ -134,7 +134,8 @@ class Tuning(BaseModel):
     bulk_poll_max: float = Field(default=60.0, ge=0)
     bulk_poll_timeout: float = Field(default=3 * 3600.0, gt=0)
     token_expiry_margin: float = Field(default=300.0, ge=0)
-    workers: int = Field(default=4, ge=1)
+    # At most 10: Zoho serves 10 concurrent heavy calls per org (run.workers.MAX_WORKERS).
+    workers: int = Field(default=4, ge=1, le=10)
     group_calls: int = Field(default=1, ge=1)
     checkpoint_rows: int = Field(default=200_000, ge=1)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from datetime import date, datetime
 from typing import Any, Union
 
 import numpy as np
@@ -423,8 +423,3 @@ def _evaluate(expr: Expr, table: pa.Table, fields: Mapping[str, SimField]) -> An
             out = pc.or_(out, _evaluate(item, table, fields))
         return out
     return pc.invert(_evaluate(expr.item, table, fields))
-
-
-def utc_seconds(value: datetime) -> int:
-    """An aware datetime as epoch seconds."""
-    return int(value.astimezone(timezone.utc).timestamp())

@@ -20,3 +20,14 @@ from connector.run.workers import MAX_WORKERS, pool_size
 )
 def test_pool_size(requested: int | None, default: int, modules: int, size: int) -> None:
     assert pool_size(requested, default, modules) == size
+
+
+def test_the_workers_knob_refuses_more_than_zoho_serves_at_once() -> None:
+    from pydantic import ValidationError
+
+    from connector.config import Tuning
+
+    assert Tuning.model_fields["workers"].metadata[-1].le == MAX_WORKERS
+    Tuning(workers=MAX_WORKERS)
+    with pytest.raises(ValidationError):
+        Tuning(workers=MAX_WORKERS + 1)

@@ -138,6 +138,14 @@ class Tuning(BaseModel):
     workers: int = Field(default=4, ge=1, le=10)
     group_calls: int = Field(default=1, ge=1)
     checkpoint_rows: int = Field(default=200_000, ge=1)
+    # Zoho's 429s (see connector.zoho.retry): seconds of waiting per call before 429s that
+    # persist are taken as spent credits, and the first wait (it doubles, up to a minute).
+    rate_limit_budget: float = Field(default=300.0, ge=0)
+    rate_limit_initial_wait: float = Field(default=2.0, gt=0)
+    # Bulk result downloads per minute for this run (Zoho allows 10 per org), and how long a
+    # refused download keeps being tried again before its module fails.
+    downloads_per_minute: int = Field(default=10, ge=1)
+    download_wait_budget: float = Field(default=3600.0, ge=0)
 
 
 TUNING_NAMES: tuple[str, ...] = tuple(Tuning.model_fields)

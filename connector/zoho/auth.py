@@ -20,6 +20,7 @@ import requests
 from connector.config import InstanceType, Settings
 from connector.errors import AuthError
 from connector.redact import redact, register_secret
+from connector.zoho import limits
 from connector.zoho.endpoints import Endpoints, region_for_api_domain
 from connector.zoho.scopes import parse_granted
 
@@ -29,9 +30,11 @@ ENV_CACHE_DIR = "ZOHO_CRM_TOKEN_CACHE_DIR"
 DEFAULT_LIFETIME = 3600.0  # Zoho access tokens live one hour.
 
 _THROTTLE_MESSAGE = (
-    "Zoho is throttling token refreshes (10 per 10 minutes per refresh token); wait a few "
-    "minutes, and reuse the token cache between runs"
+    "Zoho is throttling token refreshes (10 per 10 minutes per refresh token) and still refused "
+    "after waiting {minutes:.0f} minutes: another process may be refreshing with the same "
+    "refresh token; share one token cache between runs, and try again later"
 )
+_CREDENTIAL_ERRORS = frozenset({"invalid_client", "invalid_client_secret", "invalid_code"})
 _OFF_MESSAGE = (
     "access token expired or invalid; supply a new OAuthAccessToken or set InitiateOAuth=REFRESH"
 )
@@ -303,7 +306,8 @@ class TokenManager:
         host = self.accounts_host
         timeout = (settings.tuning.http_connect_timeout, settings.tuning.http_read_timeout)
         attempts = settings.tuning.max_attempts
-        for attempt in range(attempts):
+        failures = throttled = 0
+        while True:
             started = self._clock()
             self.refresh_count += 1
             for listener in self._listeners:
@@ -321,52 +325,43 @@ class TokenManager:
                 body = response.json()
             except ValueError:
                 body = None
-            if not isinstance(body, dict):
-                if response.status_code >= 500 and attempt + 1 < attempts:
-                    self._sleep(self._backoff(attempt))
-                    continue
-                raise AuthError(
-                    f"the Zoho accounts server {host} answered HTTP {response.status_code} "
-                    "without a JSON token response: check Region (or AccountsServer)"
-                )
             # Zoho may answer 200 with an error body (or 400 for the throttle): the body decides.
-            token = body.get("access_token")
+            token = body.get("access_token") if isinstance(body, dict) else None
             if isinstance(token, str) and token:
+                assert isinstance(body, dict)
                 self._accept(body, token, started)
                 return
-            error = str(body.get("error") or "")
-            description = str(body.get("error_description") or "")
-            if error.lower() == "access denied" or "too many requests" in description.lower():
-                if attempt + 1 < attempts:
-                    wait = self._backoff(attempt)
-                    log.warning(
-                        "Zoho is throttling token refreshes; retrying in %.1f s (attempt %d of %d)",
-                        wait,
-                        attempt + 1,
-                        attempts,
-                    )
-                    self._sleep(wait)
-                    continue
-                raise AuthError(_THROTTLE_MESSAGE)
-            if error in ("invalid_client", "invalid_client_secret"):
-                raise AuthError(
-                    f"Zoho rejected the client id/secret at {host} ({error}): check OAuthClientId/"
-                    "OAuthClientSecret, and that Region matches the data centre where the client "
-                    "was registered"
-                )
-            if error == "invalid_code":
-                raise AuthError(
-                    "the refresh token was refused (invalid_code: revoked or mistyped): generate a new "
-                    "OAuthRefreshToken"
-                )
-            if response.status_code >= 500 and attempt + 1 < attempts:
-                self._sleep(self._backoff(attempt))
+            if isinstance(body, dict) and _is_throttle(body):
+                throttled += 1
+                if self._wait_out_throttle(throttled):
+                    return
                 continue
-            what = redact(error or description or f"HTTP {response.status_code}")[:120]
-            raise AuthError(
-                f"Zoho refused the token refresh at {host} ({what}): check the OAuth settings"
-            )
-        raise AuthError(f"the token refresh at {host} kept failing: try again later")
+            transient = response.status_code >= 500 and not _names_credential(body)
+            if transient and failures + 1 < attempts:
+                self._sleep(self._backoff(failures))
+                failures += 1
+                continue
+            raise _refusal(body, response.status_code, host)
+
+    def _wait_out_throttle(self, throttled: int) -> bool:
+        """Wait a whole throttle window; True if another process has left a live token since.
+
+        Zoho counts 10 new tokens per refresh token in 10 minutes, and may count refused asks
+        too: asking again within seconds never helps, so wait the window out (a bounded number
+        of times, then give up with a clear line).
+        """
+        wait = limits.TOKEN_REFRESH_WINDOW + limits.TOKEN_THROTTLE_MARGIN
+        if throttled > limits.TOKEN_THROTTLE_WAITS:
+            raise AuthError(_THROTTLE_MESSAGE.format(minutes=(throttled - 1) * wait / 60))
+        log.warning(
+            "Zoho is throttling token refreshes (10 per refresh token in 10 minutes); waiting "
+            "%.0f s for the window to pass (wait %d of %d)",
+            wait,
+            throttled,
+            limits.TOKEN_THROTTLE_WAITS,
+        )
+        self._sleep(wait)
+        return self._load_cache()
 
     def _accept(self, body: dict[str, Any], token: str, started: float) -> None:
         raw = body.get("expires_in")
@@ -386,3 +381,39 @@ class TokenManager:
         self.granted_scopes = parse_granted(scope)
         log.info("obtained a new access token from %s", self.accounts_host)
         self._write_cache(scope if isinstance(scope, str) else None, started)
+
+
+def _is_throttle(body: Mapping[str, Any]) -> bool:
+    """Whether a token-endpoint answer is Zoho's "too many requests" throttle."""
+    error = str(body.get("error") or "")
+    description = str(body.get("error_description") or "")
+    return error.lower() == "access denied" or "too many requests" in description.lower()
+
+
+def _names_credential(body: Any) -> bool:
+    """Whether Zoho refused the client or the refresh token itself (retrying cannot help)."""
+    return isinstance(body, dict) and body.get("error") in _CREDENTIAL_ERRORS
+
+
+def _refusal(body: Any, status: int, host: str) -> AuthError:
+    """The one-line AuthError for a refused refresh (never echoing a secret)."""
+    if not isinstance(body, dict):
+        return AuthError(
+            f"the Zoho accounts server {host} answered HTTP {status} "
+            "without a JSON token response: check Region (or AccountsServer)"
+        )
+    error = str(body.get("error") or "")
+    description = str(body.get("error_description") or "")
+    if error in ("invalid_client", "invalid_client_secret"):
+        return AuthError(
+            f"Zoho rejected the client id/secret at {host} ({error}): check OAuthClientId/"
+            "OAuthClientSecret, and that Region matches the data centre where the client "
+            "was registered"
+        )
+    if error == "invalid_code":
+        return AuthError(
+            "the refresh token was refused (invalid_code: revoked or mistyped): generate a new "
+            "OAuthRefreshToken"
+        )
+    what = redact(error or description or f"HTTP {status}")[:120]
+    return AuthError(f"Zoho refused the token refresh at {host} ({what}): check the OAuth settings")

@@ -1,7 +1,10 @@
 """ZohoClient: one session, timeouts, retries, the token on every call, and the credit meter.
 
 Each call is an :class:`ApiRequest` priced by :func:`call_cost` (Zoho's figures live in
-:mod:`connector.zoho.limits`); :mod:`connector.zoho.responses` maps Zoho's answers to errors.
+:mod:`connector.zoho.limits`); :mod:`connector.zoho.responses` maps Zoho's answers to errors,
+:mod:`connector.zoho.retry` decides when a failed call is tried again, and
+:mod:`connector.zoho.pacing` holds the org's shared limits: calls in flight (lowered while 429s
+come) and Bulk downloads a minute.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import random
 import re
 import threading
 import time
@@ -22,12 +24,6 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import requests
-from tenacity import (
-    RetryCallState,
-    Retrying,
-    retry_if_exception_type,
-    stop_after_attempt,
-)
 
 from connector.config import Settings
 from connector.errors import (
@@ -47,7 +43,9 @@ from connector.zoho.endpoints import (
     relative_path,
     resolve_endpoints,
 )
+from connector.zoho.pacing import ConcurrencyLimiter, DownloadPacer
 from connector.zoho.responses import INVALID_TOKEN_CODES, parse_error_body, raise_for_response
+from connector.zoho.retry import CallRetries
 
 log = logging.getLogger(__name__)
 
@@ -275,8 +273,10 @@ class ZohoClient:
         meter: CreditMeter | None = None,
         sleep: Callable[[float], None] = time.sleep,
         endpoints: Endpoints | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.settings = settings
+        tuning = settings.tuning
         self._owns_session = session is None
         if session is None:
             session = requests.Session()
@@ -290,7 +290,10 @@ class ZohoClient:
         self.meter = meter or CreditMeter()
         self.tokens.add_refresh_listener(self.meter.record_token_refresh)
         self._sleep = sleep
-        self._timeout = (settings.tuning.http_connect_timeout, settings.tuning.http_read_timeout)
+        self._timeout = (tuning.http_connect_timeout, tuning.http_read_timeout)
+        # Per org, so shared by every worker of the run (they all use this client).
+        self.limiter = ConcurrencyLimiter(tuning.workers * tuning.group_calls)
+        self.pacer = DownloadPacer(tuning.downloads_per_minute, clock=clock, sleep=sleep)
         self._server_time: datetime | None = None
         self._server_time_lock = threading.Lock()
 
@@ -461,46 +464,37 @@ class ZohoClient:
 
         return parse
 
-    def _wait(self, state: RetryCallState) -> float:
-        tuning = self.settings.tuning
-        # Exponential backoff with jitter, capped (computed here: tenacity renamed its knobs).
-        exponent = min(state.attempt_number - 1, 60)
-        backoff = tuning.retry_initial_wait * (2**exponent)
-        backoff += random.uniform(0, tuning.retry_initial_wait)
-        backoff = min(backoff, tuning.retry_max_wait)
-        exc = state.outcome.exception() if state.outcome else None
-        retry_after = getattr(exc, "retry_after", None)
-        if isinstance(retry_after, (int, float)):
-            return max(float(retry_after), backoff)
-        return backoff
-
-    def _log_retry(self, state: RetryCallState) -> None:
-        exc = state.outcome.exception() if state.outcome else None
-        wait = state.next_action.sleep if state.next_action else 0.0
-        status = getattr(exc, "status", None)
-        code = getattr(exc, "code", None)
-        url = getattr(exc, "url", None) or ""
-        log.warning(
-            "retrying %s after %s%s (attempt %d of %d, waiting %.1f s)",
-            url,
-            f"HTTP {status}" if status else type(exc).__name__,
-            f" {code}" if code else "",
-            state.attempt_number,
-            self.settings.tuning.max_attempts,
-            wait,
-        )
-
     def _call(self, request: ApiRequest, consume: Callable[[requests.Response], T]) -> T:
-        """Send ``request`` (retried on RetriableAPIError) and hand its answer to ``consume``."""
-        retrying = Retrying(
-            retry=retry_if_exception_type(RetriableAPIError),
-            wait=self._wait,
-            stop=stop_after_attempt(self.settings.tuning.max_attempts),
-            sleep=self._sleep,
-            reraise=True,
-            before_sleep=self._log_retry,
-        )
-        return retrying(lambda: consume(self._send_authorised(request)))
+        """Send ``request`` (tried again by :class:`CallRetries`' rules), ``consume`` its answer.
+
+        Each attempt holds a slot of the org's :class:`ConcurrencyLimiter` (a 429 lowers it);
+        a Bulk result download first waits for the :class:`DownloadPacer`.
+        """
+        download = request.kind == "bulk_download"
+        retries = CallRetries(self.settings.tuning, download=download, lockout=self.pacer.lockout)
+        while True:
+            if download:
+                self.pacer.acquire()
+            ticket = self.limiter.acquire()
+            try:
+                result = consume(self._send_authorised(request))
+            except RetriableAPIError as exc:
+                throttled = exc.status == 429
+                self.limiter.release(ticket, throttled=throttled)
+                if throttled and download:
+                    self.pacer.refused(exc.retry_after)
+                wait = retries.wait_after(exc)
+                retries.log(
+                    exc.url or _safe_url(self.url(request.path)), exc, wait, self.limiter.limit
+                )
+                if wait > 0:
+                    self._sleep(wait)
+                continue
+            except BaseException:
+                self.limiter.release(ticket)
+                raise
+            self.limiter.release(ticket, served=True)
+            return result
 
     def _send_authorised(self, request: ApiRequest) -> requests.Response:
         """One attempt: send with a valid token and map Zoho's answer to an error or a success.

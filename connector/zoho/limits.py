@@ -73,3 +73,39 @@ BULK_ROWS_PER_JOB = 200_000
 BULK_FIELDS_PER_JOB = 200
 # Bulk Read cannot export these modules.
 BULK_UNSUPPORTED_MODULES = frozenset({"Notes", "Attachments", "Emails"})
+# Zoho serves at most 10 result downloads a minute per org; past that it answers 429 (no
+# Retry-After) and serves again only after a minute (Bulk Read limitations page). Assumed, as the
+# least convenient reading: the window slides (any 60 s, not the calendar minute), and a refused
+# download starts the minute again. The margin covers the clocks of two hosts and the time a
+# request takes to arrive.
+BULK_DOWNLOADS_PER_MINUTE = 10
+BULK_DOWNLOAD_WINDOW = 60.0
+BULK_DOWNLOAD_LOCKOUT = 60.0
+BULK_DOWNLOAD_MARGIN = 2.0
+# A completed job's result stays downloadable for a day (Bulk Read limitations), so a refused
+# download is downloaded again rather than the job (50 credits) created again.
+BULK_RESULT_LIFETIME = 24 * 3600.0
+
+# -- Rate limits (Zoho's API Limits and status-code pages) ---------------------------------------
+
+# 429 TOO_MANY_REQUESTS means either "the day's credits are spent" or "too many calls at once",
+# and neither its body nor a header reliably says which (no Retry-After is documented). Only
+# these say the credits are spent: the ``X-API-CREDITS-REMAINING`` header at 0 (sent once half
+# the day's credits are used) or the code below.
+CREDITS_REMAINING_HEADER = "X-API-CREDITS-REMAINING"
+CREDITS_SPENT_CODE = "LIMIT_REACHED"
+# The longest single wait after an ambiguous 429: Zoho's concurrency windows are counted in
+# seconds, and a minute is long enough for any in-flight call of the org to finish.
+RATE_LIMIT_MAX_WAIT = 60.0
+
+# -- OAuth (Zoho's Token Validity page) ----------------------------------------------------------
+
+# At most 10 new access tokens per refresh token in 10 minutes; past that the token endpoint
+# answers {"error": "Access Denied", "error_description": "You have made too many requests
+# continuously..."} with HTTP 200 or 400. Assumed, as the least convenient reading: refused
+# requests count too, so asking again within the window never helps; wait the whole window.
+TOKEN_REFRESHES_PER_WINDOW = 10
+TOKEN_REFRESH_WINDOW = 600.0
+# Waits of a whole window (plus a margin) before a throttled refresh gives up.
+TOKEN_THROTTLE_WAITS = 2
+TOKEN_THROTTLE_MARGIN = 10.0

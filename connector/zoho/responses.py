@@ -2,7 +2,7 @@
 
 Zoho answers an error with a JSON body ``{"code", "message", "details", "status": "error"}`` (for a
 multi-record call, one such object per element of ``data``). 429 and 5xx are retried, except a
-429 that means the day's credits are spent; a missing scope, a refused token and bad credentials
+429 that says for certain that the day's credits are spent (never decided by its message); a missing scope, a refused token and bad credentials
 are auth errors; a module the org cannot serve is skipped; any other 4xx is fatal.
 """
 
@@ -23,6 +23,7 @@ from connector.errors import (
     RetriableAPIError,
 )
 from connector.redact import redact
+from connector.zoho import limits
 from connector.zoho.scopes import scope_for_call
 
 # Codes of a 401 that mean the access token expired or was revoked: refresh it and send again.
@@ -70,18 +71,22 @@ def _retry_after(response: requests.Response) -> float | None:
     return max(0.0, seconds)
 
 
-def _credits_spent(response: requests.Response, code: str | None, message: str) -> bool:
-    # House decision: Zoho answers 429 TOO_MANY_REQUESTS both when the daily credits are spent
-    # and when too many calls run at once, and the status does not say which. We read a 429 as
-    # "credits spent" when X-API-CREDITS-REMAINING is 0, the code is LIMIT_REACHED, or the message
-    # speaks of the (daily/API) limit being exceeded or of credits; any other 429 is concurrency
-    # and is retried.
-    if response.headers.get("X-API-CREDITS-REMAINING", "").strip() == "0":
-        return True
-    if code == "LIMIT_REACHED":
-        return True
-    lowered = message.lower()
-    return "limit exceeded" in lowered or "credit" in lowered
+def _credits_spent(response: requests.Response, code: str | None) -> bool:
+    """Whether a 429 says for certain that the org's daily credits are spent.
+
+    Zoho answers 429 TOO_MANY_REQUESTS both when the credits are spent and when too many calls
+    run at once, and its message is not a contract: it may speak of credits either way. So only
+    ``X-API-CREDITS-REMAINING: 0`` (the header appears once half the day's credits are used) or
+    the code ``LIMIT_REACHED`` count; any other 429 is waited out (:mod:`connector.zoho.retry`),
+    and only 429s that persist through the rate-limit budget are taken as spent credits.
+    """
+    remaining = response.headers.get(limits.CREDITS_REMAINING_HEADER, "").strip()
+    try:
+        if remaining and float(remaining) <= 0:
+            return True
+    except ValueError:
+        pass
+    return code == limits.CREDITS_SPENT_CODE
 
 
 def _describe(
@@ -108,7 +113,7 @@ def raise_for_response(method: str, url: str, response: requests.Response) -> No
     text = _describe(method, url, status, code, message, details)
     common: dict[str, Any] = {"status": status, "code": code, "url": url, "details": details}
     if status == 429:
-        if _credits_spent(response, code, message):
+        if _credits_spent(response, code):
             raise CreditsExhausted(
                 text + " (the org's daily API credits are spent: run again when they renew)",
                 **common,

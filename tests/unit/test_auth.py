@@ -175,22 +175,41 @@ THROTTLE = {
 
 
 @pytest.mark.parametrize("status", [200, 400])
-def test_throttle_backs_off_then_succeeds(tmp_path: Path, status: int) -> None:
+def test_throttle_waits_for_the_window_then_succeeds(tmp_path: Path, status: int) -> None:
     tm, adapter, waits = manager(
         make_settings(tmp_path),
         [response(status, THROTTLE), response(status, THROTTLE), token_ok("1000.ok.aaa")],
     )
     assert tm.access_token() == "1000.ok.aaa"
-    assert waits == [1.0, 2.0]
+    # Never again within seconds: each wait covers Zoho's whole 10-minute window.
+    assert waits == [610.0, 610.0]
     assert len(adapter.requests) == 3
 
 
 def test_throttle_gives_up_with_clear_message(tmp_path: Path) -> None:
     tm, adapter, waits = manager(make_settings(tmp_path), [response(200, THROTTLE)] * 4)
-    with pytest.raises(AuthError, match=r"throttling token refreshes \(10 per 10 minutes"):
+    with pytest.raises(AuthError, match=r"throttling token refreshes \(10 per 10 minutes") as info:
         tm.access_token()
-    assert waits == [1.0, 2.0, 4.0]
-    assert len(adapter.requests) == 4
+    assert "after waiting 20 minutes" in str(info.value)
+    assert waits == [610.0, 610.0]
+    assert len(adapter.requests) == 3
+
+
+def test_throttle_wait_picks_up_a_token_another_process_cached(tmp_path: Path) -> None:
+    settings = make_settings(tmp_path)
+    clock = Clock()
+    other, _, _ = manager(settings, [token_ok("1000.other.aaa")], clock=clock)
+    waits: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        waits.append(seconds)
+        assert other.access_token() == "1000.other.aaa"  # meanwhile, another run refreshed
+
+    session, adapter = fake_session([response(200, THROTTLE)])
+    tm = TokenManager(settings, resolve_endpoints(settings), session, clock=clock, sleep=sleep)
+    assert tm.access_token() == "1000.other.aaa"
+    assert waits == [610.0]
+    assert len(adapter.requests) == 1  # no second ask: the cached token was live
 
 
 @pytest.mark.parametrize(

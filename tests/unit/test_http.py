@@ -33,7 +33,9 @@ from connector.zoho.http import (
 )
 
 ACCESS = "1000.access-token-for-tests.abc"
-TUNING = Tuning(retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=4)
+TUNING = Tuning(
+    retry_initial_wait=0.01, retry_max_wait=0.08, max_attempts=4, rate_limit_initial_wait=0.01
+)
 
 
 def off_settings(**overrides: Any) -> Settings:
@@ -213,7 +215,6 @@ def test_retry_is_logged_without_token(caplog: pytest.LogCaptureFixture) -> None
             CreditsExhausted,
             "429",
         ),
-        (zoho_error(429, "TOO_MANY_REQUESTS", "Daily API limit exceeded"), CreditsExhausted, "429"),
     ],
 )
 def test_error_mapping(reply: requests.Response, error: type[Exception], needle: str) -> None:

@@ -19,7 +19,7 @@ from types import FrameType, TracebackType
 from typing import TYPE_CHECKING, Any
 
 from connector.simulator.credits import CreditLedger
-from connector.simulator.faults import FaultConfig
+from connector.simulator.faults import DEFAULT_THROTTLE_MESSAGE, FaultConfig
 from connector.simulator.oauth import OAuthServer
 
 if TYPE_CHECKING:
@@ -60,6 +60,12 @@ class Simulator:
             requests.get(sim.url + "/crm/v8/org", headers=...)
 
     ``org``, ``credits``, ``requests`` and ``faults`` are live views tests can read and change.
+
+    Zoho's limits are on by default: 10 Bulk downloads a minute (``download_limit_per_minute``),
+    10 new tokens per refresh token in 10 minutes. Every 429 carries ``throttle_message`` (by
+    default one that speaks of credits, whatever the cause) and no ``Retry-After`` unless
+    ``retry_after`` (seconds) is given; ``oauth_throttle_status`` is the token throttle's status
+    (200 as Kaizen #43 says; Singer's tap sees 400).
     """
 
     def __init__(
@@ -75,6 +81,9 @@ class Simulator:
         bulk_polls: int = 2,
         daily_credits: int | None = None,
         download_limit_per_minute: int = 10,
+        throttle_message: str = DEFAULT_THROTTLE_MESSAGE,
+        retry_after: int | None = None,
+        oauth_throttle_status: int = 200,
         faults: FaultConfig | None = None,
         scopes: Sequence[str] = DEFAULT_SCOPES,
         fixture: Path | None = None,
@@ -103,6 +112,9 @@ class Simulator:
             "bulk_page_size": bulk_page_size,
             "bulk_polls": bulk_polls,
             "download_limit_per_minute": download_limit_per_minute,
+            "throttle_message": throttle_message,
+            "retry_after": retry_after,
+            "oauth_throttle_status": oauth_throttle_status,
             "sleep": sleep,
         }
         self._server: SimHTTPServer | None = None

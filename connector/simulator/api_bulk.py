@@ -203,15 +203,9 @@ def bulk_download(app: SimApp, call: Call, job_id: str) -> Response:
     path = app.bulk.result_file(job_id)
     wait = app.bulk.take_download_slot()
     if wait is not None:
-        # Zoho documents 429 after 10 downloads a minute but no Retry-After header; the
-        # simulator adds one (seconds until a slot frees) as a courtesy to clients.
-        raise ApiError(
-            429,
-            "TOO_MANY_REQUESTS",
-            "too many download requests, try again after a minute",
-            {},
-            headers={"Retry-After": str(wait)},
-        )
+        # Zoho documents 429 after 10 downloads a minute and no Retry-After header: none is
+        # sent unless the simulator is told to (then the seconds until downloads resume).
+        raise app.too_many_requests(retry_after=wait)
     app.charge(call, "bulk_download", PRICES["bulk_download"])
     return Response(
         200,

@@ -3,7 +3,10 @@
 zoho-api.md §3: a job is created with 201 ``ADDED_SUCCESSFULLY``; its state moves ADDED → QUEUED →
 IN PROGRESS → COMPLETED (or FAILURE); the result is a ZIP holding ``<job_id>.csv`` with at most
 ``page_size`` rows (200,000 on Zoho), later pages through ``page`` or ``page_token``; 10
-downloads per minute. Here each status poll advances a job one step, so a job reaches COMPLETED
+downloads per minute per org, then 429 until a minute has passed. Assumed, as the least
+convenient reading of "served again after one minute": the window slides (any 60 s, not the
+calendar minute), and every refused download starts the minute again, so a client that asks
+again within the minute keeps itself locked out. Here each status poll advances a job one step, so a job reaches COMPLETED
 after ``polls`` polls (no timers), provided its result file is ready; the file is written by a
 background thread started when the job is created.
 """
@@ -143,6 +146,8 @@ class BulkManager:
         self.jobs: dict[str, BulkJob] = {}
         self.tokens: dict[str, PageToken] = {}
         self._downloads: deque[datetime] = deque()
+        self._downloads_blocked_until: datetime | None = None
+        self.downloads_refused = 0
         self._ids = itertools.count(1)
         self._lock = threading.Lock()
 
@@ -274,14 +279,20 @@ class BulkManager:
 
     # --- download -------------------------------------------------------------------------
     def take_download_slot(self) -> int | None:
-        """Count a download; None when allowed, else the seconds to wait (Retry-After)."""
+        """Count a download; None when allowed, else the seconds until downloads resume."""
+        minute = timedelta(minutes=1)
         with self._lock:
             now = self.clock()
-            while self._downloads and now - self._downloads[0] >= timedelta(minutes=1):
+            while self._downloads and now - self._downloads[0] >= minute:
                 self._downloads.popleft()
-            if len(self._downloads) >= self.download_limit:
-                wait = timedelta(minutes=1) - (now - self._downloads[0])
-                return max(1, math.ceil(wait.total_seconds()))
+            blocked = self._downloads_blocked_until
+            if len(self._downloads) >= self.download_limit or (
+                blocked is not None and now < blocked
+            ):
+                # Refused: downloads resume a minute after this refusal.
+                self.downloads_refused += 1
+                self._downloads_blocked_until = now + minute
+                return math.ceil(minute.total_seconds())
             self._downloads.append(now)
             return None
 

@@ -53,12 +53,23 @@ class FaultConfig:
         return dataclasses.asdict(self)
 
 
-TOO_MANY_REQUESTS_BODY: dict[str, object] = {
-    "code": "TOO_MANY_REQUESTS",
-    "details": {},
-    "message": "Too many requests. Please try again after some time.",
-    "status": "error",
-}
+# Zoho answers 429 TOO_MANY_REQUESTS both when the org's credits are spent and when too many
+# calls run at once, and its message is not a contract (zoho-api.md §7, §11). Assumed, as the
+# least convenient reading: any wording is possible, so by default every 429 of the simulator
+# (random faults, the concurrency cap, the download limit) speaks of credits whatever its cause;
+# a client must never take the wording as "credits spent". ``Simulator(throttle_message=...)``
+# changes it. No Retry-After is documented, so none is sent unless ``Simulator(retry_after=N)``.
+DEFAULT_THROTTLE_MESSAGE = (
+    "You have exceeded the maximum number of API credits or concurrent requests."
+)
+
+
+def too_many_requests_body(message: str = DEFAULT_THROTTLE_MESSAGE) -> dict[str, object]:
+    """Zoho's 429 body, ``TOO_MANY_REQUESTS`` with ``message``."""
+    return {"code": "TOO_MANY_REQUESTS", "details": {}, "message": message, "status": "error"}
+
+
+TOO_MANY_REQUESTS_BODY: dict[str, object] = too_many_requests_body()
 INTERNAL_ERROR_BODY: dict[str, object] = {
     "code": "INTERNAL_ERROR",
     "details": {},

@@ -4,6 +4,10 @@ Facts modelled (zoho-api.md §1): access tokens live one hour by default; at mos
 tokens per refresh token in 10 minutes; at most 15 live access tokens per refresh token, the 16th
 invalidating the oldest; authorization codes are single-use and live 3 minutes; revoking a refresh
 token kills its access tokens. Every expiry is decided by the injected clock.
+
+Assumed, as the least convenient reading of the throttle's "You have made too many requests
+continuously": once refused, every ask within 10 minutes of the last refused ask is refused too,
+so a client that asks again within seconds only keeps itself throttled. (Whether the refusal is HTTP 200 or 400 is the server's ``oauth_throttle_status``.)
 """
 
 from __future__ import annotations
@@ -59,6 +63,8 @@ class RefreshTokenState:
     scopes: tuple[str, ...]
     revoked: bool = False
     issued_at: deque[datetime] = field(default_factory=deque)  # for the 10-in-10-minutes throttle
+    throttled: int = 0  # refreshes refused by the throttle
+    throttled_until: datetime | None = None  # 10 minutes after the last refused ask
     live: deque[str] = field(default_factory=deque)  # access tokens, oldest first
 
 
@@ -161,7 +167,11 @@ class OAuthServer:
     def _mint(self, rt: RefreshTokenState, now: datetime) -> dict[str, object]:
         while rt.issued_at and now - rt.issued_at[0] >= THROTTLE_WINDOW:
             rt.issued_at.popleft()
-        if len(rt.issued_at) >= THROTTLE_MAX:
+        locked = rt.throttled_until is not None and now < rt.throttled_until
+        if locked or len(rt.issued_at) >= THROTTLE_MAX:
+            # Refused; and asking again within the window keeps it so.
+            rt.throttled += 1
+            rt.throttled_until = now + THROTTLE_WINDOW
             raise OAuthError(THROTTLE_BODY)
         # Drop expired tokens from the live list, then push out the oldest beyond 15.
         while rt.live and self.access_tokens[rt.live[0]].expires_at <= now:

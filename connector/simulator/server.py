@@ -30,10 +30,11 @@ from connector.simulator import (
 from connector.simulator.bulk import BulkError, BulkManager
 from connector.simulator.credits import LIMIT_REACHED_BODY, CreditLedger
 from connector.simulator.faults import (
+    DEFAULT_THROTTLE_MESSAGE,
     INTERNAL_ERROR_BODY,
-    TOO_MANY_REQUESTS_BODY,
     FaultConfig,
     FaultInjector,
+    too_many_requests_body,
 )
 from connector.simulator.oauth import OAuthServer
 from connector.simulator.query import Comparison, QueryError
@@ -179,6 +180,9 @@ class SimApp:
         bulk_polls: int,
         download_limit_per_minute: int,
         sleep: Callable[[float], None] = time.sleep,
+        throttle_message: str = DEFAULT_THROTTLE_MESSAGE,
+        retry_after: int | None = None,
+        oauth_throttle_status: int = 200,
     ) -> None:
         self.org = org
         self.oauth = oauth
@@ -188,6 +192,11 @@ class SimApp:
         self.oauth.lifetime_override = lambda: self.faults.token_lifetime
         self.sleep = sleep
         self.clock = org.clock
+        # How a 429 reads: its message (by default one that speaks of credits, whatever the
+        # cause) and whether a Retry-After is sent (Zoho documents none; opt-in only).
+        self.throttle_message = throttle_message
+        self.retry_after = retry_after
+        self.oauth_throttle_status = oauth_throttle_status
         self.requests: list[RequestRecord] = []
         self._log_lock = threading.Lock()
         self.page_tokens: dict[str, api_records.PageState] = {}
@@ -263,11 +272,11 @@ class SimApp:
         allowed = self.injector.enter()
         try:
             if not allowed:
-                return Response.json(429, TOO_MANY_REQUESTS_BODY, code="TOO_MANY_REQUESTS")
+                return Response.error(self.too_many_requests())
             self._latency()  # while counted in flight, so slow calls fill the concurrency cap
             fault = self.injector.roll()
             if fault == 429:
-                return Response.json(429, TOO_MANY_REQUESTS_BODY, code="TOO_MANY_REQUESTS")
+                return Response.error(self.too_many_requests())
             if fault == 500:
                 return Response.json(500, INTERNAL_ERROR_BODY, code="INTERNAL_ERROR")
             if fault == 503:
@@ -313,6 +322,17 @@ class SimApp:
         return self.endpoints[route.name](self, call, **params)
 
     # --- what the handlers share ------------------------------------------------------------
+    def too_many_requests(self, retry_after: int | None = None) -> ApiError:
+        """A 429 TOO_MANY_REQUESTS with the configured message; ``Retry-After`` only when opted
+        in (``retry_after`` seconds, or the configured figure)."""
+        body = too_many_requests_body(self.throttle_message)
+        headers: dict[str, str] = {}
+        if self.retry_after is not None:
+            headers["Retry-After"] = str(
+                retry_after if retry_after is not None else self.retry_after
+            )
+        return ApiError(429, str(body["code"]), str(body["message"]), {}, headers=headers)
+
     def charge(self, call: Call, kind: str, credits: int) -> None:
         """Charge a call before doing its work; 429 LIMIT_REACHED when the budget is spent."""
         entry = self.credits.charge(kind, credits, call.method, call.path)

@@ -171,6 +171,28 @@ def test_fault_bodies(simulator: Simulator, client: Any) -> None:
     assert client.get("/crm/v8/org").status_code in (500, 503)
 
 
+def test_429_wording_is_ambiguous_and_retry_after_opt_in(
+    make_simulator: Callable[..., Simulator], make_client: Callable[..., Any]
+) -> None:
+    sim = make_simulator(faults=FaultConfig(rate_429=1.0))
+    resp = make_client(sim).get("/crm/v8/org")
+    assert resp.status_code == 429
+    # A concurrency-style fault, worded as Zoho may word it: it speaks of credits.
+    assert resp.json() == {
+        "code": "TOO_MANY_REQUESTS",
+        "details": {},
+        "message": "You have exceeded the maximum number of API credits or concurrent requests.",
+        "status": "error",
+    }
+    assert "Retry-After" not in resp.headers
+    other = make_simulator(
+        faults=FaultConfig(rate_429=1.0), throttle_message="Too many requests", retry_after=7
+    )
+    resp = make_client(other).get("/crm/v8/org")
+    assert resp.json()["message"] == "Too many requests"
+    assert resp.headers["Retry-After"] == "7"
+
+
 def test_concurrency_cap(
     make_simulator: Callable[..., Simulator], make_client: Callable[..., Any]
 ) -> None:

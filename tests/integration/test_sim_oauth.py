@@ -97,6 +97,21 @@ def test_throttle_after_ten_tokens_in_ten_minutes(make_simulator: Callable[..., 
     assert "access_token" in _refresh(sim)[1]
 
 
+def test_throttle_counts_refused_asks(make_simulator: Callable[..., Simulator]) -> None:
+    """Asking again within the window keeps the throttle on; it clears 10 minutes after the last."""
+    clock = FakeClock()
+    sim = make_simulator(clock=clock, oauth_throttle_status=400)
+    for _ in range(10):
+        assert "access_token" in _refresh(sim)[1]
+    clock.advance(300)
+    status, body = _refresh(sim)  # refused, and counted
+    assert status == 400 and body["error"] == "Access Denied"
+    clock.advance(301)  # the ten tokens have left the window, the refused ask has not
+    assert "access_token" not in _refresh(sim)[1]
+    clock.advance(601)
+    assert "access_token" in _refresh(sim)[1]
+
+
 def test_sixteenth_token_invalidates_the_oldest(make_simulator: Callable[..., Simulator]) -> None:
     clock = FakeClock()
     sim = make_simulator(clock=clock)

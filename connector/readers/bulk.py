@@ -9,6 +9,9 @@ and the file is never held in memory. Later pages are new jobs with ``{"query": 
 
 Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
 truncated or corrupt ZIP is downloaded again (``MAX_DOWNLOADS`` times), then its job created again.
+A download Zoho refuses with 429 (10 downloads a minute per org) never costs the job: the client
+paces downloads across workers and downloads the same result again once the minute has passed
+(:mod:`connector.zoho.pacing`, :mod:`connector.zoho.retry`); the result stays downloadable a day.
 A page whose CSV holds another number of rows than the job's ``result.count`` raises
 :class:`RetriableAPIError` (``BULK_INCOMPLETE``). A refused page token (expired after 24 h, or
 unknown) raises :class:`RetriableAPIError` with code ``BULK_PAGE_TOKEN``: a Bulk read is unordered,

@@ -104,7 +104,11 @@ def test_429s_worded_about_credits_are_waited_out(
 ) -> None:
     clock = FakeClock()
     sim = make_simulator(
-        seed=9, records=120, clock=clock, bulk_page_size=40, faults=FaultConfig(seed=1, rate_429=0.3)
+        seed=9,
+        records=120,
+        clock=clock,
+        bulk_page_size=40,
+        faults=FaultConfig(seed=1, rate_429=0.3),
     )
     assert "credits" in sim.app.throttle_message  # type: ignore[union-attr]
     settings = settings_for(sim, tmp_path, **READERS[reader])

@@ -24,15 +24,23 @@ import logging
 import math
 import random
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
-from connector.errors import CreditsExhausted, RetriableAPIError
+from connector.errors import CreditsExhausted, RetriableAPIError, ZohoAPIError
 from connector.zoho import limits
 
 if TYPE_CHECKING:
     from connector.config import Tuning
 
 log = logging.getLogger("connector.zoho.http")
+
+
+E = TypeVar("E", bound=ZohoAPIError)
+
+
+def _replacing(kind: type[E], message: str, exc: RetriableAPIError, code: str | None) -> E:
+    """An error of ``kind`` in place of ``exc``, keeping what Zoho said (status, url, details)."""
+    return kind(message, status=exc.status, code=code, url=exc.url, details=exc.details)
 
 
 def _finite(value: float | None) -> float | None:
@@ -89,30 +97,24 @@ class CallRetries:
         if retry_after is not None:
             wait = max(wait, retry_after)
         if left <= 0 or (retry_after is not None and retry_after > left):
-            raise CreditsExhausted(
+            message = (
                 f"{exc} (429 on every attempt for {self.throttle_waited:.0f} s of waiting, the "
                 f"rate_limit_budget of {budget:g} s: taking the org's daily API credits as spent; "
-                "run again when they renew, the state is resumable)",
-                status=exc.status,
-                code=exc.code,
-                url=exc.url,
-                details=exc.details,
-            ) from exc
+                "run again when they renew, the state is resumable)"
+            )
+            raise _replacing(CreditsExhausted, message, exc, exc.code) from exc
         self.throttle_waited += wait
         return wait
 
     def _after_refused_download(self, exc: RetriableAPIError) -> float:
         budget = self.tuning.download_wait_budget
         if self.throttle_waited >= budget:
-            raise RetriableAPIError(
+            message = (
                 f"{exc} (Zoho refused this Bulk result download for {self.throttle_waited:.0f} s, "
                 f"the download_wait_budget: another client may be using the org's 10 downloads a "
-                "minute)",
-                status=exc.status,
-                code="BULK_DOWNLOAD_REFUSED",
-                url=exc.url,
-                details=exc.details,
-            ) from exc
+                "minute)"
+            )
+            raise _replacing(RetriableAPIError, message, exc, "BULK_DOWNLOAD_REFUSED") from exc
         self.throttle_waited += max(self.lockout, _finite(exc.retry_after) or 0.0)
         # The pacer, shared by every worker, does the waiting before the next download.
         return 0.0

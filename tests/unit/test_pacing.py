@@ -5,24 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from support.faketime import FakeTime
 
 from connector.zoho.pacing import SUCCESSES_TO_GROW, ConcurrencyLimiter, DownloadPacer
-
-
-class FakeTime:
-    """A clock whose sleep moves it (so waiting is instant and exact)."""
-
-    def __init__(self) -> None:
-        self.now = 0.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
-
 
 # -- ConcurrencyLimiter ---------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 import requests
 from support.fakehttp import fake_session, response
+from support.faketime import FakeTime
 
 from connector.config import InitiateOAuth, Region, Settings, Tuning
 from connector.errors import CreditsExhausted, RetriableAPIError
@@ -19,21 +20,6 @@ ACCESS = "1000.access-token-for-tests.abc"
 # Zoho's own wording is not a contract: this one speaks of credits, yet it may be concurrency.
 CREDIT_WORDING = "You have exceeded the maximum number of API credits or concurrent requests."
 DOWNLOAD = "/crm/bulk/v8/read/111/result"
-
-
-class FakeTime:
-    """The client's clock and sleep: sleeping moves the clock, nothing really waits."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-        self.sleeps: list[float] = []
-
-    def clock(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.sleeps.append(seconds)
-        self.now += seconds
 
 
 def settings(**tuning: Any) -> Settings:
@@ -49,7 +35,7 @@ def client_for(
     script: list[Any] | None = None, *, handler: Any = None, **tuning: Any
 ) -> tuple[ZohoClient, Any, FakeTime]:
     session, adapter = fake_session(script, handler)
-    fake = FakeTime()
+    fake = FakeTime(1000.0)
     client = ZohoClient(settings(**tuning), session=session, sleep=fake.sleep, clock=fake.clock)
     return client, adapter, fake
 

@@ -24,6 +24,7 @@ from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
 import requests
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from connector.config import Settings
 from connector.errors import (
@@ -467,12 +468,15 @@ class ZohoClient:
     def _call(self, request: ApiRequest, consume: Callable[[requests.Response], T]) -> T:
         """Send ``request`` (tried again by :class:`CallRetries`' rules), ``consume`` its answer.
 
-        Each attempt holds a slot of the org's :class:`ConcurrencyLimiter` (a 429 lowers it);
-        a Bulk result download first waits for the :class:`DownloadPacer`.
+        tenacity runs the loop; :class:`CallRetries` is the policy (how long to wait after each
+        failure, and when to give up, by raising). Each attempt holds a slot of the org's
+        :class:`ConcurrencyLimiter` (a 429 lowers it); a Bulk result download first waits for
+        the :class:`DownloadPacer`.
         """
         download = request.kind == "bulk_download"
         retries = CallRetries(self.settings.tuning, download=download, lockout=self.pacer.lockout)
-        while True:
+
+        def attempt() -> T:
             if download:
                 self.pacer.acquire()
             ticket = self.limiter.acquire()
@@ -483,18 +487,30 @@ class ZohoClient:
                 self.limiter.release(ticket, throttled=throttled)
                 if throttled and download:
                     self.pacer.refused(exc.retry_after)
-                wait = retries.wait_after(exc)
-                retries.log(
-                    exc.url or _safe_url(self.url(request.path)), exc, wait, self.limiter.limit
-                )
-                if wait > 0:
-                    self._sleep(wait)
-                continue
+                raise
             except BaseException:
                 self.limiter.release(ticket)
                 raise
             self.limiter.release(ticket, served=True)
             return result
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            assert isinstance(exc, RetriableAPIError)
+            seconds = retries.wait_after(exc)  # raises when the call gives up
+            retries.log(
+                exc.url or _safe_url(self.url(request.path)), exc, seconds, self.limiter.limit
+            )
+            return seconds
+
+        def sleep(seconds: float) -> None:
+            if seconds > 0:  # a refused download waits in the pacer, not here
+                self._sleep(seconds)
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(RetriableAPIError), wait=wait, sleep=sleep, reraise=True
+        )
+        return retrying(attempt)
 
     def _send_authorised(self, request: ApiRequest) -> requests.Response:
         """One attempt: send with a valid token and map Zoho's answer to an error or a success.

@@ -19,7 +19,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from email.utils import parsedate_to_datetime
-from types import TracebackType
 from typing import Any, BinaryIO, TypeVar
 from urllib.parse import urlsplit
 
@@ -114,6 +113,14 @@ def call_cost(
     if params and params.get("cvid"):
         return "records", limits.RECORDS_CVID_CREDITS
     return "records", limits.RECORDS_PAGE_CREDITS
+
+
+# A connection that failed, hung or broke off mid-body: worth another attempt.
+TRANSPORT_ERRORS = (
+    requests.ConnectionError,
+    requests.Timeout,
+    requests.exceptions.ChunkedEncodingError,
+)
 
 
 class CreditMeter:
@@ -408,11 +415,7 @@ class ZohoClient:
                     if chunk:
                         dest.write(chunk)
                         written += len(chunk)
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise RetriableAPIError(
                     f"the download from {_safe_url(response.url or path)} broke off "
                     f"({type(exc).__name__})",
@@ -432,12 +435,7 @@ class ZohoClient:
     def __enter__(self) -> ZohoClient:
         return self
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         self.close()
 
     # -- machinery -----------------------------------------------------------------------------
@@ -571,11 +569,7 @@ class ZohoClient:
                     timeout=self._timeout,
                     stream=request.stream,
                 )
-            except (
-                requests.ConnectionError,
-                requests.Timeout,
-                requests.exceptions.ChunkedEncodingError,
-            ) as exc:
+            except TRANSPORT_ERRORS as exc:
                 raise RetriableAPIError(
                     f"{request.method} {safe_url} failed: {type(exc).__name__}", url=safe_url
                 ) from None

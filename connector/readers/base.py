@@ -10,8 +10,9 @@ values are normalised once, in :mod:`connector.lake.schema`. Three readers exist
 Each reader pages through Zoho with a small cursor object from :mod:`connector.readers.paging`
 that holds only the paging state and decides the next request from the last answer.
 
-An *ordered* reader yields batches in ascending ``(Modified_Time, id)`` order, so its caller may
-commit a watermark between batches. An unordered reader's output is only complete when ``read``
+An *ordered* reader yields batches in ascending ``Modified_Time`` order (COQL also by ``id`` within
+a second; the Records API's rows of one second in any order), so its caller may commit a
+watermark between batches. An unordered reader's output is only complete when ``read``
 returns; if it raises, the caller discards what it wrote during the read and starts again from its
 last committed watermark.
 """

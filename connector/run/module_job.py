@@ -42,6 +42,20 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Modules without ``Modified_Time``, and ``Users``.** A module without ``Modified_Time`` (such
+  as ``Actions_Performed``) has nothing the Records API can sort or filter a change by, so it is
+  read in full on every run (COQL and Records in ``id`` order, :mod:`connector.readers.scan`; Bulk
+  without criteria) and each run writes a new generation that replaces the last, as
+  ``--full-refresh`` does: no watermark, no live-edge deferral, no tombstones (a deleted record is
+  simply absent from the next generation). Its files are partitioned by the date of its first
+  datetime field (``action_performed_date=`` for ``Action_Performed_Time``); a module with no
+  datetime field at all is skipped with that reason. ``Users`` (:mod:`connector.readers.users`)
+  is read the same way, in full every run.
+* **Fields COQL refuses.** A module with a field COQL is known to refuse (line items,
+  ``Participants``, :mod:`connector.zoho.quirks`) is read by the Records API. A column COQL
+  refuses that the list does not know (``INVALID_QUERY`` naming it) is learned from that one
+  failed call: the read starts again with the Records API, and the manifest says why. A COQL
+  ``INVALID_QUERY`` that names no column means Zoho refuses the module: it is skipped.
 * **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
   not written (:func:`defer_live_edge`, between the dedupe and the writer): their second may not
   be over, and a record changed again within it gets the same ``(id, Modified_Time)`` pair, which
@@ -64,7 +78,15 @@ import pyarrow.compute as pc
 
 from connector.config import Settings
 from connector.crashpoints import crashpoint
-from connector.errors import AuthError, BudgetExceeded, CreditsExhausted, RetriableAPIError
+from connector.errors import (
+    AuthError,
+    BudgetExceeded,
+    CreditsExhausted,
+    FatalAPIError,
+    ModuleUnavailable,
+    RetriableAPIError,
+    ZohoAPIError,
+)
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
 from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
@@ -79,13 +101,16 @@ from connector.lake.state import (
 )
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.readers.base import BULK, COQL, ReaderStats
+from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS, Reader, ReaderStats
+from connector.readers.scan import make_scan_reader
+from connector.readers.users import USERS_META, UsersReader
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
 from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
+from connector.zoho.quirks import coql_refused, refused_column, refuses_module
 from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
@@ -117,6 +142,31 @@ RESTART_CODES = frozenset(
 
 class Stopped(Exception):
     """Raised inside a module's read when the run is stopping (credits, budget)."""
+
+
+class _NoWatermark(WatermarkTracker):
+    """The tracker of a module read in full every run: it never sets a watermark."""
+
+    def observe(self, batch: pa.RecordBatch) -> None:
+        """Nothing to follow: the next run reads everything again."""
+
+
+def layout_column(schema: ModuleSchema) -> str | None:
+    """The datetime column a module's files are partitioned by: ``Modified_Time``, else the
+    module's first datetime field, else None."""
+    if MODIFIED_TIME in schema.names:
+        return MODIFIED_TIME
+    for arrow_field in schema.arrow:
+        if pa.types.is_timestamp(arrow_field.type):
+            return str(arrow_field.name)
+    return None
+
+
+def partition_name(column: str) -> str:
+    """The hive partition key for ``column``: ``Modified_Time`` -> ``modified_date``,
+    ``Action_Performed_Time`` -> ``action_performed_date``."""
+    base = column.lower()
+    return (base[: -len("_time")] if base.endswith("_time") else base) + "_date"
 
 
 @dataclass
@@ -203,6 +253,13 @@ class ModuleJob:
         self.name = target.meta.api_name
         self.cap: datetime | None = None
         """The data watermark's cap: the server time the read started, minus the margin."""
+        self.users = target.meta is USERS_META
+        self.full_each_run = self.users
+        """Read in full every run, as a new generation (Users, modules without Modified_Time)."""
+        self.layout: str = MODIFIED_TIME
+        """The datetime column the module's files are partitioned by."""
+        self.learned_refused: list[str] = []
+        """Columns COQL refused during this run (not in the known list)."""
 
     # progress ---------------------------------------------------------------------------------
 
@@ -244,14 +301,15 @@ class ModuleJob:
         state = run.store.load(name)
         report.watermark_before = _iso(state.watermark)
         report.deleted_watermark_before = _iso(state.deleted_watermark)
+        schema = self._schema()
         had_data = state.watermark is not None or bool(state.committed_runs)
-        incremental = state.watermark is not None and not run.full_refresh
-        new_generation = run.full_refresh and had_data
+        incremental = (
+            state.watermark is not None and not run.full_refresh and not self.full_each_run
+        )
+        new_generation = (run.full_refresh or self.full_each_run) and had_data
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
-
-        schema = self._schema()
         self._check_stop()
         # Taken before any record is read (the COQL probe of _choose included).
         started, self.cap = self._read_start()
@@ -297,13 +355,31 @@ class ModuleJob:
         report.deleted_watermark_after = _iso(target_state.deleted_watermark)
 
     def _schema(self) -> ModuleSchema:
-        """The module's schema (its fields fetched now unless discovery did), noted in the report."""
+        """The module's schema (its fields fetched now unless discovery did), noted in the report.
+
+        Also decides how the module is laid out and whether it is read in full every run.
+        """
         fields = self.target.fields
         if fields is None:
             fields = list_fields(self.run.client, self.name)
         schema = module_schema(self.name, fields)
         self.report.skipped_fields = [f"{api_name} ({why})" for api_name, why in schema.skipped]
         self.report.warnings.extend(schema.warnings)
+        layout = layout_column(schema)
+        if layout is None:
+            raise ModuleUnavailable(
+                f"{self.name} has neither Modified_Time nor any datetime field to partition "
+                "its files by"
+            )
+        self.layout = layout
+        if self.users:
+            self.report.notes.append("Users are read in full every run (GET users, AllUsers)")
+        elif MODIFIED_TIME not in schema.names:
+            self.full_each_run = True
+            self.report.notes.append(
+                f"{self.name} has no Modified_Time: read in full every run, each run's output "
+                f"replacing the last (files partitioned by {layout})"
+            )
         return schema
 
     @staticmethod
@@ -335,6 +411,8 @@ class ModuleJob:
         """The reader, and the rows a COQL probe already read when that probe was the read."""
         run, meta = self.run, self.target.meta
         settings = run.settings
+        if self.users:
+            return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
         coql_ok = coql_allowed(settings.use_coql, run.client.tokens.granted_scopes)
         choice = static_choice(
             meta,
@@ -343,6 +421,10 @@ class ModuleJob:
             coql_ok=coql_ok,
             incremental=since is not None,
             bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
+            coql_refused=[
+                *coql_refused(self.name, frozenset(schema.names)),
+                *self.learned_refused,
+            ],
         )
         if not choice.probe:
             return choice, None
@@ -352,6 +434,10 @@ class ModuleJob:
             # The COQL scope turned out to be missing: Bulk reads everything anyway.
             self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
             return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
+        except ZohoAPIError as exc:
+            if self._coql_refused(exc, schema) is None:
+                raise
+            return self._choose(schema, since)
         if not probe.more_records:
             reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
             rows = probe.table
@@ -374,19 +460,10 @@ class ModuleJob:
         *,
         checkpoints: bool,
     ) -> None:
-        run, report = self.run, self.report
+        report = self.report
         restarts = 0
         while True:
-            reader = make_reader(
-                choice.reader,
-                run.client,
-                run.settings.tuning,
-                on_progress=self._on_progress,
-                sleep=run.sleep,
-                # Downloads go to the output's scratch area, not the system's temp dir: a killed
-                # run's files are then swept by the next run's recover().
-                scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
-            )
+            reader = self._reader(choice.reader, schema)
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True
@@ -396,6 +473,14 @@ class ModuleJob:
                 ordered = reader.ordered
             try:
                 self._consume(batches, schema, base, target, ordered and checkpoints, ordered)
+            except FatalAPIError as exc:
+                if choice.reader != COQL or self._coql_refused(exc, schema) is None:
+                    raise
+                # Nothing was written: a refusal comes with the first page of every group.
+                choice, first = self._choose(schema, base.watermark)
+                report.reader, report.reason = choice.reader, choice.reason
+                report.fallback = choice.fallback
+                continue
             except RetriableAPIError as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS or exc.code not in RESTART_CODES:
@@ -414,6 +499,48 @@ class ModuleJob:
                     close()
                 self._add_stats(reader.stats)
             return
+
+    def _reader(self, name: str, schema: ModuleSchema) -> Reader:
+        """A fresh reader ``name`` for this module: the Users reader for ``Users``, the id-order
+        scan for a COQL or Records read of a module without ``Modified_Time``."""
+        run = self.run
+        if name == "users":
+            return UsersReader(run.client, run.settings.tuning, on_progress=self._on_progress)
+        reader = make_reader(
+            name,
+            run.client,
+            run.settings.tuning,
+            on_progress=self._on_progress,
+            sleep=run.sleep,
+            # Downloads go to the output's scratch area, not the system's temp dir: a killed
+            # run's files are then swept by the next run's recover().
+            scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
+        )
+        if name in (COQL, RECORDS) and MODIFIED_TIME not in schema.names:
+            return make_scan_reader(name, run.client, reader)
+        return reader
+
+    def _coql_refused(self, exc: ZohoAPIError, schema: ModuleSchema) -> str | None:
+        """Learn the column a COQL ``INVALID_QUERY`` refuses, and say so in the manifest; raise
+        :class:`ModuleUnavailable` when the refusal names no column (Zoho refuses the module).
+        None when the error is something else."""
+        column = refused_column(exc, frozenset(schema.names) - {"id", MODIFIED_TIME})
+        if column is not None and column not in self.learned_refused:
+            self.learned_refused.append(column)
+            self.report.notes.append(
+                f"COQL refused {column} (INVALID_QUERY): the module is read by the Records API"
+            )
+            log.warning("%s: COQL refused %s; reading with the Records API", self.name, column)
+            return column
+        if column is None and refuses_module(exc):
+            raise ModuleUnavailable(
+                f"Zoho refuses COQL reads of {self.name} (INVALID_QUERY): {exc}",
+                status=exc.status,
+                code=exc.code,
+                url=exc.url,
+                details=exc.details,
+            ) from exc
+        return None
 
     def _add_stats(self, stats: ReaderStats) -> None:
         self.report.pages += stats.pages
@@ -434,8 +561,20 @@ class ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
-        writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id, ordered=ordered)
-        tracker = WatermarkTracker.from_state(target, cap=self.cap)
+        writer = DatasetWriter(
+            run.output,
+            self.name,
+            schema.arrow,
+            run.run_id,
+            ordered=ordered,
+            partition_column=self.layout,
+            partition_name=partition_name(self.layout),
+        )
+        tracker = (
+            _NoWatermark(cap=self.cap)
+            if self.full_each_run
+            else WatermarkTracker.from_state(target, cap=self.cap)
+        )
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
         sink = _Sink(
@@ -446,7 +585,8 @@ class ModuleJob:
             written_point="sync_batch_written",
             committed_point="sync_data_committed",
             landed=self._land_records,
-            defer_cap=self.cap,
+            # A module read in full every run keeps no watermark: nothing to defer past.
+            defer_cap=None if self.full_each_run else self.cap,
         )
         self._drain(batches, sink, checkpoint_rows=run.checkpoint_rows if checkpoint else None)
 

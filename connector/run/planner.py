@@ -28,6 +28,7 @@ page 1; deleted-records page 2):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connector.readers.base import BULK, COQL, RECORDS
@@ -134,8 +135,13 @@ def static_choice(
     coql_ok: bool,
     incremental: bool,
     bulk_ok: bool = True,
+    coql_refused: Sequence[str] = (),
 ) -> ReaderChoice:
     """Choose the reader from the settings and the module alone (no calls).
+
+    ``coql_refused`` names the module's fields COQL refuses (line items, participants, …, see
+    :mod:`connector.zoho.quirks`): such a module is read by the Records API, which returns them,
+    whatever the settings (Bulk Read is not relied on to export them either).
 
     With ``APIType=Bulk`` on an incremental run where COQL may be used, the answer is Bulk with
     ``probe=True``: the caller probes with COQL and settles with :func:`cheapest_incremental`.
@@ -143,6 +149,9 @@ def static_choice(
     read by COQL or the Records API instead of failing.
     """
     coql_ok = coql_ok or use_coql
+    if coql_refused:
+        why = f"COQL refuses {', '.join(coql_refused)}"
+        return ReaderChoice(RECORDS, f"{why}; Records API instead", fallback=why)
     if api_type.lower() == "rest":
         if use_coql:
             return ReaderChoice(COQL, "APIType=REST with UseCOQL=true")
@@ -227,6 +236,7 @@ def estimate_module(
     coql_ok: bool,
     fields_credits: int = METADATA_CREDITS,
     bulk_ok: bool = True,
+    coql_refused: Sequence[str] = (),
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
@@ -241,6 +251,7 @@ def estimate_module(
         coql_ok=coql_ok,
         incremental=incremental,
         bulk_ok=bulk_ok,
+        coql_refused=coql_refused,
     )
     known = rows if rows is not None else 0
     if choice.probe:

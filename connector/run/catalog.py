@@ -273,7 +273,7 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
     if count_note:
         rows = [
             row
-            if row.record_count is not None or not row.readers
+            if row.record_count is not None or not row.readers or row.api_name == USERS
             else _with_note(row, "not counted: COQL refused (scope?)")
             for row in rows
         ]

@@ -106,7 +106,12 @@ from connector.readers.scan import make_scan_reader
 from connector.readers.users import USERS_META, UsersReader
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
-from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
+from connector.run.planner import (
+    ReaderChoice,
+    cheapest_full,
+    cheapest_incremental,
+    static_choice,
+)
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
@@ -426,6 +431,14 @@ class ModuleJob:
                 *self.learned_refused,
             ],
         )
+        if self.full_each_run and choice.reader == BULK and coql_ok:
+            # A Bulk job costs 50 credits on every run: a COQL count says whether COQL is cheaper.
+            try:
+                rows = coql_count(run.client, self.name, None)
+            except FatalAPIError as exc:
+                self._coql_refused(exc, schema)
+                raise
+            return cheapest_full(rows, len(schema.arrow)), None
         if not choice.probe:
             return choice, None
         try:

@@ -112,7 +112,8 @@ def _plan_module(
     except ModuleUnavailable as exc:
         return ModulePlan(name, "-", "", mode, 0, None, 0, error=f"not available: {exc}")
     schema = module_schema(name, fields)
-    if MODIFIED_TIME not in schema.names:
+    full_each_run = MODIFIED_TIME not in schema.names
+    if full_each_run:
         # Read in full every run (see connector.run.module_job).
         since, mode = None, "full"
     rows: int | None = None
@@ -135,6 +136,7 @@ def _plan_module(
         coql_ok=coql_ok,
         bulk_ok=bulk_allowed(client.tokens.granted_scopes),
         coql_refused=coql_refused(name, frozenset(schema.names)),
+        full_each_run=full_each_run,
     )
     return ModulePlan(
         module=name,

@@ -187,6 +187,20 @@ def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
     )
 
 
+def cheapest_full(rows: int, n_columns: int) -> ReaderChoice:
+    """Pick the cheaper of COQL and Bulk for a module read in full on every run (no
+    ``Modified_Time``): a Bulk job costs 50 credits each time, a small module far less by COQL."""
+    coql = reader_credits(COQL, rows, n_columns, full=True)
+    bulk = reader_credits(BULK, rows, n_columns)
+    if coql <= bulk:
+        return ReaderChoice(
+            COQL, f"read in full every run: {rows} rows, COQL ~{coql} < Bulk ~{bulk} credits"
+        )
+    return ReaderChoice(
+        BULK, f"read in full every run: {rows} rows, Bulk ~{bulk} <= COQL ~{coql} credits"
+    )
+
+
 @dataclass
 class ModulePlan:
     """One module in a plan: how it would be read and what it would cost."""
@@ -237,6 +251,7 @@ def estimate_module(
     fields_credits: int = METADATA_CREDITS,
     bulk_ok: bool = True,
     coql_refused: Sequence[str] = (),
+    full_each_run: bool = False,
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
@@ -254,7 +269,11 @@ def estimate_module(
         coql_refused=coql_refused,
     )
     known = rows if rows is not None else 0
-    if choice.probe:
+    if full_each_run and choice.reader == BULK and coql_ok and rows is not None:
+        # One COQL count prices both (see connector.run.module_job).
+        choice = cheapest_full(known, n_columns)
+        read = 1 + reader_credits(choice.reader, known, n_columns, full=True)
+    elif choice.probe:
         # The probe page is the read when it holds every change; past it, one count and the
         # cheaper reader (the probe's credit is spent either way).
         if known <= COQL_FIRST_LIMIT:

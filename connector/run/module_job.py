@@ -42,20 +42,8 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
-* **Modules without ``Modified_Time``, and ``Users``.** A module without ``Modified_Time`` (such
-  as ``Actions_Performed``) has nothing the Records API can sort or filter a change by, so it is
-  read in full on every run (COQL and Records in ``id`` order, :mod:`connector.readers.scan`; Bulk
-  without criteria) and each run writes a new generation that replaces the last, as
-  ``--full-refresh`` does: no watermark, no live-edge deferral, no tombstones (a deleted record is
-  simply absent from the next generation). Its files are partitioned by the date of its first
-  datetime field (``action_performed_date=`` for ``Action_Performed_Time``); a module with no
-  datetime field at all is skipped with that reason. ``Users`` (:mod:`connector.readers.users`)
-  is read the same way, in full every run.
-* **Fields COQL refuses.** A module with a field COQL is known to refuse (line items,
-  ``Participants``, :mod:`connector.zoho.quirks`) is read by the Records API. A column COQL
-  refuses that the list does not know (``INVALID_QUERY`` naming it) is learned from that one
-  failed call: the read starts again with the Records API, and the manifest says why. A COQL
-  ``INVALID_QUERY`` that names no column means Zoho refuses the module: it is skipped.
+* **Odd modules.** Modules without ``Modified_Time``, ``Users``, fields COQL refuses and modules
+  Zoho refuses: see :mod:`connector.run.odd`.
 * **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
   not written (:func:`defer_live_edge`, between the dedupe and the writer): their second may not
   be over, and a record changed again within it gets the same ``(id, Modified_Time)`` pair, which
@@ -83,7 +71,6 @@ from connector.errors import (
     BudgetExceeded,
     CreditsExhausted,
     FatalAPIError,
-    ModuleUnavailable,
     RetriableAPIError,
     ZohoAPIError,
 )
@@ -100,22 +87,17 @@ from connector.lake.state import (
     dedupe_against_watermark,
 )
 from connector.lake.writer import DatasetWriter, WrittenFile
-from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS, Reader, ReaderStats
-from connector.readers.scan import make_scan_reader
-from connector.readers.users import USERS_META, UsersReader
+from connector.readers import coql_count, coql_probe, read_deleted
+from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.users import USERS_META
+from connector.run import odd
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
-from connector.run.planner import (
-    ReaderChoice,
-    cheapest_full,
-    cheapest_incremental,
-    static_choice,
-)
+from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
-from connector.zoho.quirks import coql_refused, refused_column, refuses_module
+from connector.zoho.quirks import coql_refused
 from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
@@ -147,31 +129,6 @@ RESTART_CODES = frozenset(
 
 class Stopped(Exception):
     """Raised inside a module's read when the run is stopping (credits, budget)."""
-
-
-class _NoWatermark(WatermarkTracker):
-    """The tracker of a module read in full every run: it never sets a watermark."""
-
-    def observe(self, batch: pa.RecordBatch) -> None:
-        """Nothing to follow: the next run reads everything again."""
-
-
-def layout_column(schema: ModuleSchema) -> str | None:
-    """The datetime column a module's files are partitioned by: ``Modified_Time``, else the
-    module's first datetime field, else None."""
-    if MODIFIED_TIME in schema.names:
-        return MODIFIED_TIME
-    for arrow_field in schema.arrow:
-        if pa.types.is_timestamp(arrow_field.type):
-            return str(arrow_field.name)
-    return None
-
-
-def partition_name(column: str) -> str:
-    """The hive partition key for ``column``: ``Modified_Time`` -> ``modified_date``,
-    ``Action_Performed_Time`` -> ``action_performed_date``."""
-    base = column.lower()
-    return (base[: -len("_time")] if base.endswith("_time") else base) + "_date"
 
 
 @dataclass
@@ -259,12 +216,9 @@ class ModuleJob:
         self.cap: datetime | None = None
         """The data watermark's cap: the server time the read started, minus the margin."""
         self.users = target.meta is USERS_META
-        self.full_each_run = self.users
-        """Read in full every run, as a new generation (Users, modules without Modified_Time)."""
-        self.layout: str = MODIFIED_TIME
-        """The datetime column the module's files are partitioned by."""
-        self.learned_refused: list[str] = []
-        """Columns COQL refused during this run (not in the known list)."""
+        # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
+        self.full_each_run, self.layout = self.users, MODIFIED_TIME
+        self.learned_refused: list[str] = []  # columns COQL refused during this run
 
     # progress ---------------------------------------------------------------------------------
 
@@ -308,10 +262,9 @@ class ModuleJob:
         report.deleted_watermark_before = _iso(state.deleted_watermark)
         schema = self._schema()
         had_data = state.watermark is not None or bool(state.committed_runs)
-        incremental = (
-            state.watermark is not None and not run.full_refresh and not self.full_each_run
-        )
-        new_generation = (run.full_refresh or self.full_each_run) and had_data
+        everything = run.full_refresh or self.full_each_run
+        incremental = state.watermark is not None and not everything
+        new_generation = everything and had_data
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
@@ -370,21 +323,9 @@ class ModuleJob:
         schema = module_schema(self.name, fields)
         self.report.skipped_fields = [f"{api_name} ({why})" for api_name, why in schema.skipped]
         self.report.warnings.extend(schema.warnings)
-        layout = layout_column(schema)
-        if layout is None:
-            raise ModuleUnavailable(
-                f"{self.name} has neither Modified_Time nor any datetime field to partition "
-                "its files by"
-            )
-        self.layout = layout
-        if self.users:
-            self.report.notes.append("Users are read in full every run (GET users, AllUsers)")
-        elif MODIFIED_TIME not in schema.names:
-            self.full_each_run = True
-            self.report.notes.append(
-                f"{self.name} has no Modified_Time: read in full every run, each run's output "
-                f"replacing the last (files partitioned by {layout})"
-            )
+        self.layout, self.full_each_run, note = odd.read_shape(schema, users=self.users)
+        if note:
+            self.report.notes.append(note)
         return schema
 
     @staticmethod
@@ -432,13 +373,7 @@ class ModuleJob:
             ],
         )
         if self.full_each_run and choice.reader == BULK and coql_ok:
-            # A Bulk job costs 50 credits on every run: a COQL count says whether COQL is cheaper.
-            try:
-                rows = coql_count(run.client, self.name, None)
-            except FatalAPIError as exc:
-                self._coql_refused(exc, schema)
-                raise
-            return cheapest_full(rows, len(schema.arrow)), None
+            return odd.full_read_choice(run.client, schema, self._coql_refused), None
         if not choice.probe:
             return choice, None
         try:
@@ -476,7 +411,17 @@ class ModuleJob:
         report = self.report
         restarts = 0
         while True:
-            reader = self._reader(choice.reader, schema)
+            reader = odd.module_reader(
+                choice.reader,
+                self.run.client,
+                self.run.settings.tuning,
+                schema,
+                on_progress=self._on_progress,
+                sleep=self.run.sleep,
+                # Downloads go to the output's scratch area, not the system's temp dir: a killed
+                # run's files are then swept by the next run's recover().
+                scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
+            )
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True
@@ -513,47 +458,8 @@ class ModuleJob:
                 self._add_stats(reader.stats)
             return
 
-    def _reader(self, name: str, schema: ModuleSchema) -> Reader:
-        """A fresh reader ``name`` for this module: the Users reader for ``Users``, the id-order
-        scan for a COQL or Records read of a module without ``Modified_Time``."""
-        run = self.run
-        if name == "users":
-            return UsersReader(run.client, run.settings.tuning, on_progress=self._on_progress)
-        reader = make_reader(
-            name,
-            run.client,
-            run.settings.tuning,
-            on_progress=self._on_progress,
-            sleep=run.sleep,
-            # Downloads go to the output's scratch area, not the system's temp dir: a killed
-            # run's files are then swept by the next run's recover().
-            scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
-        )
-        if name in (COQL, RECORDS) and MODIFIED_TIME not in schema.names:
-            return make_scan_reader(name, run.client, reader)
-        return reader
-
     def _coql_refused(self, exc: ZohoAPIError, schema: ModuleSchema) -> str | None:
-        """Learn the column a COQL ``INVALID_QUERY`` refuses, and say so in the manifest; raise
-        :class:`ModuleUnavailable` when the refusal names no column (Zoho refuses the module).
-        None when the error is something else."""
-        column = refused_column(exc, frozenset(schema.names) - {"id", MODIFIED_TIME})
-        if column is not None and column not in self.learned_refused:
-            self.learned_refused.append(column)
-            self.report.notes.append(
-                f"COQL refused {column} (INVALID_QUERY): the module is read by the Records API"
-            )
-            log.warning("%s: COQL refused %s; reading with the Records API", self.name, column)
-            return column
-        if column is None and refuses_module(exc):
-            raise ModuleUnavailable(
-                f"Zoho refuses COQL reads of {self.name} (INVALID_QUERY): {exc}",
-                status=exc.status,
-                code=exc.code,
-                url=exc.url,
-                details=exc.details,
-            ) from exc
-        return None
+        return odd.learn_refusal(exc, schema, self.learned_refused, self.report)
 
     def _add_stats(self, stats: ReaderStats) -> None:
         self.report.pages += stats.pages
@@ -574,20 +480,8 @@ class ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
-        writer = DatasetWriter(
-            run.output,
-            self.name,
-            schema.arrow,
-            run.run_id,
-            ordered=ordered,
-            partition_column=self.layout,
-            partition_name=partition_name(self.layout),
-        )
-        tracker = (
-            _NoWatermark(cap=self.cap)
-            if self.full_each_run
-            else WatermarkTracker.from_state(target, cap=self.cap)
-        )
+        writer = odd.records_writer(run.output, schema, run.run_id, self.layout, ordered=ordered)
+        tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
         sink = _Sink(

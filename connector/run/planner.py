@@ -174,31 +174,23 @@ def static_choice(
     return ReaderChoice(BULK, "APIType=Bulk, full load")
 
 
-def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
-    """Pick the cheaper of COQL and Bulk for an incremental read of ``rows`` changed rows."""
-    coql = reader_credits(COQL, rows, n_columns)
+def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> ReaderChoice:
+    coql = reader_credits(COQL, rows, n_columns, full=full)
     bulk = reader_credits(BULK, rows, n_columns)
     if coql <= bulk:
-        return ReaderChoice(
-            COQL, f"APIType=Bulk, incremental: {rows} changes, COQL ~{coql} < Bulk ~{bulk} credits"
-        )
-    return ReaderChoice(
-        BULK, f"APIType=Bulk, incremental: {rows} changes, Bulk ~{bulk} <= COQL ~{coql} credits"
-    )
+        return ReaderChoice(COQL, f"{what}: {rows} {unit}, COQL ~{coql} < Bulk ~{bulk} credits")
+    return ReaderChoice(BULK, f"{what}: {rows} {unit}, Bulk ~{bulk} <= COQL ~{coql} credits")
+
+
+def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
+    """Pick the cheaper of COQL and Bulk for an incremental read of ``rows`` changed rows."""
+    return _cheaper(rows, n_columns, full=False, what="APIType=Bulk, incremental", unit="changes")
 
 
 def cheapest_full(rows: int, n_columns: int) -> ReaderChoice:
     """Pick the cheaper of COQL and Bulk for a module read in full on every run (no
     ``Modified_Time``): a Bulk job costs 50 credits each time, a small module far less by COQL."""
-    coql = reader_credits(COQL, rows, n_columns, full=True)
-    bulk = reader_credits(BULK, rows, n_columns)
-    if coql <= bulk:
-        return ReaderChoice(
-            COQL, f"read in full every run: {rows} rows, COQL ~{coql} < Bulk ~{bulk} credits"
-        )
-    return ReaderChoice(
-        BULK, f"read in full every run: {rows} rows, Bulk ~{bulk} <= COQL ~{coql} credits"
-    )
+    return _cheaper(rows, n_columns, full=True, what="read in full every run", unit="rows")
 
 
 @dataclass

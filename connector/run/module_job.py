@@ -268,6 +268,8 @@ class ModuleJob:
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
+        if self.full_each_run:
+            report.mode = "full_every_run"
         self._check_stop()
         # Taken before any record is read (the COQL probe of _choose included).
         started, self.cap = self._read_start()

@@ -94,6 +94,7 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         report.error = "stopped: the run was stopping"
     except ModuleUnavailable as exc:
         report.status, report.error = STATUS_SKIPPED, f"not available: {exc}"
+        report.reason = f"skipped: Zoho refuses the module ({exc.code or 'no data'})"
     except ConnectorError as exc:
         report.status, report.error = STATUS_FAILED, str(exc)
     except Exception as exc:
@@ -168,7 +169,12 @@ def run_extract(
         manifest.connection = connection_summary(settings, client)
         manifest.modules = [ModuleReport(t.meta.api_name) for t in targets]
         manifest.modules.extend(
-            ModuleReport(meta.api_name, status=STATUS_SKIPPED, error=f"skipped: {why}")
+            ModuleReport(
+                meta.api_name,
+                status=STATUS_SKIPPED,
+                reason=f"skipped: {why}",
+                error=f"skipped: {why}",
+            )
             for meta, why in found.skipped
         )
         run = RunContext(

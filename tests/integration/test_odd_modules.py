@@ -117,7 +117,8 @@ def test_every_module_full_then_incremental(
         check_manifest(second)
         by_name = {m.module: m for m in second.modules}
         assert by_name["Events"].mode == "incremental"
-        assert by_name["Actions_Performed"].mode == "full_refresh"
+        assert by_name["Actions_Performed"].mode == "full_every_run"
+        assert by_name[USERS].mode == "full_every_run"
         check_output(sim, out, schema)
     doc = json.loads((out / "_runs" / f"{second.run_id}.json").read_text())
     assert {m["module"] for m in doc["modules"]} >= set(ODD)

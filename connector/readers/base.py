@@ -202,12 +202,14 @@ def split_fields(schema: ModuleSchema, size: int) -> list[list[str]]:
     """Split the readable fields into groups of at most ``size`` names.
 
     Every group holds ``id`` and ``Modified_Time`` (they count towards ``size``), so groups can be
-    joined by id and a record that changed between two group reads can be detected.
+    joined by id and a record that changed between two group reads can be detected. A module
+    without ``Modified_Time`` (see :mod:`connector.readers.scan`) has only ``id`` in every group.
     """
+    keys = [ID, MODIFIED_TIME] if MODIFIED_TIME in schema.names else [ID]
     others = [n for n in field_names(schema) if n != MODIFIED_TIME]
-    room = size - 2
+    room = size - len(keys)
     chunks = [others[i : i + room] for i in range(0, len(others), room)] or [[]]
-    return [[ID, MODIFIED_TIME, *chunk] for chunk in chunks]
+    return [[*keys, *chunk] for chunk in chunks]
 
 
 def zoho_time(value: datetime) -> str:
@@ -237,9 +239,14 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
     ids = first.column(ID)
     keep = pa.repeat(pa.scalar(True), first.num_rows)
     columns = {name: first.column(name) for name in first.column_names}
+    timed = MODIFIED_TIME in first.column_names
     for other in groups[1:]:
         where = pc.index_in(ids, value_set=other.column(ID))
-        same = pc.equal(first.column(MODIFIED_TIME), other.column(MODIFIED_TIME).take(where))
+        if timed:
+            same = pc.equal(first.column(MODIFIED_TIME), other.column(MODIFIED_TIME).take(where))
+        else:
+            # No Modified_Time to compare: a record is stable when every group has it.
+            same = pc.is_valid(where)
         keep = pc.and_(keep, pc.fill_null(same, False))
         new = [name for name in other.column_names if name not in columns]
         # One take for the whole group (a call per column was a tenth of a Records page's time).

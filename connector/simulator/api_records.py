@@ -21,6 +21,7 @@ from connector.simulator.replies import (
     int_param,
     invalid_data,
     missing_param,
+    refuse_data_call,
     render_records,
     require_scope,
 )
@@ -67,6 +68,7 @@ def list_records(app: SimApp, call: Call, module: str) -> Response:
     store = app.api_store(module)
     meta = store.meta
     require_scope(call, f"ZohoCRM.modules.{meta.api_name}.READ")
+    refuse_data_call(meta, "records")
     q = call.query
     fields = _requested_fields(meta, q.get("fields"))
     per_page = int_param(q, "per_page", 200)

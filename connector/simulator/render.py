@@ -10,6 +10,7 @@ Fields that list reads do not return (subform, multi-select lookup, file uploadâ
 from __future__ import annotations
 
 import io
+import json
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import date, datetime, timedelta, timezone
 from typing import Any, BinaryIO
@@ -57,6 +58,9 @@ def json_value(
         return {"name": value.get("name"), "id": str(value.get("id")), "email": value.get("email")}
     if t == "bigint":
         return str(value)
+    if field.json_array and isinstance(value, str):
+        # Line items, participants: the store keeps compact JSON text; Zoho sends the array.
+        return json.loads(value)
     if t == "time_range" and isinstance(value, str):
         # Real Zoho sends a time range as a JSON array of {"From", "To"} objects (its SDK models
         # the field as list<record.TimeRange>), not as text; the store keeps "HH:MM-HH:MM".

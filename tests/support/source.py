@@ -15,8 +15,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.config import Tuning
-from connector.lake.schema import ModuleSchema
+from connector.lake.schema import ModuleSchema, batch_from_records, module_schema
+from connector.readers.users import USERS, users_schema
 from connector.simulator import Simulator
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 # Retry and poll waits shrunk to nothing: tests never wait for real.
 TINY = Tuning(bulk_poll_initial=0.0, bulk_poll_max=0.0, retry_initial_wait=0.0, retry_max_wait=0.0)
@@ -28,7 +31,10 @@ def noop(_: float) -> None:
 
 
 def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records in the connector's types, sorted by id."""
+    """The simulator's current records (or users) in the connector's types, sorted by id."""
+    if schema.module == USERS:
+        rows = [user.to_api() for user in sim.org.users]
+        return pa.Table.from_batches([batch_from_records(rows, schema)]).sort_by("id")
     raw = sim.org.module(schema.module).current_table(schema.arrow.names)
     columns = []
     for field in schema.arrow:
@@ -37,6 +43,13 @@ def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
             column = pc.struct_field(column, "id")
         columns.append(column.cast(field.type))
     return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
+
+
+def schema_for(client: ZohoClient, module: str) -> ModuleSchema:
+    """The connector's schema of ``module`` (``Users`` has fixed columns, no fields call)."""
+    if module == USERS:
+        return users_schema()
+    return module_schema(module, list_fields(client, module))
 
 
 def read_local(path: Path) -> pa.Table | None:
@@ -52,6 +65,11 @@ def latest_per_id(
     """The change log ``table`` as the current table: latest version per id, minus tombstoned
     ids, sorted by id; asserts no (id, Modified_Time) appears twice."""
     table = table.select(schema.arrow.names).cast(schema.arrow)
+    if "Modified_Time" not in schema.arrow.names:
+        # Read in full every run (no Modified_Time; Users): the dataset is one generation.
+        ids = table.column("id")
+        assert len(pc.unique(ids)) == len(ids), f"{schema.module}: an id twice"
+        return table.sort_by("id")
     keys = list(
         zip(table.column("id").to_pylist(), table.column("Modified_Time").to_pylist(), strict=True)
     )

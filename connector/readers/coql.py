@@ -245,14 +245,18 @@ def coql_probe(client: ZohoClient, schema: ModuleSchema, since: datetime | None)
     )
 
 
-def coql_count(client: ZohoClient, module: str, since: datetime | None) -> int:
-    """Count the module's rows modified since ``since`` (all rows when None) in one COQL call."""
+def count_query(module: str, since: datetime | None) -> str:
+    """The COQL query that counts the module's rows modified since ``since`` (all when None),
+    converted leads included."""
     where = base_where(since, None)
     if module in CONVERTING_MODULES:
         where = every_lead(where)
-    body = client.post_json(
-        "coql", {"select_query": f"select COUNT(id) from {module} where {where}"}
-    )
+    return f"select COUNT(id) from {module} where {where}"
+
+
+def coql_count(client: ZohoClient, module: str, since: datetime | None) -> int:
+    """Count the module's rows modified since ``since`` (all rows when None) in one COQL call."""
+    body = client.post_json("coql", {"select_query": count_query(module, since)})
     if not body:
         return 0
     data = body.get("data") or []

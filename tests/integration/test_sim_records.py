@@ -17,7 +17,9 @@ def _ids(resp: Any) -> list[str]:
 
 
 def test_list_defaults_and_info(client: Any) -> None:
-    resp = client.get("/crm/v8/Leads", params={"fields": "Last_Name,Owner,Modified_Time"})
+    resp = client.get(
+        "/crm/v8/Leads", params={"fields": "Last_Name,Owner,Modified_Time", "converted": "both"}
+    )
     assert resp.status_code == 200
     body = resp.json()
     info = body["info"]
@@ -84,6 +86,7 @@ def test_page_then_page_token_past_2000(
         "sort_by": "Modified_Time",
         "sort_order": "asc",
         "per_page": "200",
+        "converted": "both",
     }
     seen: list[str] = []
     token = None

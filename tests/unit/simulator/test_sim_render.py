@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import csv
 import io
-from decimal import Decimal
 import re
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv

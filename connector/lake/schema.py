@@ -14,19 +14,14 @@ Rules worth knowing:
   ``"NA"``, ``"null"`` and the like are text, never null.
 * Fields that no list or bulk API returns (subforms, multi-select lookups, uploads) are left out of
   the schema and reported in :attr:`ModuleSchema.skipped`; they are never invented as null columns.
-* Fields whose values are JSON objects or arrays (``event_reminder``, ``ALARM``, ``RRULE``,
-  ``multireminder``, and any ``jsonobject``/``jsonarray`` field of a text-like or unknown
-  ``data_type``: line items, ``Participants``) are kept as compact JSON text (Zoho's key order,
-  no spaces), from JSON and CSV alike; a plain string value stays as it is.
-* An unknown ``data_type`` is read as text with a warning; JSON objects and arrays of such fields
-  are kept as compact JSON text.
-* ``formula`` and ``rollup_summary`` fields take the type they return (``formula.return_type``,
-  ``rollup_summary.return_type``).
-* Numbers as Zoho spells them: ``5.0`` in an integer field is 5; a currency column's scale is
-  the larger of ``decimal_place`` and ``currency.precision``, and an amount written with more
-  zeros (``12.5000``) is the same amount. Nothing is rounded.
-* A polymorphic lookup (``What_Id``, ``Parent_Id``) gets a ``$se_module`` column next to it: the
-  related record's module, which only the Records API names (the readers fill it in).
+* JSON-valued fields (``event_reminder``, ``ALARM``, ``RRULE``, ``multireminder``, any
+  ``jsonobject``/``jsonarray`` field of a text-like or unknown type: line items, ``Participants``)
+  are compact JSON text (Zoho's key order) from JSON and CSV alike; a plain string stays as it is.
+* An unknown ``data_type`` is read as text with a warning (objects as compact JSON text).
+* ``formula`` and ``rollup_summary`` fields take the type they return (``*.return_type``).
+* ``5.0`` in an integer field is 5; a currency column's scale is the larger of ``decimal_place``
+  and ``currency.precision``, so ``12.5000`` is exact. Nothing is rounded.
+* A polymorphic lookup (``What_Id``, ``Parent_Id``) gets a ``$se_module`` column next to it.
 * A value that cannot be converted raises :class:`~connector.errors.DataError` naming the module,
   the field and the record id.
 """
@@ -215,11 +210,8 @@ def _kind_and_type(meta: FieldMeta) -> tuple[str, pa.DataType] | None:
 
 
 def currency_scale(meta: FieldMeta) -> int:
-    """A currency column's scale: the larger of ``decimal_place`` and ``currency.precision``.
-
-    Zoho keeps both; an amount may carry the currency's precision when it is the larger one, and
-    a scale of the larger keeps every such amount exact (2 when the metadata gives neither).
-    """
+    """A currency column's scale: the larger of ``decimal_place`` and ``currency.precision``
+    (an amount may carry either; 2 when the metadata gives neither)."""
     places = [p for p in (meta.decimal_place, meta.currency_precision) if p is not None]
     scale = max(places) if places else DEFAULT_CURRENCY_SCALE
     return min(max(scale, 0), 38)
@@ -329,11 +321,6 @@ def _time_range_text(value: Any) -> str | None:
     return _scalar_text(value)
 
 
-def _json_text(value: Any) -> str | None:
-    """A JSON object or array as compact JSON text; a string stays as it is."""
-    return _scalar_text(value)
-
-
 def _canonical_json(text: str | None) -> str | None:
     """Text that holds a JSON object or array, re-written compactly (Zoho's key order kept), so
     CSV text and JSON values give the same string; any other text is kept as it is."""
@@ -349,7 +336,6 @@ def _canonical_json(text: str | None) -> str | None:
 _JSON_TEXT: Mapping[str, Callable[[Any], str | None]] = {
     _LOOKUP: _lookup_text,
     _TIME_RANGE: _time_range_text,
-    _JSON: _json_text,
 }
 
 

@@ -14,8 +14,14 @@ Rules worth knowing:
   ``"NA"``, ``"null"`` and the like are text, never null.
 * Fields that no list or bulk API returns (subforms, multi-select lookups, uploads) are left out of
   the schema and reported in :attr:`ModuleSchema.skipped`; they are never invented as null columns.
-* An unknown ``data_type`` is read as text with a warning; JSON objects and arrays of such fields
-  are kept as compact JSON text.
+* JSON-valued fields (``event_reminder``, ``ALARM``, ``RRULE``, ``multireminder``, any
+  ``jsonobject``/``jsonarray`` field of a text-like or unknown type: line items, ``Participants``)
+  are compact JSON text (Zoho's key order) from JSON and CSV alike; a plain string stays as it is.
+* An unknown ``data_type`` is read as text with a warning (objects as compact JSON text).
+* ``formula`` and ``rollup_summary`` fields take the type they return (``*.return_type``).
+* ``5.0`` in an integer field is 5; a currency column's scale is the larger of ``decimal_place``
+  and ``currency.precision``, so ``12.5000`` is exact. Nothing is rounded.
+* A polymorphic lookup (``What_Id``, ``Parent_Id``) gets a ``$se_module`` column next to it.
 * A value that cannot be converted raises :class:`~connector.errors.DataError` naming the module,
   the field and the record id.
 """
@@ -76,10 +82,21 @@ SKIPPED_TYPES: Mapping[str, str] = {
 # while Bulk Read does not document it, so the readers could not agree on its value.
 _SKIPPED_NAMES: Mapping[str, str] = {"Tag": "tags are not returned the same way by every reader"}
 _FORMULA_TYPES = frozenset({"formula", "rollup_summary"})
+# Types whose values are JSON objects or arrays (reminders, recurrence rules); a field of another
+# text-like or unknown data_type whose json_type is jsonobject/jsonarray is read the same way.
+JSON_TYPES = frozenset({"event_reminder", "ALARM", "RRULE", "multireminder"})
+_JSON_SHAPES = frozenset({"jsonobject", "jsonarray"})
+# Zoho names the module of these polymorphic lookups in a ``$se_module`` key of each record.
+SE_MODULE = "$se_module"
+POLYMORPHIC_LOOKUPS = frozenset({"What_Id", "Parent_Id"})
+# Leads keep converted records, which Zoho's reads leave out unless asked (zoho-api.md §11).
+CONVERTED_FIELD = "Converted__s"
+CONVERTING_MODULES = frozenset({"Leads"})
 
 # Logical kinds: how a value is turned into text (JSON) and which Arrow type the text is cast to.
-_STRING, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, _LIST = (
+_STRING, _JSON, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME, _LIST = (
     "string",
+    "json",
     "lookup",
     "time_range",
     "int",
@@ -127,6 +144,21 @@ class ModuleSchema:
         """The column names, in order."""
         return list(self.arrow.names)
 
+    @property
+    def derived(self) -> list[str]:
+        """Columns that are no Zoho field: never asked for by name (``$se_module``)."""
+        return [name for name in self.arrow.names if name == SE_MODULE]
+
+    @property
+    def rich_text(self) -> list[str]:
+        """The rich-text fields, whose values list answers cut to 500 characters."""
+        return [meta.api_name for meta in self.fields if meta.rich_text]
+
+    @property
+    def hides_converted(self) -> bool:
+        """Whether Zoho's reads of this module leave converted records out unless asked."""
+        return self.module in CONVERTING_MODULES or CONVERTED_FIELD in self.arrow.names
+
     def select(self, names: Sequence[str]) -> ModuleSchema:
         """This schema restricted to ``names``, in that order (a field group of a read)."""
         if list(names) == self.names:
@@ -155,11 +187,13 @@ def _kind_and_type(meta: FieldMeta) -> tuple[str, pa.DataType] | None:
         data_type = (meta.return_type or "text").lower()
         if data_type not in _FIXED_KINDS or data_type == "multiselectpicklist":
             return _STRING, pa.string()
-    if data_type in STRING_TYPES:
-        return _STRING, pa.string()
     if data_type in LOOKUP_TYPES:
         return _LOOKUP, pa.string()
     kind = _FIXED_KINDS.get(data_type)
+    if data_type in JSON_TYPES or (kind is None and meta.json_type in _JSON_SHAPES):
+        return _JSON, pa.string()
+    if data_type in STRING_TYPES:
+        return _STRING, pa.string()
     if kind is None:
         return None
     arrow_type: pa.DataType = {
@@ -171,9 +205,16 @@ def _kind_and_type(meta: FieldMeta) -> tuple[str, pa.DataType] | None:
         _LIST: pa.list_(pa.string()),
     }.get(kind, pa.string())
     if kind == _DECIMAL:
-        scale = meta.decimal_place if meta.decimal_place is not None else DEFAULT_CURRENCY_SCALE
-        arrow_type = pa.decimal128(38, min(max(scale, 0), 38))
+        arrow_type = pa.decimal128(38, currency_scale(meta))
     return kind, arrow_type
+
+
+def currency_scale(meta: FieldMeta) -> int:
+    """A currency column's scale: the larger of ``decimal_place`` and ``currency.precision``
+    (an amount may carry either; 2 when the metadata gives neither)."""
+    places = [p for p in (meta.decimal_place, meta.currency_precision) if p is not None]
+    scale = max(places) if places else DEFAULT_CURRENCY_SCALE
+    return min(max(scale, 0), 38)
 
 
 def module_schema(module: str, fields: Sequence[FieldMeta]) -> ModuleSchema:
@@ -206,6 +247,12 @@ def module_schema(module: str, fields: Sequence[FieldMeta]) -> ModuleSchema:
         readable.append(meta)
         kinds.append(kind)
         arrow_fields.append(pa.field(meta.api_name, arrow_type))
+        if meta.api_name in POLYMORPHIC_LOOKUPS and kind == _LOOKUP and SE_MODULE not in seen:
+            # The related record's module, next to its id (one per record, as Zoho gives it).
+            seen.add(SE_MODULE)
+            readable.append(FieldMeta(api_name=SE_MODULE, data_type="text"))
+            kinds.append(_STRING)
+            arrow_fields.append(pa.field(SE_MODULE, pa.string()))
     return ModuleSchema(
         module=module,
         arrow=pa.schema(arrow_fields),
@@ -274,6 +321,18 @@ def _time_range_text(value: Any) -> str | None:
     return _scalar_text(value)
 
 
+def _canonical_json(text: str | None) -> str | None:
+    """Text that holds a JSON object or array, re-written compactly (Zoho's key order kept), so
+    CSV text and JSON values give the same string; any other text is kept as it is."""
+    if text is None or text[:1] not in ("{", "["):
+        return text
+    try:
+        value = json.loads(text, parse_float=Decimal)
+    except ValueError:
+        return text
+    return _compact_json(value)
+
+
 _JSON_TEXT: Mapping[str, Callable[[Any], str | None]] = {
     _LOOKUP: _lookup_text,
     _TIME_RANGE: _time_range_text,
@@ -320,12 +379,25 @@ def from_text(
     """Cast a string column to the field's Arrow type (the one conversion all readers share)."""
     if kind in (_STRING, _LOOKUP, _TIME_RANGE):
         return text
+    if kind == _JSON:
+        return pa.array([_canonical_json(v) for v in text.to_pylist()], pa.string())
     if kind == _LIST:
         return pc.split_pattern(text, MULTISELECT_SEPARATOR)
     try:
         return pc.cast(text, arrow_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+        if kind == _INT:
+            # Zoho sometimes writes a whole number as 5.0 (peers see 0.0 in integer fields).
+            whole = pc.replace_substring_regex(text, pattern=_WHOLE, replacement=r"\1")
+            try:
+                return pc.cast(whole, arrow_type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                pass
         raise _bad_value(module, name, arrow_type, text, ids) from exc
+
+
+# A whole number written with a fraction of zeros: "5.0", "-12.000", "0.".
+_WHOLE = r"^([-+]?[0-9]+)\.0*$"
 
 
 def parse_kind(kind: str, arrow_type: pa.DataType) -> pa.DataType | None:
@@ -338,6 +410,8 @@ def parse_kind(kind: str, arrow_type: pa.DataType) -> pa.DataType | None:
     """
     if kind in (_STRING, _DATE, _DATETIME):
         return pa.string()
+    if kind == _JSON:
+        return None  # an object or array: only the fallback turns it into JSON text
     if kind == _LOOKUP:
         return pa.struct([pa.field("id", pa.string())])
     if kind == _LIST:

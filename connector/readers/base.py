@@ -194,8 +194,10 @@ def make_reader(
 
 
 def field_names(schema: ModuleSchema) -> list[str]:
-    """The schema's readable field names without ``id``, in schema order."""
-    return [f.api_name for f in schema.fields if f.api_name != ID]
+    """The schema's readable field names without ``id``, in schema order (columns that are no
+    Zoho field, such as ``$se_module``, are never asked for)."""
+    derived = schema.derived
+    return [f.api_name for f in schema.fields if f.api_name != ID and f.api_name not in derived]
 
 
 def split_fields(schema: ModuleSchema, size: int) -> list[list[str]]:

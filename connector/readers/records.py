@@ -36,6 +36,12 @@ one call per group and page, and the pages are merged by id. A record missing fr
 present only in a later group's, or with a ``Modified_Time`` that differs between groups changed
 mid-read: it is left out (never half-merged) and the reader starts again at the page's last second,
 where (or after which) its new version is, because a change stamps a later or the same second.
+
+Every call asks for ``converted=both`` on a module that converts records (Leads): Zoho's default
+leaves converted leads out. What a list answer leaves out, :func:`complete_rows` fills in, for
+every reader: rich-text values that may be cut at 500 characters come whole from
+``fetch_full_data``, and ``$se_module`` from a read by id; those rows' ``Modified_Time`` is read
+again after, so a value is never joined to another version of its record.
 """
 
 from __future__ import annotations
@@ -46,9 +52,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from connector.crashpoints import crashpoint
 from connector.errors import ConnectorError, DataError, RetriableAPIError, ZohoAPIError
+from connector.lake.schema import POLYMORPHIC_LOOKUPS, SE_MODULE
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
@@ -59,7 +67,7 @@ from connector.readers.base import (
     split_fields,
     zoho_time,
 )
-from connector.readers.jsonpage import JsonPage, decode_page, row_keys
+from connector.readers.jsonpage import JsonPage, decode_page, ids_of, row_keys
 from connector.readers.paging import RecordsAnswer, RecordsCursor, RecordsRequest
 from connector.zoho.limits import RECORDS_FIELDS_PER_CALL as MAX_FIELDS
 from connector.zoho.limits import RECORDS_MAX_PAGE as MAX_PAGE
@@ -71,6 +79,12 @@ if TYPE_CHECKING:
     from connector.zoho.metadata import ModuleMeta
 
 IDS_PER_CALL = 100
+# fetch_full_data takes up to 200 ids (Zoho's Get Rich Text Fields page).
+FULL_DATA_IDS_PER_CALL = 200
+# List answers give a rich-text field's first 500 characters. Zoho does not say whether it counts
+# characters, UTF-16 units or bytes; a value of at least 497 UTF-8 bytes may have been cut under
+# any of these readings (a cut by bytes stops at a character boundary), so it is read whole.
+RICH_TEXT_MAY_BE_CUT_BYTES = 497
 RESTART_CODES = frozenset(
     {"EXPIRED_VALUE", "TOKEN_BOUND_DATA_MISMATCH", "PAGINATION_LIMIT_EXCEEDED"}
 )
@@ -96,6 +110,9 @@ def list_page(
     since ``since``) come back as an empty page.
     """
     params: dict[str, Any] = {"fields": ",".join(fields), "per_page": PER_PAGE}
+    if schema.hides_converted:
+        # Zoho's default (converted=false) leaves converted leads out of every list answer.
+        params["converted"] = "both"
     headers: dict[str, str] | None = None
     if ids is not None:
         params["ids"] = ",".join(ids)
@@ -109,7 +126,10 @@ def list_page(
         if since is not None:
             headers = {"If-Modified-Since": since}
     body = client.get_body(schema.module, params=params, headers=headers)
-    return decode_page(body, schema, fields, what="a Records API answer")
+    columns = list(fields)
+    if SE_MODULE in schema.names and POLYMORPHIC_LOOKUPS.intersection(fields):
+        columns.append(SE_MODULE)  # the Records API names the lookup's module in each record
+    return decode_page(body, schema, columns, what="a Records API answer")
 
 
 def fill_groups(
@@ -140,7 +160,8 @@ def fill_groups(
 def fetch_by_ids(
     client: ZohoClient, schema: ModuleSchema, ids: Sequence[str]
 ) -> tuple[pa.Table, set[str]]:
-    """Read the current version of the records ``ids`` (every field, merged across groups).
+    """Read the current version of the records ``ids`` (every field, merged across groups, and
+    completed by :func:`complete_rows`).
 
     Returns the rows and the ids that changed between group reads; ids Zoho no longer has
     (deleted meanwhile) are in neither.
@@ -151,11 +172,134 @@ def fetch_by_ids(
     for i in range(0, len(ids), IDS_PER_CALL):
         first = list_page(client, schema, groups[0], ids=ids[i : i + IDS_PER_CALL])
         merged, changed = fill_groups(client, schema, groups, first)
+        merged, cut = complete_rows(client, schema, merged, se_module_known=True)
         tables.append(merged)
-        unstable |= changed
+        unstable |= changed | cut
     if not tables:
         return schema.arrow.empty_table(), unstable
     return pa.concat_tables(tables), unstable
+
+
+def _any_true(masks: Sequence[pa.Array], rows: int) -> pa.Array:
+    result = pa.repeat(pa.scalar(False), rows)
+    for mask in masks:
+        result = pc.or_(result, pc.fill_null(mask, False))
+    return result
+
+
+def _full_values(
+    client: ZohoClient, schema: ModuleSchema, ids: Sequence[str]
+) -> dict[str, dict[str, Any]]:
+    """``GET /{module}/actions/fetch_full_data``: the whole rich-text values of ``ids``, by id.
+
+    Zoho's Get Rich Text Fields call: up to 200 ids and the rich-text fields named; its answer
+    is ``{"data": [{<field>: <html>, "id": …}]}`` (ids it no longer has are left out).
+    """
+    values: dict[str, dict[str, Any]] = {}
+    for i in range(0, len(ids), FULL_DATA_IDS_PER_CALL):
+        params = {
+            "ids": ",".join(ids[i : i + FULL_DATA_IDS_PER_CALL]),
+            "fields": ",".join(schema.rich_text),
+        }
+        body = client.get_json(f"{schema.module}/actions/fetch_full_data", params=params)
+        rows = (body or {}).get("data") or []
+        if not isinstance(rows, list) or not all(isinstance(row, dict) for row in rows):
+            raise DataError(f"{schema.module}: the fetch_full_data answer holds no records")
+        values.update((str(row.get("id")), row) for row in rows)
+    return values
+
+
+def _stamps_now(
+    client: ZohoClient, schema: ModuleSchema, ids: Sequence[str], with_module: bool
+) -> tuple[dict[str, str], dict[str, str | None]]:
+    """Each record's current ``Modified_Time`` (criteria text) and, when asked, its
+    ``$se_module``, read by id through the Records API."""
+    fields = [name for name in ("id", MODIFIED_TIME) if name in schema.names]
+    if with_module:
+        fields += [name for name in schema.names if name in POLYMORPHIC_LOOKUPS]
+    stamps: dict[str, str] = {}
+    modules: dict[str, str | None] = {}
+    for i in range(0, len(ids), IDS_PER_CALL):
+        page = list_page(client, schema, fields, ids=ids[i : i + IDS_PER_CALL])
+        times, page_ids = row_keys(page.table)
+        stamps.update(zip(page_ids, times, strict=True))
+        if with_module and SE_MODULE in page.table.column_names:
+            modules.update(zip(page_ids, page.table.column(SE_MODULE).to_pylist(), strict=True))
+    return stamps, modules
+
+
+def complete_rows(
+    client: ZohoClient, schema: ModuleSchema, table: pa.Table, *, se_module_known: bool
+) -> tuple[pa.Table, set[str]]:
+    """Fill in what a list answer (Records, COQL) or a Bulk CSV leaves out of ``table``.
+
+    Rich-text values that may have been cut at 500 characters are read whole through
+    ``fetch_full_data`` (1 credit per 200 records, by assumption: Zoho gives no price); when
+    ``se_module_known`` is False (COQL, Bulk Read), ``$se_module`` of the rows whose polymorphic
+    lookup is set is read by id through the Records API (1 credit per 100 records). Those rows'
+    ``Modified_Time`` is then read again: a record that changed since ``table`` was read (or is
+    gone) is left out and its id returned, like a record that changed between field groups, so a
+    whole value is never joined to another version. Returns the table in schema order.
+    """
+    rows = table.num_rows
+    cut = _any_true(
+        [
+            pc.greater_equal(pc.binary_length(table.column(name)), RICH_TEXT_MAY_BE_CUT_BYTES)
+            for name in schema.rich_text
+            if name in table.column_names
+        ],
+        rows,
+    )
+    module_missing = SE_MODULE in schema.names and not se_module_known
+    linked = _any_true(
+        [pc.is_valid(table.column(name)) for name in schema.names if name in POLYMORPHIC_LOOKUPS]
+        if module_missing
+        else [],
+        rows,
+    )
+    check = pc.or_(cut, linked)
+    if SE_MODULE in schema.names and SE_MODULE not in table.column_names:
+        table = table.append_column(SE_MODULE, pa.nulls(rows, pa.string()))
+    if not pc.any(check).as_py():
+        return table.select(schema.names), set()
+    cut_ids = ids_of(table.filter(cut))
+    full = _full_values(client, schema, cut_ids) if cut_ids else {}
+    checked = table.filter(check)
+    stamps, modules = _stamps_now(client, schema, ids_of(checked), module_missing)
+    then, checked_ids = row_keys(checked)
+    unstable = {
+        rid for rid, stamp in zip(checked_ids, then, strict=True) if stamps.get(rid) != stamp
+    }
+    unstable |= {rid for rid in cut_ids if rid not in full}
+    ids = ids_of(table)
+    columns = {name: table.column(name) for name in table.column_names}
+    for name in schema.rich_text:
+        if name in columns:
+            old = columns[name].to_pylist()
+            columns[name] = pa.array(
+                [
+                    (full[rid].get(name) or None) if rid in full else v
+                    for rid, v in zip(ids, old, strict=True)
+                ],
+                pa.string(),
+            )
+    if module_missing:
+        linked_rows = linked.to_pylist()
+        columns[SE_MODULE] = pa.array(
+            [
+                modules.get(rid) if flag else None
+                for rid, flag in zip(ids, linked_rows, strict=True)
+            ],
+            pa.string(),
+        )
+    done = pa.Table.from_arrays([columns[name] for name in schema.names], schema=schema.arrow)
+    if unstable:
+        done = done.filter(
+            pc.invert(
+                pc.is_in(done.column("id"), value_set=pa.array(sorted(unstable), pa.string()))
+            )
+        )
+    return done, unstable
 
 
 def tie_order_only(unstable: set[str], ids: Sequence[str], stamps: Sequence[str]) -> set[str]:
@@ -271,6 +415,8 @@ class RecordsReader(ReaderBase):
                 return
             self.stats.pages += 1
             merged, unstable = merge_groups([page.table for page in answers], schema)
+            merged, cut = complete_rows(self.client, schema, merged, se_module_known=True)
+            unstable |= cut
             stamps = first.stamps()
             if not request.by_id:
                 unstable = tie_order_only(unstable, first.ids(), stamps)

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import module_schema
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
+from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
@@ -186,7 +187,8 @@ def _readers(module: ModuleMeta) -> list[str]:
 
 
 def _count_query(api_name: str) -> dict[str, str]:
-    return {"select_query": f"select COUNT(id) from {api_name}"}
+    # Converted leads included: COQL is assumed to leave them out unless asked.
+    return {"select_query": count_query(api_name, None)}
 
 
 def _parse_count(body: dict[str, Any] | None) -> int:

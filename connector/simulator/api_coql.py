@@ -18,6 +18,7 @@ from connector.simulator.replies import (
     render_records,
     require_scope,
 )
+from connector.simulator.store import with_converted
 
 if TYPE_CHECKING:
     from connector.simulator.server import SimApp
@@ -72,9 +73,15 @@ def refuse_columns(store: ModuleStore, query: CoqlQuery) -> None:
 
 
 def coql_response(org: Org, store: ModuleStore, query: CoqlQuery) -> Response:
-    """Run a validated COQL query and build Zoho's answer."""
+    """Run a validated COQL query and build Zoho's answer.
+
+    Assumed (the COQL pages are silent): like the Records API, COQL leaves converted leads out
+    unless the query names ``Converted__s`` (``with_converted``); rich text is cut to 500
+    characters as in every list answer.
+    """
+    where = with_converted(store.meta, query.where)
     if query.is_count:
-        count = store.count(query.where)
+        count = store.count(where)
         label = query.select[0]
         return Response.json(
             200, {"data": [{label: count}], "info": {"count": 1, "more_records": False}}
@@ -84,7 +91,7 @@ def coql_response(org: Org, store: ModuleStore, query: CoqlQuery) -> Response:
     columns = ["id"] + [c for c in query.select if c != "id"]
     table = store.select(
         columns,
-        where=query.where,
+        where=where,
         order_by=list(query.order_by) or [("id", "asc")],
         offset=offset,
         limit=limit + 1,

@@ -98,11 +98,25 @@ def get_modules(app: SimApp, call: Call) -> Response:
 
 
 def get_fields(app: SimApp, call: Call) -> Response:
-    """``GET /crm/v8/settings/fields?module=``."""
+    """``GET /crm/v8/settings/fields?module=&type=``.
+
+    Without ``type`` Zoho lists the fields in use (in some layout); ``type=all`` lists every
+    field, those removed from every layout too, and ``type=unused`` only those (zoho-api.md §11).
+    A fixture field with ``sim.outside_layouts`` is such a field: it holds data that every read
+    returns, but the default listing leaves it out.
+    """
     require_scope(call, "ZohoCRM.settings.fields.READ")
     name = call.query.get("module")
     if not name:
         raise missing_param({"param": "module"})
+    kind = call.query.get("type")
+    if kind not in (None, "all", "unused"):
+        raise invalid_data({"param_name": "type"})
     store = app.store(name)
     app.charge(call, "metadata", PRICES["metadata"])
-    return Response.json(200, {"fields": [f.to_api() for f in store.meta.fields]})
+    fields = [
+        f
+        for f in store.meta.fields
+        if kind == "all" or bool(f.sim.get("outside_layouts")) == (kind == "unused")
+    ]
+    return Response.json(200, {"fields": [f.to_api() for f in fields]})

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 
 from connector.simulator.clock import Clock
+from connector.simulator.store import with_converted
 
 if TYPE_CHECKING:
     from connector.simulator.faults import FaultInjector
@@ -196,7 +197,9 @@ class BulkManager:
     def _write_result(self, job: BulkJob) -> None:
         q = job.query
         store = self._stores(q.module)
-        where = q.where
+        # Assumed (the Bulk Read pages are silent): a job leaves converted leads out unless its
+        # criteria name Converted__s, like the Records API's default.
+        where = with_converted(store.meta, q.where)
         if q.after_id is not None:
             where = (
                 self._id_after(q.after_id)

@@ -279,7 +279,8 @@ class _FieldGen:
         if typ == "currency":
             return self._money(idx)
         if typ == "boolean":
-            return pa.array(self.hs.u("v", idx) < 0.35, type=pa.bool_())
+            true_rate = float(self.sim.get("true_rate", 0.35))
+            return pa.array(self.hs.u("v", idx) < true_rate, type=pa.bool_())
         if typ == "date":
             return self._date(idx)
         if typ == "datetime":
@@ -575,6 +576,33 @@ def _paragraph(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array
     )
 
 
+def _rich_text(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    """A paragraph as rich text (HTML), as Zoho stores a rich-text multi-line field."""
+    return _join(
+        "<p><b>",
+        _take(SENTENCES, hs.pick("t", idx, len(SENTENCES))),
+        "</b> ",
+        _paragraph(hs, idx, sim),
+        "</p>",
+    )
+
+
+def _alarm(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    """An ALARM value (a Task's reminder) as compact JSON text: ``{"ALARM": "FREQ=…"}``."""
+    action = _take(("EMAIL", "POPUP", "EMAILANDPOPUP"), hs.pick("a", idx, 3))
+    minutes = pc.cast(pa.array(5 * (1 + hs.pick("m", idx, 24))), pa.string())
+    return _join('{"ALARM":"FREQ=NONE;ACTION=', action, ";TRIGGER=-PT", minutes, 'M"}')
+
+
+def _rrule(hs: _Hasher, idx: np.ndarray, sim: Mapping[str, Any]) -> pa.Array:
+    """An RRULE value (a recurring Task) as compact JSON text: ``{"RRULE": "FREQ=…"}``."""
+    freq = _take(("DAILY", "WEEKLY", "MONTHLY", "YEARLY"), hs.pick("f", idx, 4))
+    interval = pc.cast(pa.array(1 + hs.pick("i", idx, 4)), pa.string())
+    days = (_EPOCH_DAY_2021 + hs.pick("d", idx, 1500)).astype(np.int32)
+    start = pc.cast(pa.array(days, type=pa.date32()), pa.string())
+    return _join('{"RRULE":"FREQ=', freq, ";INTERVAL=", interval, ";DTSTART=", start, '"}')
+
+
 # A text field's "gen" setting (or its data type) -> how its values are made.
 _TEXT: dict[str, _TextMaker] = {
     "first_name": _one_of(FIRST_NAMES),
@@ -597,6 +625,9 @@ _TEXT: dict[str, _TextMaker] = {
     "time_range": _one_of(TIME_RANGES),
     "paragraph": _paragraph,
     "textarea": _paragraph,
+    "rich_text": _rich_text,
+    "alarm": _alarm,
+    "rrule": _rrule,
 }
 _DEFAULT_TEXT = _one_of(SENTENCES)  # sentence, text and anything unknown
 # Kinds of text that sometimes hold a NASTY value instead (nasty_rate, 4% by default).

@@ -38,6 +38,9 @@ STRING_TYPES = frozenset(
     }
 )
 
+# Types whose values are JSON objects or arrays the store keeps as compact JSON text.
+JSON_VALUED_TYPES = frozenset({"event_reminder", "ALARM", "RRULE", "multireminder"})
+
 LOOKUP_TYPE = pa.struct([("id", pa.string()), ("name", pa.string())])
 OWNER_TYPE = pa.struct([("id", pa.string()), ("name", pa.string()), ("email", pa.string())])
 
@@ -120,10 +123,24 @@ class SimField:
 
     @property
     def value_type(self) -> str:
-        """The type that decides the canonical value: a formula's return type, else data_type."""
-        if self.data_type == "formula":
+        """The type that decides the canonical value: a formula's or rollup's return type, else
+        data_type."""
+        if self.data_type in ("formula", "rollup_summary"):
             return self.return_type or "text"
         return self.data_type
+
+    @property
+    def rich_text(self) -> bool:
+        """A rich-text multi-line field (``textarea.type`` "rich_text"): list answers cut it."""
+        return (self.raw.get("textarea") or {}).get("type") == "rich_text"
+
+    @property
+    def json_valued(self) -> bool:
+        """A field whose value is a JSON object or array (ALARM, RRULE, line items…): the store
+        keeps its compact JSON text."""
+        return self.data_type in JSON_VALUED_TYPES or (
+            self.json_type in ("jsonobject", "jsonarray") and self.data_type in STRING_TYPES
+        )
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -233,7 +250,8 @@ def _field_from_raw(raw: dict[str, Any]) -> SimField:
     api = {k: v for k, v in raw.items() if k != "sim"}
     lookup = api.get("lookup") or {}
     lookup_module = (lookup.get("module") or {}).get("api_name") if lookup else None
-    formula = api.get("formula") or {}
+    # A formula's and a rollup's value have the type they return (zoho-api.md §11).
+    formula = api.get("formula") or api.get("rollup_summary") or {}
     picks = tuple(
         str(p.get("actual_value", p.get("display_value")))
         for p in api.get("pick_list_values") or []

@@ -5,6 +5,14 @@ values joined with ``;``; booleans ``true``/``false``; nulls empty; lookups as t
 datetimes ISO 8601 with the org's offset; currency as its exact decimal text. Every non-null
 value is quoted (RFC 4180 quoting, embedded quotes doubled), which is how Zoho's exports look.
 Fields that list reads do not return (subform, multi-select lookup, file upload…) are left out.
+
+Zoho's quirks modelled here (zoho-api.md §11; docs/simulator.md, "Assumptions"):
+
+* Rich-text fields are cut to their first 500 characters in list answers (Records, COQL) and, by
+  assumption (undocumented), in the Bulk CSV too; ``fetch_full_data`` gives the whole value.
+* A Records answer names a polymorphic lookup's module in ``$se_module`` (COQL and Bulk do not).
+* The Bulk CSV writes some whole numbers of integer fields as ``5.0`` and some currency amounts
+  with more decimals than ``decimal_place`` (``12.5000``): the values are the same.
 """
 
 from __future__ import annotations
@@ -23,6 +31,10 @@ from connector.simulator.orgdef import SimField, format_offset, format_zoho_date
 from connector.simulator.query import category
 
 DEFAULT_OFFSET = timedelta(hours=5, minutes=30)
+# List answers give a rich-text field's first 500 characters (zoho-api.md §5).
+RICH_TEXT_LIST_CHARS = 500
+# The record key that names a polymorphic lookup's module (Notes.Parent_Id, Tasks.What_Id).
+SE_MODULE = "$se_module"
 
 FieldsArg = Mapping[str, SimField] | Sequence[SimField]
 
@@ -58,8 +70,9 @@ def json_value(
         return {"name": value.get("name"), "id": str(value.get("id")), "email": value.get("email")}
     if t == "bigint":
         return str(value)
-    if field.json_array and isinstance(value, str):
-        # Line items, participants: the store keeps compact JSON text; Zoho sends the array.
+    if (field.json_array or field.json_valued) and isinstance(value, str):
+        # Line items, participants, ALARM, RRULE: the store keeps compact JSON text; Zoho sends
+        # the object or array itself.
         return json.loads(value)
     if t == "time_range" and isinstance(value, str):
         # Real Zoho sends a time range as a JSON array of {"From", "To"} objects (its SDK models
@@ -98,6 +111,8 @@ def records_to_json(
             continue
         col = table.column(name)
         t = f.value_type
+        if f.rich_text:
+            col = cut_rich_text(col)
         if t == "datetime":
             values = _datetime_text(col, offset).to_pylist()
         elif t == "date":
@@ -105,12 +120,34 @@ def records_to_json(
         else:
             values = [json_value(v, f, offset, coql=coql) for v in col.to_pylist()]
         columns.append((name, values))
+        if f.sim.get("se_module") and not coql:
+            # Records answers only: the lookup's module, next to it (one key per record).
+            module = f.lookup_module
+            columns.append((SE_MODULE, [None if v is None else module for v in values]))
     names = [n for n, _ in columns]
     return (
         [dict(zip(names, row, strict=True)) for row in zip(*(v for _, v in columns), strict=True)]
         if columns
         else [{} for _ in range(table.num_rows)]
     )
+
+
+def cut_rich_text(column: Any) -> Any:
+    """A rich-text column as list answers give it: each value's first 500 characters."""
+    return pc.utf8_slice_codeunits(column, 0, RICH_TEXT_LIST_CHARS)
+
+
+def _odd_numbers(text: Any, t: str) -> Any:
+    """Whole numbers and amounts as Bulk CSV sometimes spells them (zoho-api.md §11: peers see
+    ``0.0`` in integer fields): integers that end in 0 or 5 as ``5.0``, amounts whose unit digit
+    is even with two more zeros (``12.5000`` for ``12.50``). Same values, odder text."""
+    if t in ("integer", "long"):
+        return pc.replace_substring_regex(text, pattern=r"^(-?[0-9]*[05])$", replacement=r"\1.0")
+    if t == "currency":
+        return pc.replace_substring_regex(
+            text, pattern=r"^(-?[0-9]*[02468]\.[0-9]+)$", replacement=r"\100"
+        )
+    return text
 
 
 def _csv_column(column: Any, f: SimField | None, offset: timedelta) -> Any:
@@ -124,7 +161,10 @@ def _csv_column(column: Any, f: SimField | None, offset: timedelta) -> Any:
         return pc.struct_field(column, "id")
     if t == "multiselectpicklist":
         return pc.binary_join(column, ";")
-    return pc.cast(column, pa.string())
+    if f.rich_text:
+        # Assumed (undocumented): Bulk Read cuts rich text like the list APIs do.
+        return cut_rich_text(column)
+    return _odd_numbers(pc.cast(column, pa.string()), t)
 
 
 def csv_table(table: pa.Table, fields: FieldsArg, offset: timedelta = DEFAULT_OFFSET) -> pa.Table:

@@ -130,6 +130,7 @@ API_ROUTES: tuple[Route, ...] = (
     Route("PUT", "/crm/{version}/{module}", api_records.write_records),
     Route("DELETE", "/crm/{version}/{module}", api_records.write_records),
     Route("GET", "/crm/{version}/{module}/deleted", api_deleted.deleted_records),
+    Route("GET", "/crm/{version}/{module}/actions/fetch_full_data", api_records.fetch_full_data),
 )
 # Accounts handlers take (app, call, form=the query plus the form body); exact paths.
 ACCOUNTS_ROUTES: tuple[Route, ...] = (

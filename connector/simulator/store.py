@@ -30,6 +30,7 @@ from connector.simulator.generator import ModuleGen, OrgGenerator
 from connector.simulator.orgdef import OrgDef, SimField, SimModule, SimUser, load_orgdef
 from connector.simulator.query import (
     And,
+    Comparison,
     Expr,
     Not,
     Or,
@@ -47,6 +48,31 @@ CACHE_ENTRIES = 160
 RECYCLE_RETENTION = timedelta(days=60)
 PERMANENT_RETENTION = timedelta(days=120)
 SYSTEM_FIELDS = frozenset({"id", "Created_Time", "Modified_Time", "Created_By", "Modified_By"})
+# Converted leads keep their row with this flag set (zoho-api.md §11).
+CONVERTED = "Converted__s"
+
+
+def hides_converted(meta: SimModule) -> bool:
+    """Whether the module's reads leave converted records out unless asked (Leads)."""
+    return CONVERTED in meta.field_map
+
+
+def with_converted(meta: SimModule, where: Expr | None, converted: str = "false") -> Expr | None:
+    """``where`` as a read of ``meta`` sees it once converted records are hidden.
+
+    ``converted`` is the Records API parameter: ``false`` (Zoho's default: only records not
+    converted), ``true`` (only converted ones) or ``both``. COQL and Bulk Read pass ``false``: by
+    assumption (their docs are silent) they hide converted leads like the Records API, unless the
+    query itself names ``Converted__s`` (then it decides). Other modules are not affected.
+    """
+    if not hides_converted(meta) or converted == "both":
+        return where
+    if where is not None and any(
+        meta.find_field(c.field) is meta.field_map[CONVERTED] for c in comparisons(where)
+    ):
+        return where
+    flag = Comparison(CONVERTED, "=", "true" if converted == "true" else "false")
+    return flag if where is None else And((where, flag))
 
 
 @dataclass(frozen=True)

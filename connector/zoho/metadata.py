@@ -24,17 +24,24 @@ class FieldMeta:
     custom_field: bool = False
     read_only: bool = False
     lookup_module: str | None = None
-    # For formula fields, the type of the value the formula returns.
+    # For formula and rollup-summary fields, the type of the value they return.
     return_type: str | None = None
+    # A rich-text multi-line field (``textarea.type`` "rich_text"): list answers cut it.
+    rich_text: bool = False
+    # A currency field's ``currency.precision``, which may exceed ``decimal_place``.
+    currency_precision: int | None = None
 
     @classmethod
     def from_api(cls, raw: dict[str, Any]) -> FieldMeta:
         """Build from one element of the ``fields`` array of the field metadata response."""
         lookup = raw.get("lookup") or {}
         lookup_module = (lookup.get("module") or {}).get("api_name") if lookup else None
-        formula = raw.get("formula") or {}
+        # A rollup summary names its type like a formula does (zoho-api.md §11).
+        formula = raw.get("formula") or raw.get("rollup_summary") or {}
         decimal_place = raw.get("decimal_place")
         length = raw.get("length")
+        textarea = raw.get("textarea") or {}
+        precision = (raw.get("currency") or {}).get("precision")
         return cls(
             api_name=str(raw["api_name"]),
             data_type=str(raw.get("data_type") or "text"),
@@ -45,6 +52,8 @@ class FieldMeta:
             read_only=bool(raw.get("read_only", False)),
             lookup_module=lookup_module,
             return_type=formula.get("return_type") if formula else None,
+            rich_text=raw.get("data_type") == "rich_text" or textarea.get("type") == "rich_text",
+            currency_precision=int(precision) if precision is not None else None,
         )
 
 
@@ -101,12 +110,14 @@ def list_modules(client: ZohoClient) -> list[ModuleMeta]:
 
 
 def list_fields(client: ZohoClient, module: str) -> list[FieldMeta]:
-    """Return the fields of ``module`` in Zoho's order (1 credit).
+    """Return every field of ``module`` in Zoho's order (1 credit).
 
-    Zoho answers 204 for some modules' metadata; that reads as "no fields".
+    Asks with ``type=all``: without it Zoho lists only the fields in some layout, and a field
+    removed from every layout still holds data that every read returns. Zoho answers 204 for
+    some modules' metadata; that reads as "no fields".
     """
-    body = client.get_json("settings/fields", params={"module": module})
-    endpoint = f"settings/fields?module={module}"
+    body = client.get_json("settings/fields", params={"module": module, "type": "all"})
+    endpoint = f"settings/fields?module={module}&type=all"
     try:
         return [FieldMeta.from_api(raw) for raw in _items(body, "fields", endpoint)]
     except (TypeError, ValueError) as error:

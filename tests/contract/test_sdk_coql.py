@@ -15,6 +15,11 @@ from zohocrmsdk.src.com.zoho.crm.api.coql import (
     ResponseWrapper,
 )
 
+from connector.simulator.query import Comparison
+
+# A query that does not name Converted__s leaves converted leads out (assumed, like Records).
+NOT_CONVERTED = Comparison("Converted__s", "=", "false")
+
 if TYPE_CHECKING:
     from conftest import SdkSession
 
@@ -31,7 +36,8 @@ def test_filtered_ordered_query_matches_the_org(make_sdk: Callable[..., SdkSessi
     session = make_sdk(records=300)
     store = session.sim.org.module("Leads")
     everything = store.select(
-        ["id", "Last_Name", "Owner", "Annual_Revenue", "Lead_Source", "Modified_Time"]
+        ["id", "Last_Name", "Owner", "Annual_Revenue", "Lead_Source", "Modified_Time"],
+        where=NOT_CONVERTED,
     ).to_pylist()
     cutoff = sorted(r["Modified_Time"] for r in everything)[len(everything) // 3]
     cutoff_text = cutoff.astimezone(timezone(session.sim.org.offset)).isoformat()
@@ -86,9 +92,12 @@ def test_limit_offset_paging(make_sdk: Callable[..., SdkSession]) -> None:
             break
         offset += 40
     store = session.sim.org.module("Leads")
-    expected = [str(i) for i in store.select(["id"], order_by=(("id", "asc"),)).column("id")]
+    expected = [
+        str(i)
+        for i in store.select(["id"], where=NOT_CONVERTED, order_by=(("id", "asc"),)).column("id")
+    ]
     assert ids == expected
-    assert offset == 120
+    assert 0 < len(ids) < store.count()
 
 
 def test_no_rows_is_204(sdk: SdkSession) -> None:

@@ -19,6 +19,7 @@ from zohocrmsdk.src.com.zoho.crm.api.record import GetRecordsParam, RecordOperat
 from zohocrmsdk.src.com.zoho.crm.api.sdk_config import SDKConfig
 from zohocrmsdk.src.com.zoho.crm.api.users import GetUsersParam, UsersOperations
 from zohocrmsdk.src.com.zoho.crm.api.users import ResponseWrapper as UsersWrapper
+from zohocrmsdk.src.com.zoho.crm.api.util import Choice
 
 if TYPE_CHECKING:
     from conftest import SdkSession
@@ -48,6 +49,7 @@ def test_fields_of_every_module(sdk: SdkSession) -> None:
     for name, store in sdk.sim.org.modules.items():
         params = ParameterMap()
         params.add(GetFieldsParam.module, name)
+        params.add(GetFieldsParam.type, Choice("all"))  # fields outside every layout too
         wrapper = sdk.result(FieldsOperations().get_fields(params))
         assert isinstance(wrapper, FieldsWrapper)
         got = {f.get_api_name(): f for f in wrapper.get_fields()}
@@ -95,6 +97,7 @@ def test_auto_refresh_fields_caches_every_module(make_sdk: Callable[..., SdkSess
     )
     params = ParameterMap()
     params.add(GetRecordsParam.fields, "Last_Name,Owner")
+    params.add(GetRecordsParam.converted, "both")  # Zoho's default leaves converted leads out
     response = RecordOperations("Leads").get_records(params, HeaderMap())
     wrapper = session.result(response)
     assert len(wrapper.get_data()) == session.sim.org.module("Leads").count()

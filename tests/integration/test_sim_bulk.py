@@ -10,6 +10,7 @@ from typing import Any
 
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
+from connector.simulator.query import Comparison
 
 
 def _create(client: Any, query: dict[str, Any]) -> Any:
@@ -59,18 +60,22 @@ def test_lifecycle(client: Any, simulator: Simulator) -> None:
     assert done["state"] == "COMPLETED"
     assert done["query"]["module"]["api_name"] == "Leads"
     result = done["result"]
+    # A job that does not name Converted__s leaves converted leads out (assumed, like Records).
+    leads = simulator.org.module("Leads")
+    visible = leads.select(["id"], where=Comparison("Converted__s", "=", "false"))
+    assert 0 < visible.num_rows < leads.count() == 200
     assert result == {
         "page": 1,
         "per_page": 200_000,
-        "count": 200,
+        "count": visible.num_rows,
         "download_url": f"/crm/bulk/v8/read/{job_id}/result",
         "more_records": False,
     }
     rows = _download(client, done)
     assert list(rows[0]) == ["id", "Last_Name", "Email", "Modified_Time"]
     ids = [r["id"] for r in rows]
-    assert ids == sorted(ids) and len(ids) == 200
-    assert ids == simulator.org.module("Leads").select(["id"]).column("id").to_pylist()
+    assert ids == sorted(ids) and len(ids) == visible.num_rows
+    assert ids == visible.column("id").to_pylist()
 
 
 def test_states_walk_through_queued(
@@ -94,7 +99,7 @@ def test_pages_by_token_and_by_page(
 ) -> None:
     sim = make_simulator(bulk_page_size=70)
     client = make_client(sim)
-    query = {"module": {"api_name": "Leads"}, "fields": ["Last_Name"]}
+    query = {"module": {"api_name": "Leads"}, "fields": ["Last_Name"], "criteria": EVERY_LEAD}
     job = _run(client, query)
     assert job["result"]["count"] == 70 and job["result"]["more_records"] is True
     seen = [r["id"] for r in _download(client, job)]
@@ -108,6 +113,16 @@ def test_pages_by_token_and_by_page(
     page2 = _run(client, {**query, "page": 2})
     assert [r["id"] for r in _download(client, page2)] == seen[70:140]
     assert sim.credits.by_kind["bulk_create"] == 4 * 50
+
+
+# Naming Converted__s both ways exports converted leads too, which a job leaves out by default.
+EVERY_LEAD = {
+    "group_operator": "or",
+    "group": [
+        {"field": {"api_name": "Converted__s"}, "comparator": "equal", "value": flag}
+        for flag in (True, False)
+    ],
+}
 
 
 def test_criteria_nested_groups(client: Any, simulator: Simulator) -> None:
@@ -137,6 +152,7 @@ def test_criteria_nested_groups(client: Any, simulator: Simulator) -> None:
                     },
                 ],
             },
+            EVERY_LEAD,
         ],
     }
     job = _run(

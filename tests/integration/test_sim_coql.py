@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from connector.simulator import Simulator
+from connector.simulator.query import Comparison
 
 
 def _coql(client: Any, query: str) -> Any:
@@ -28,10 +29,15 @@ def test_happy_path(client: Any, simulator: Simulator) -> None:
     assert set(owner) >= {"id", "name"}
 
 
+# Naming Converted__s includes converted leads, which COQL leaves out by default (assumed).
+EVERY_LEAD = "(Converted__s = true or Converted__s = false)"
+
+
 def test_default_limit_and_offset(client: Any) -> None:
-    everything = _coql(client, "select Last_Name from Leads").json()
+    everything = _coql(client, f"select Last_Name from Leads where {EVERY_LEAD}").json()
     assert everything["info"] == {"count": 200, "more_records": False}
-    page = _coql(client, "select Last_Name from Leads limit 20 offset 190").json()
+    page = _coql(client, f"select Last_Name from Leads where {EVERY_LEAD} limit 20 offset 190")
+    page = page.json()
     assert page["info"] == {"count": 10, "more_records": False}
     assert [r["id"] for r in page["data"]] == [r["id"] for r in everything["data"]][190:]
 
@@ -41,18 +47,22 @@ def test_where_with_groups(client: Any, simulator: Simulator) -> None:
     times = sorted(store.select(["Modified_Time"]).column("Modified_Time").to_pylist())
     cut = times[100].strftime("%Y-%m-%dT%H:%M:%S+00:00")
     query = (
-        f"select id from Leads where ((Modified_Time >= '{cut}') and "
-        "(Last_Name is not null or Last_Name is null)) limit 2000"
+        f"select id from Leads where (((Modified_Time >= '{cut}') and "
+        f"(Last_Name is not null or Last_Name is null)) and {EVERY_LEAD}) limit 2000"
     )
     body = _coql(client, query).json()
     assert body["info"]["count"] == sum(1 for t in times if t >= times[100])
 
 
-def test_count(client: Any) -> None:
-    resp = _coql(client, "select COUNT(id) from Leads")
+def test_count(client: Any, simulator: Simulator) -> None:
+    resp = _coql(client, f"select COUNT(id) from Leads where {EVERY_LEAD}")
     assert resp.status_code == 200
     data = resp.json()["data"]
     assert list(data[0].values()) == [200]
+    # Without naming Converted__s, converted leads are left out.
+    hidden = _coql(client, "select COUNT(id) from Leads").json()["data"]
+    converted = simulator.org.module("Leads").count(Comparison("Converted__s", "=", "true"))
+    assert converted > 0 and list(hidden[0].values()) == [200 - converted]
 
 
 def test_empty_is_204(client: Any) -> None:

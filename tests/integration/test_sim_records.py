@@ -17,7 +17,9 @@ def _ids(resp: Any) -> list[str]:
 
 
 def test_list_defaults_and_info(client: Any) -> None:
-    resp = client.get("/crm/v8/Leads", params={"fields": "Last_Name,Owner,Modified_Time"})
+    resp = client.get(
+        "/crm/v8/Leads", params={"fields": "Last_Name,Owner,Modified_Time", "converted": "both"}
+    )
     assert resp.status_code == 200
     body = resp.json()
     info = body["info"]
@@ -86,6 +88,7 @@ def test_page_then_page_token_past_2000(
         "sort_by": "id",
         "sort_order": "asc",
         "per_page": "200",
+        "converted": "both",
     }
     seen: list[str] = []
     token = None
@@ -154,7 +157,13 @@ def test_hundred_thousand_cap(
 ) -> None:
     sim = make_simulator(records=100_300)
     client = make_client(sim)
-    params = {"fields": "id", "per_page": "200", "sort_by": "id", "sort_order": "asc"}
+    params = {
+        "fields": "id",
+        "per_page": "200",
+        "sort_by": "id",
+        "sort_order": "asc",
+        "converted": "both",
+    }
     body = client.get("/crm/v8/Leads", params=params).json()
     token = body["info"]["next_page_token"]
     # Walk a few real token pages, then jump the token to the cap (500 calls would be slow).
@@ -226,3 +235,75 @@ def test_insert_update_delete_over_http(client: Any, simulator: Simulator) -> No
     assert simulator.org.module("Leads").get(new_id) is None
     bad = client.request("PUT", "/crm/v8/Leads", json={"data": [{"id": "1", "Company": "x"}]})
     assert bad.status_code == 400 and bad.json()["data"][0]["code"] == "INVALID_DATA"
+
+
+# --- records a default call does not return; whole rich text ----------------------------------
+
+
+def test_converted_leads_only_when_asked(client: Any, simulator: Simulator) -> None:
+    from connector.simulator.query import Comparison
+
+    leads = simulator.org.module("Leads")
+    converted = set(
+        leads.select(["id"], where=Comparison("Converted__s", "=", "true")).column("id").to_pylist()
+    )
+    base = {"fields": "Last_Name,Converted__s", "per_page": "200"}
+    default = set(_ids(client.get("/crm/v8/Leads", params=base)))
+    only = set(_ids(client.get("/crm/v8/Leads", params={**base, "converted": "true"})))
+    both = set(_ids(client.get("/crm/v8/Leads", params={**base, "converted": "both"})))
+    assert converted and only == converted and not default & converted
+    assert both == default | converted and len(both) == leads.count()
+    bad = client.get("/crm/v8/Leads", params={**base, "converted": "yes"})
+    assert bad.status_code == 400 and bad.json()["code"] == "INVALID_DATA"
+    some = sorted(converted)[:3]
+    by_id = client.get("/crm/v8/Leads", params={**base, "ids": ",".join(some)})
+    assert by_id.status_code == 204  # converted leads are hidden by id too
+    asked = {**base, "ids": ",".join(some), "converted": "both"}
+    assert sorted(_ids(client.get("/crm/v8/Leads", params=asked))) == some
+
+
+def test_fetch_full_data_serves_whole_rich_text(client: Any, simulator: Simulator) -> None:
+    accounts = simulator.org.module("Accounts")
+    rows = accounts.select(["id", "Account_Plan"]).to_pylist()
+    long_rows = [r for r in rows if len(r["Account_Plan"] or "") > 500][:3]
+    assert long_rows
+    ids = ",".join(r["id"] for r in long_rows)
+    listed = client.get("/crm/v8/Accounts", params={"fields": "Account_Plan", "ids": ids})
+    assert all(len(r["Account_Plan"]) == 500 for r in listed.json()["data"])
+    full = client.get(
+        "/crm/v8/Accounts/actions/fetch_full_data", params={"ids": ids, "fields": "Account_Plan"}
+    )
+    assert full.status_code == 200
+    got = {r["id"]: r["Account_Plan"] for r in full.json()["data"]}
+    assert got == {r["id"]: r["Account_Plan"] for r in long_rows}
+    assert simulator.requests[-1].credits == 1
+
+
+@pytest.mark.parametrize(
+    ("params", "code"),
+    [
+        ({"fields": "Account_Plan"}, "REQUIRED_PARAM_MISSING"),
+        ({"ids": "1"}, "REQUIRED_PARAM_MISSING"),
+        ({"ids": "1", "fields": "Account_Name"}, "INVALID_DATA"),
+        ({"ids": ",".join(str(i) for i in range(201)), "fields": "Account_Plan"}, "LIMIT_EXCEEDED"),
+    ],
+)
+def test_fetch_full_data_errors(client: Any, params: dict[str, str], code: str) -> None:
+    resp = client.get("/crm/v8/Accounts/actions/fetch_full_data", params=params)
+    assert resp.status_code == 400 and resp.json()["code"] == code
+
+
+def test_fields_outside_layouts_only_with_type_all(client: Any) -> None:
+    def names(**params: str) -> list[str]:
+        resp = client.get("/crm/v8/settings/fields", params={"module": "Contacts", **params})
+        return [f["api_name"] for f in resp.json()["fields"]]
+
+    default, every, unused = names(), names(type="all"), names(type="unused")
+    assert "Legacy_Region" not in default and unused == ["Legacy_Region"]
+    assert every == [
+        *default[: every.index("Legacy_Region")],
+        "Legacy_Region",
+        *default[every.index("Legacy_Region") :],
+    ]
+    bad = client.get("/crm/v8/settings/fields", params={"module": "Contacts", "type": "x"})
+    assert bad.status_code == 400

@@ -47,7 +47,7 @@ def utc_text(value: datetime) -> str:
     return value.astimezone(timezone.utc).replace(microsecond=0).isoformat()
 
 
-def make_schema(extra_fields: int = 0, module: str = "Leads") -> ModuleSchema:
+def make_schema(extra_fields: int = 0, module: str = "Deals") -> ModuleSchema:
     """Modified_Time, Name (text), Amount (integer), Tags (multiselect) and ``extra_fields`` texts."""
     fields = [
         FieldMeta("Name", "text"),
@@ -110,9 +110,28 @@ _SELECT = re.compile(
 )
 
 
+_EVERY_LEAD = "(Converted__s = true or Converted__s = false)"
+
+
+def _time_criterion(criteria: dict | None) -> dict | None:
+    """The Modified_Time criterion of a job's criteria; a Leads job also names Converted__s both
+    ways (every lead), which the fake's records (none converted) all pass."""
+    if criteria is None or "group" not in criteria:
+        return criteria
+    parts = criteria["group"] if criteria["group_operator"] == "and" else [criteria]
+    times = [c for c in parts if "group" not in c]
+    flags = [c for c in parts if "group" in c]
+    assert len(flags) == 1 and flags[0]["group_operator"] == "or"
+    assert {c["field"]["api_name"] for c in flags[0]["group"]} == {"Converted__s"}
+    assert {c["value"] for c in flags[0]["group"]} == {True, False}
+    return times[0] if times else None
+
+
 def coql_predicate(where: str) -> Callable[[str, str], bool]:
     """Turn the readers' COQL conditions into a Python predicate of (utc time text, id)."""
-    text = where.replace("Modified_Time", "mt").replace("is not null", "is not None")
+    # A Leads read names Converted__s both ways (every lead); the fake's records are none converted.
+    text = where.replace(_EVERY_LEAD, "(True)")
+    text = text.replace("Modified_Time", "mt").replace("is not null", "is not None")
     text = re.sub(r"\bid\b", "rid", text)
     text = re.sub(r"(?<![<>!=])=(?!=)", "==", text)
     code = compile(text, "<coql>", "eval")
@@ -133,7 +152,7 @@ class FakeZoho:
     """An in-memory Zoho for one module, at the client seam."""
 
     records: list[dict[str, Any]]
-    module: str = "Leads"
+    module: str = "Deals"
     bulk_page_size: int = 200_000
     polls_to_complete: int = 2
     records_cap: int = 100_000
@@ -351,6 +370,7 @@ class FakeZoho:
             criteria, offset = query.get("criteria"), 0
             assert len(fields) <= 200
         rows = sorted(self.records, key=lambda r: r["id"])
+        criteria = _time_criterion(criteria)
         if criteria is not None:
             assert criteria["field"]["api_name"] == "Modified_Time"
             assert criteria["comparator"] == "greater_equal"
@@ -447,7 +467,7 @@ def _csv_value(value: Any) -> str:
     return str(value)
 
 
-MODULE = ModuleMeta(api_name="Leads", module_name="Leads")
+MODULE = ModuleMeta(api_name="Deals", module_name="Deals")
 
 
 class Tuning(SimpleNamespace):

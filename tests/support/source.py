@@ -15,7 +15,7 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.config import Tuning
-from connector.lake.schema import ModuleSchema, batch_from_records, module_schema
+from connector.lake.schema import SE_MODULE, ModuleSchema, batch_from_records, module_schema
 from connector.readers.users import USERS, users_schema
 from connector.simulator import Simulator
 from connector.zoho.http import ZohoClient
@@ -31,13 +31,24 @@ def noop(_: float) -> None:
 
 
 def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records (or users) in the connector's types, sorted by id."""
+    """The simulator's current records (or users) in the connector's types, sorted by id.
+
+    ``$se_module`` (no field of the simulator's) is the polymorphic lookup's module wherever the
+    lookup is set, as the Records API names it.
+    """
     if schema.module == USERS:
         rows = [user.to_api() for user in sim.org.users]
         return pa.Table.from_batches([batch_from_records(rows, schema)]).sort_by("id")
-    raw = sim.org.module(schema.module).current_table(schema.arrow.names)
+    store = sim.org.module(schema.module)
+    raw = store.current_table([name for name in schema.arrow.names if name != SE_MODULE])
     columns = []
     for field in schema.arrow:
+        if field.name == SE_MODULE:
+            lookup = next(f for f in store.meta.fields if f.sim.get("se_module"))
+            linked = pc.is_valid(raw.column(lookup.api_name))
+            module = pa.scalar(lookup.lookup_module, pa.string())
+            columns.append(pc.if_else(linked, module, pa.scalar(None, pa.string())))
+            continue
         column = raw.column(field.name)
         if pa.types.is_struct(column.type):  # a lookup: the connector keeps the related id
             column = pc.struct_field(column, "id")

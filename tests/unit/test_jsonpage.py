@@ -144,6 +144,36 @@ def test_time_range_fields_always_use_the_fallback() -> None:
     assert page.table.column("Hours").to_pylist() == ["9-5"]
 
 
+def test_json_valued_fields_whole_numbers_and_se_module_equal_the_reference() -> None:
+    fields = [
+        *FIELDS[:1],
+        FieldMeta("Remind_At", "ALARM", json_type="jsonobject"),
+        FieldMeta("What_Id", "lookup"),
+        FieldMeta("Pieces", "integer"),
+    ]
+    schema = module_schema("Tasks", fields)
+    rows = [
+        {
+            "id": "1",
+            "Modified_Time": "2026-07-01T10:00:00Z",
+            "Remind_At": {"ALARM": "FREQ=NONE;ACTION=POPUP;TRIGGER=-PT5M"},
+            "What_Id": {"name": "D", "id": "7"},
+            "$se_module": "Deals",
+            "Pieces": 5.0,
+        },
+        {"id": "2", "Modified_Time": "2026-07-01T10:00:00Z", "Pieces": 3},
+    ]
+    page = decode_page(body_of(rows), schema, schema.names, what="a test page")
+    reference = batch_from_records(json.loads(body_of(rows), parse_float=Decimal)["data"], schema)
+    assert page.table.equals(pa.Table.from_batches([reference]))
+    assert page.table.column("Remind_At").to_pylist() == [
+        '{"ALARM":"FREQ=NONE;ACTION=POPUP;TRIGGER=-PT5M"}',
+        None,
+    ]
+    assert page.table.column("$se_module").to_pylist() == ["Deals", None]
+    assert page.table.column("Pieces").to_pylist() == [5, 3]
+
+
 @pytest.mark.parametrize(
     ("body", "message"),
     [

@@ -41,7 +41,7 @@ def test_full_read_one_job_equals_source(tmp_path: Path) -> None:
     assert fake.credits() == 53
     assert waits == [1.0, 2.0]
     body = fake.calls[0].body
-    assert body["file_type"] == "csv" and body["query"]["module"] == {"api_name": "Leads"}
+    assert body["file_type"] == "csv" and body["query"]["module"] == {"api_name": "Deals"}
     assert "id" not in body["query"]["fields"] and len(body["query"]["fields"]) == 4
     assert list(tmp_path.iterdir()) == []  # the scratch files are gone
 

@@ -195,8 +195,8 @@ def test_probe_with_many_columns_uses_groups() -> None:
 
 def test_count() -> None:
     fake = FakeZoho(make_records(1000, per_second=4))
-    assert coql_count(fake, "Leads", None) == 1000  # type: ignore[arg-type]
-    assert coql_count(fake, "Leads", BASE + timedelta(seconds=240)) == 40  # type: ignore[arg-type]
+    assert coql_count(fake, "Deals", None) == 1000  # type: ignore[arg-type]
+    assert coql_count(fake, "Deals", BASE + timedelta(seconds=240)) == 40  # type: ignore[arg-type]
     assert fake.credits() == 2
 
 

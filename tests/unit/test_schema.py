@@ -160,6 +160,61 @@ CASES: list[tuple[str, dict[str, Any], Any, str | None, Any]] = [
     ("mystery_type", {}, "as text", "as text", "as text"),
     ("time_range", {}, [{"From": "10:00", "To": "19:00"}], "10:00-19:00", "10:00-19:00"),
     ("time_range", {}, None, None, None),
+    # Zoho's own spellings of whole numbers and amounts: the same value, nothing rounded.
+    ("integer", {}, Decimal("5.0"), "5.0", 5),
+    ("integer", {}, Decimal("0.0"), "0.0", 0),
+    ("long", {}, Decimal("-12.000"), "-12.000", -12),
+    ("currency", {"decimal_place": 2}, Decimal("12.5000"), "12.5000", Decimal("12.50")),
+    (
+        "currency",
+        {"decimal_place": 2, "currency_precision": 4},
+        Decimal("0.1234"),
+        "0.1234",
+        Decimal("0.1234"),
+    ),
+    # Rollup summaries by their return type.
+    ("rollup_summary", {"return_type": "integer"}, 7, "7", 7),
+    ("rollup_summary", {"return_type": "integer"}, Decimal("7.0"), "7.0", 7),
+    (
+        "rollup_summary",
+        {"return_type": "currency", "decimal_place": 2},
+        Decimal("99999999999999.99"),
+        "99999999999999.99",
+        Decimal("99999999999999.99"),
+    ),
+    ("rollup_summary", {"return_type": "datetime"}, MT_TEXT, MT_TEXT, MT_UTC),
+    # JSON-valued fields: compact JSON text, whether Zoho sends the object or its text.
+    (
+        "ALARM",
+        {"json_type": "jsonobject"},
+        {"ALARM": "FREQ=NONE;ACTION=EMAIL;TRIGGER=-PT15M"},
+        '{"ALARM": "FREQ=NONE;ACTION=EMAIL;TRIGGER=-PT15M"}',
+        '{"ALARM":"FREQ=NONE;ACTION=EMAIL;TRIGGER=-PT15M"}',
+    ),
+    (
+        "RRULE",
+        {},
+        {"RRULE": "FREQ=DAILY;INTERVAL=1"},
+        '{"RRULE":"FREQ=DAILY;INTERVAL=1"}',
+        '{"RRULE":"FREQ=DAILY;INTERVAL=1"}',
+    ),
+    (
+        "multireminder",
+        {},
+        [{"period": "minutes", "unit": 15}],
+        '[ {"period": "minutes", "unit": 15} ]',
+        '[{"period":"minutes","unit":15}]',
+    ),
+    ("event_reminder", {}, "plain text stays", "plain text stays", "plain text stays"),
+    (
+        "text",
+        {"json_type": "jsonarray"},
+        [{"name": "Ana", "Email": "a@x.com", "invited": True}],
+        '[{"name":"Ana","Email":"a@x.com","invited":true}]',
+        '[{"name":"Ana","Email":"a@x.com","invited":true}]',
+    ),
+    ("lineitem", {"json_type": "jsonarray"}, [{"qty": 2}], '[{"qty": 2}]', '[{"qty":2}]'),
+    ("ALARM", {}, None, None, None),
 ]
 
 
@@ -205,6 +260,17 @@ def test_json_and_csv_give_equal_rows(
         ("formula", {"return_type": "integer"}, pa.int64()),
         ("formula", {"return_type": "datetime"}, pa.timestamp("us", tz="UTC")),
         ("formula", {"return_type": "text"}, pa.string()),
+        ("currency", {"decimal_place": 2, "currency_precision": 5}, pa.decimal128(38, 5)),
+        ("currency", {"decimal_place": 3, "currency_precision": 2}, pa.decimal128(38, 3)),
+        ("rollup_summary", {"return_type": "currency"}, pa.decimal128(38, 2)),
+        ("rollup_summary", {"return_type": "integer"}, pa.int64()),
+        ("rollup_summary", {"return_type": "datetime"}, pa.timestamp("us", tz="UTC")),
+        ("ALARM", {}, pa.string()),
+        ("RRULE", {}, pa.string()),
+        ("event_reminder", {}, pa.string()),
+        ("multireminder", {}, pa.string()),
+        ("text", {"json_type": "jsonarray"}, pa.string()),
+        ("bigint", {"json_type": "jsonarray"}, pa.string()),
     ],
 )
 def test_arrow_types(data_type: str, meta: dict[str, Any], arrow_type: pa.DataType) -> None:
@@ -291,6 +357,9 @@ def test_empty_json_page_gives_empty_batch() -> None:
         ("datetime", {}, "yesterday", "yesterday"),
         ("currency", {"decimal_place": 2}, 0.125, "0.125"),
         ("currency", {"decimal_place": 2}, "1,000.00", "1,000.00"),
+        ("currency", {"decimal_place": 2}, Decimal("12.5001"), "12.5001"),
+        ("integer", {}, Decimal("5.01"), "5.01"),
+        ("integer", {}, Decimal("1E+2"), "1e2"),
     ],
 )
 def test_bad_values_raise_data_error_naming_module_field_and_id(
@@ -470,3 +539,54 @@ def test_parse_zoho_datetime(text: str, expected: datetime) -> None:
 def test_parse_zoho_datetime_rejects(text: str) -> None:
     with pytest.raises(DataError):
         parse_zoho_datetime(text)
+
+
+def test_a_polymorphic_lookup_gets_its_module_next_to_it_never_asked_for() -> None:
+    from connector.readers.base import field_names
+
+    fields = [
+        FieldMeta("What_Id", "lookup"),
+        FieldMeta("Who_Id", "lookup"),
+        FieldMeta("Modified_Time", "datetime"),
+    ]
+    schema = module_schema("Tasks", fields)
+    assert schema.names == ["id", "What_Id", "$se_module", "Who_Id", "Modified_Time"]
+    assert schema.derived == ["$se_module"]
+    assert "$se_module" not in field_names(schema)
+    row = {"id": "1", "What_Id": {"id": "9", "name": "D"}, "$se_module": "Deals"}
+    batch = batch_from_records([{**row, "Modified_Time": MT_TEXT}], schema)
+    assert batch.column("$se_module").to_pylist() == ["Deals"]
+    assert module_schema("Notes", [FieldMeta("Parent_Id", "lookup")]).derived == ["$se_module"]
+    assert module_schema("Deals", [FieldMeta("Account_Name", "lookup")]).derived == []
+
+
+def test_rich_text_fields_and_converting_modules() -> None:
+    fields = [FieldMeta("Plan", "textarea", rich_text=True), FieldMeta("Notes", "textarea")]
+    assert module_schema("Accounts", fields).rich_text == ["Plan"]
+    assert module_schema("Leads", fields).hides_converted
+    assert not module_schema("Accounts", fields).hides_converted
+    assert module_schema("Custom", [FieldMeta("Converted__s", "boolean")]).hides_converted
+
+
+def test_field_metadata_reads_rollups_rich_text_and_currency_precision() -> None:
+    rollup = FieldMeta.from_api(
+        {
+            "api_name": "Won",
+            "data_type": "rollup_summary",
+            "decimal_place": 2,
+            "currency": {"rounding_option": "normal", "precision": 4},
+            "rollup_summary": {"return_type": "currency", "expression": {"function": "SUM"}},
+        }
+    )
+    assert (rollup.return_type, rollup.currency_precision, rollup.rich_text) == (
+        "currency",
+        4,
+        False,
+    )
+    rich = FieldMeta.from_api(
+        {"api_name": "Plan", "data_type": "textarea", "textarea": {"type": "rich_text"}}
+    )
+    plain = FieldMeta.from_api(
+        {"api_name": "Plan", "data_type": "textarea", "textarea": {"type": "large"}}
+    )
+    assert rich.rich_text and not plain.rich_text

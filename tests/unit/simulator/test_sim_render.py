@@ -6,6 +6,7 @@ import csv
 import io
 import re
 from datetime import date, datetime, timedelta, timezone
+from decimal import Decimal
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -139,7 +140,17 @@ def test_csv_round_trip_keeps_nasty_text(deals_org: Org) -> None:
     assert by_id[some]["Interests"] == ";".join(canonical[some]["Interests"])
     assert by_id[some]["Owner"] == canonical[some]["Owner"]["id"]
     assert by_id[some]["Email_Opt_Out"] in ("true", "false")
-    assert by_id[some]["Annual_Revenue"] in (None, canonical[some]["Annual_Revenue"])
+    # Amounts and whole numbers keep their value; some are spelled oddly ("12.5000", "5.0").
+    for rid, row in canonical.items():
+        got, want = by_id[rid]["Annual_Revenue"], row["Annual_Revenue"]
+        assert (got is None) == (want is None)
+        assert got is None or Decimal(got) == Decimal(want)
+        score = by_id[rid]["Lead_Score"]
+        assert score is None or Decimal(score) == row["Lead_Score"]
+    revenues = [r["Annual_Revenue"] for r in by_id.values() if r["Annual_Revenue"]]
+    assert any(len(v.split(".")[1]) > 2 for v in revenues)
+    assert any(len(v.split(".")[1]) == 2 for v in revenues)
+    assert any(str(r["Lead_Score"]).endswith(".0") for r in by_id.values())
     assert ZONED.match(by_id[some]["Modified_Time"])
     nulls = [i for i, r in canonical.items() if r["Description"] is None]
     assert nulls and all(by_id[i]["Description"] is None for i in nulls)

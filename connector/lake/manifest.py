@@ -55,7 +55,8 @@ class ModuleReport:
     reader: str | None = None
     reason: str | None = None
     fallback: str | None = None
-    mode: str | None = None  # "full" | "incremental" | "full_refresh"
+    # "full" | "incremental" | "full_refresh" | "full_every_run" (no Modified_Time; Users)
+    mode: str | None = None
     rows: int = 0
     # Rows read but modified at or after the cap (the read's start): the next run writes them.
     deferred_rows: int = 0

@@ -10,8 +10,9 @@ values are normalised once, in :mod:`connector.lake.schema`. Three readers exist
 Each reader pages through Zoho with a small cursor object from :mod:`connector.readers.paging`
 that holds only the paging state and decides the next request from the last answer.
 
-An *ordered* reader yields batches in ascending ``(Modified_Time, id)`` order, so its caller may
-commit a watermark between batches. An unordered reader's output is only complete when ``read``
+An *ordered* reader yields batches in ascending ``Modified_Time`` order (COQL also by ``id`` within
+a second; the Records API's rows of one second in any order), so its caller may commit a
+watermark between batches. An unordered reader's output is only complete when ``read``
 returns; if it raises, the caller discards what it wrote during the read and starts again from its
 last committed watermark.
 """
@@ -203,12 +204,14 @@ def split_fields(schema: ModuleSchema, size: int) -> list[list[str]]:
     """Split the readable fields into groups of at most ``size`` names.
 
     Every group holds ``id`` and ``Modified_Time`` (they count towards ``size``), so groups can be
-    joined by id and a record that changed between two group reads can be detected.
+    joined by id and a record that changed between two group reads can be detected. A module
+    without ``Modified_Time`` (see :mod:`connector.readers.scan`) has only ``id`` in every group.
     """
+    keys = [ID, MODIFIED_TIME] if MODIFIED_TIME in schema.names else [ID]
     others = [n for n in field_names(schema) if n != MODIFIED_TIME]
-    room = size - 2
+    room = size - len(keys)
     chunks = [others[i : i + room] for i in range(0, len(others), room)] or [[]]
-    return [[ID, MODIFIED_TIME, *chunk] for chunk in chunks]
+    return [[*keys, *chunk] for chunk in chunks]
 
 
 def zoho_time(value: datetime) -> str:
@@ -238,9 +241,14 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
     ids = first.column(ID)
     keep = pa.repeat(pa.scalar(True), first.num_rows)
     columns = {name: first.column(name) for name in first.column_names}
+    timed = MODIFIED_TIME in first.column_names
     for other in groups[1:]:
         where = pc.index_in(ids, value_set=other.column(ID))
-        same = pc.equal(first.column(MODIFIED_TIME), other.column(MODIFIED_TIME).take(where))
+        if timed:
+            same = pc.equal(first.column(MODIFIED_TIME), other.column(MODIFIED_TIME).take(where))
+        else:
+            # No Modified_Time to compare: a record is stable when every group has it.
+            same = pc.is_valid(where)
         keep = pc.and_(keep, pc.fill_null(same, False))
         new = [name for name in other.column_names if name not in columns]
         # One take for the whole group (a call per column was a tenth of a Records page's time).

@@ -8,7 +8,8 @@ done, or raises when paging cannot go on. A cursor never calls Zoho, so it is te
 - :class:`BulkCursor`: Bulk Read, one job per page and field group; the first jobs from the query,
   later ones from each group's ``next_page_token``.
 - :class:`RecordsCursor`: the Records list API, a new query (``If-Modified-Since``) from each
-  page's last second, paging within a second by ``page`` 1..10 and then ``page_token``.
+  page's last second; a second that fills a whole page is read again sorted by ``id`` (Zoho
+  orders the rows of one second in no promised way), by ``page`` 1..10 and then ``page_token``.
 - :class:`CoqlCursor`: COQL keyset paging, ``where (Modified_Time, id) > last``, with LIMIT growth
   and an inclusive restart at the records that changed while a page was read.
 
@@ -20,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence, Set
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
@@ -118,6 +119,8 @@ class RecordsRequest:
     """The ``page`` number, for a group without a token."""
     tokens: tuple[str | None, ...]
     """Each group's ``page_token``; a group with one sends it instead of ``page``."""
+    by_id: bool = False
+    """Sorted by ``id`` (the rows of second ``since`` in a promised order), not ``Modified_Time``."""
 
 
 @dataclass(frozen=True)
@@ -159,13 +162,20 @@ class RecordsAnswer:
 
 
 class RecordsCursor:
-    """Records API paging: a new query from each page's last second, offsets only within one.
+    """Records API paging: a new query from each page's last second; a crowded second by id.
 
     Offset paging over a long read can skip a row (a record modified earlier in the order jumps to
     the end and shifts every later row back by one), so after each page the next request is a new
-    query with ``If-Modified-Since`` set to the page's last second. Only a page lying wholly in its
-    query's own second goes on to the next page of the same query: ``page`` up to ``max_page``,
-    then each group's ``next_page_token``.
+    query with ``If-Modified-Since`` set to the page's last second, from its first page.
+
+    The rows of one second tie on ``Modified_Time``, and Zoho promises no order among ties: two
+    calls (``page`` 1 and 2, or a ``page_token`` chain, which is not a cursor) may order them
+    differently, so paging through a second by ``Modified_Time`` can miss rows. A page that lies
+    wholly in one second ``T`` therefore starts an *id pass*: the rows modified at or after ``T``
+    sorted by ``id`` (unique, so the order is the same on every call), ``page`` up to ``max_page``
+    then each group's ``next_page_token``; the reader keeps only the rows of ``T``. A record
+    modified meanwhile leaves ``T`` but keeps its place in id order, so no row shifts. After the
+    pass the read goes on by ``Modified_Time`` from the second after ``T``.
     """
 
     def __init__(
@@ -188,12 +198,14 @@ class RecordsCursor:
         self.tokens: list[str | None] = [None] * groups
         self.stalled = 0
         """Restarts or re-reads in a row that yielded nothing new."""
+        self.by_id = False
+        """In an id pass over the second ``since``."""
         self.finished = False
         self._guards = [TokenGuard(module) for _ in range(groups)]
 
     def request(self) -> RecordsRequest:
         """The next request."""
-        return RecordsRequest(self.since, self.page, tuple(self.tokens))
+        return RecordsRequest(self.since, self.page, tuple(self.tokens), self.by_id)
 
     def restart(self, error: ZohoAPIError, last_second: str | None) -> None:
         """Start a new query at ``last_second`` (the last second yielded) after Zoho refused to
@@ -221,6 +233,9 @@ class RecordsCursor:
         Raises :class:`DataError` when Zoho says more rows follow but gives no page token, and
         :class:`RetriableAPIError` (``UNSTABLE_READ``) when records keep changing under the read.
         """
+        if self.by_id:
+            self._id_pass_advance(answer)
+            return
         if not answer.more and not answer.unstable:
             self.finished = True
             return
@@ -229,15 +244,15 @@ class RecordsCursor:
             # second again from its start.
             self.stalled = 0 if answer.new_rows else self.stalled + 1
             self._query(answer.last_time, 1)
-        elif answer.last_time != self.since:
-            # A new second: a fresh query from it. The page's rows at that second are the first
-            # rows of the new query, so whole pages of them need not be read again.
+        elif answer.at_last >= self.per_page:
+            # The whole page lies in one second, which may hold more rows: read it by id.
             self.stalled = 0
-            self._query(answer.last_time, answer.at_last // self.per_page + 1)
+            self._query(answer.last_time, 1, by_id=True)
         else:
-            # The whole page lies in the query's own second: go on with the same query.
+            # A fresh query from the page's last second, from its first page: its rows at that
+            # second may come in another order, so none of them is known to be read.
             self.stalled = 0
-            self._next_page(answer.next_tokens)
+            self._query(answer.last_time, 1)
         if self.stalled >= self.max_stalled:
             raise RetriableAPIError(
                 f"{self.module}: records keep changing while the Records API reads them; "
@@ -245,8 +260,20 @@ class RecordsCursor:
                 code="UNSTABLE_READ",
             )
 
-    def _query(self, since: str | None, page: int) -> None:
-        self.since, self.page = since, page
+    def _id_pass_advance(self, answer: RecordsAnswer) -> None:
+        # A record that changed between the group reads left the second (a change stamps the
+        # time now, later than T unless T is the live edge, which the run never writes): the
+        # read by Modified_Time after T meets its new version, so `unstable` changes nothing here.
+        if answer.more:
+            self._next_page(answer.next_tokens)
+        elif self.since is None:  # never: an id pass is over a second
+            self.finished = True
+        else:
+            after = datetime.fromisoformat(self.since) + timedelta(seconds=1)
+            self._query(zoho_time(after), 1)
+
+    def _query(self, since: str | None, page: int, *, by_id: bool = False) -> None:
+        self.since, self.page, self.by_id = since, page, by_id
         self.tokens = [None] * len(self.tokens)
         for guard in self._guards:
             guard.reset()

@@ -5,21 +5,29 @@ earlier in the order is modified, it jumps to the end and every later row shifts
 page boundary steps over a row. This reader therefore does not page through the module: after each
 page it starts a *new* query with ``If-Modified-Since`` set to the last ``Modified_Time`` read
 (inclusive), so a shift before that second cannot affect it, and skips the ids already yielded at
-that second. Only when a whole page lies in one second does it move to the next page of the same
-query (``page`` 2..10, then ``info.next_page_token``). The 2,000-row ``page`` limit and the
-100,000-row ``page_token`` cap only matter for a single second holding that many rows; an expired or
-mismatched page token (``EXPIRED_VALUE``, ``TOKEN_BOUND_DATA_MISMATCH``) or
-``PAGINATION_LIMIT_EXCEEDED`` restarts from the last second read.
+that second.
+
+Ties. Zoho sorts by ``Modified_Time`` alone (the Records API takes no second sort key) and promises
+no order among rows of one second: two calls may order them differently, and a ``page_token`` is
+bound to its query, not documented as a cursor. So the reader never pages through one second by
+``Modified_Time``: when a page lies wholly in one second ``T`` (a mass update stamps hundreds of
+records with one second), it reads ``T`` again *by id* (``sort_by=id``, ``If-Modified-Since: T``,
+``page`` 2..10 then ``info.next_page_token``), keeps only the rows of ``T``, and goes on by
+``Modified_Time`` from ``T`` plus one second. Ids are unique, so that order is the same on every
+call, and a record modified meanwhile keeps its place in it (its new version comes later, by
+time). The 2,000-row ``page`` limit and the 100,000-row ``page_token`` cap apply to the rows
+modified at or after ``T``; past the cap the module fails with ``PAGINATION_LIMIT_EXCEEDED`` (read it
+with COQL or Bulk). An expired or mismatched page token (``EXPIRED_VALUE``,
+``TOKEN_BOUND_DATA_MISMATCH``) restarts from the last second read.
 :class:`~connector.readers.paging.RecordsCursor` holds that paging state and decides each next
 request; this module makes the calls, merges the field groups and skips the rows already yielded.
 
-Cost: one credit per 200 rows, plus the rows sharing a page's last second read twice.
+Cost: one credit per 200 rows, plus the rows sharing a page's last second read twice, plus, for
+each second that fills a page, the rows modified at or after it read once more by id.
 
-Residual risk: within one second that holds more than 200 rows (a mass update), a row of that
-second modified while the reader pages through it leaves the second, the rest of the second shifts
-back by one, and one row of it can be skipped for good (it keeps its old, now passed, second). The
-reader detects the likely case (a record of such a second comes again later in the same read) and
-says so in ``stats.notes``; a full refresh, or the COQL reader (keyset paging, no offsets), is
+Residual risk: a record deleted while an id pass pages through its second shifts the later rows
+back by one, and one row of that second can be skipped for this run when it sits at a page
+boundary. A full refresh, or the COQL reader (keyset paging on ``(Modified_Time, id)``), is
 immune.
 
 Field groups. ``fields`` takes at most 50 names. Every group (``id``, ``Modified_Time`` and up to
@@ -40,7 +48,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +58,7 @@ from connector.crashpoints import crashpoint
 from connector.errors import ConnectorError, DataError, RetriableAPIError, ZohoAPIError
 from connector.lake.schema import POLYMORPHIC_LOOKUPS, SE_MODULE
 from connector.readers.base import (
+    ID,
     MODIFIED_TIME,
     LastSecond,
     Prefetch,
@@ -93,8 +101,10 @@ def list_page(
     page: int = 1,
     token: str | None = None,
     ids: Sequence[str] | None = None,
+    by_id: bool = False,
 ) -> JsonPage:
-    """One ``GET /crm/v8/{module}`` call: sorted by ``Modified_Time`` ascending, or by ``ids``.
+    """One ``GET /crm/v8/{module}`` call: sorted by ``Modified_Time`` (or ``id``, ``by_id``)
+    ascending, or the records ``ids``.
 
     Returns the rows of ``fields`` and the ``info`` object; 204 (no rows) and 304 (nothing modified
     since ``since``) come back as an empty page.
@@ -107,7 +117,7 @@ def list_page(
     if ids is not None:
         params["ids"] = ",".join(ids)
     else:
-        params["sort_by"] = MODIFIED_TIME
+        params["sort_by"] = ID if by_id else MODIFIED_TIME
         params["sort_order"] = "asc"
         if token is not None:
             params["page_token"] = token
@@ -294,39 +304,18 @@ def complete_rows(
     return done, unstable
 
 
-@dataclass
-class _DeepSecond:
-    """Spots the residual risk (see the module's docstring) in one read.
+def tie_order_only(unstable: set[str], ids: Sequence[str], stamps: Sequence[str]) -> set[str]:
+    """The ``unstable`` ids of a page sorted by ``Modified_Time`` that really changed.
 
-    Holds the ids read in a second paged past its first page, with that second: if one of them
-    comes again later in the read, it was modified meanwhile and may have shifted a row of that
-    second past a page boundary.
+    Each field group's call orders the ties of the page's last second its own way, so the groups
+    may disagree on which of that second's rows the page holds. Those rows are left out of the
+    page but are no change: the next query starts at that second and reads all of it again.
     """
-
-    module: str
-    second: str | None = None
-    ids: dict[str, str] = field(default_factory=dict)
-
-    def saw(self, stamp: str, rid: str) -> str | None:
-        """Note the row ``rid`` at ``stamp``; a note for the manifest when the risk is likely."""
-        note = None
-        if self.ids.get(rid, stamp) != stamp:
-            note = (
-                f"{self.module}: record {rid} changed while the reader paged through second "
-                f"{self.ids.pop(rid)}; a row of that second may have been skipped (run a full "
-                "refresh, or use COQL, to be sure)"
-            )
-        if stamp == self.second:
-            self.ids[rid] = stamp
-        return note
-
-    def page_read(self, last_time: str, at_last: int, rows: int, top: LastSecond) -> None:
-        """After a page of ``rows`` rows, ``at_last`` of them at its last second ``last_time``."""
-        if at_last == rows == PER_PAGE and self.second != last_time:
-            # This second fills a whole page: it will be paged through with offsets.
-            self.second = last_time
-            if top.time == last_time:
-                self.ids.update(dict.fromkeys(top.ids, last_time))
+    if not unstable:
+        return unstable
+    last = stamps[-1]
+    at = dict(zip(ids, stamps, strict=True))
+    return {rid for rid in unstable if at.get(rid, last) != last}
 
 
 class RecordsReader(ReaderBase):
@@ -352,7 +341,13 @@ class RecordsReader(ReaderBase):
 
         def call(fields: Sequence[str], token: str | None) -> JsonPage:
             return list_page(
-                self.client, schema, fields, since=request.since, page=request.page, token=token
+                self.client,
+                schema,
+                fields,
+                since=request.since,
+                page=request.page,
+                token=token,
+                by_id=request.by_id,
             )
 
         jobs = list(zip(groups, request.tokens, strict=True))
@@ -400,14 +395,14 @@ class RecordsReader(ReaderBase):
             max_stalled=MAX_STALLED,
         )
         top = LastSecond()
-        watch = _DeepSecond(name)
 
         def page_of(request: RecordsRequest) -> Callable[[], list[JsonPage]]:
             return lambda: self._page_of_groups(schema, groups, request)
 
         while not pages.finished:
+            request = pages.request()
             try:
-                answers = ahead.take(page_of(pages.request()))
+                answers = ahead.take(page_of(request))
             except ZohoAPIError as exc:
                 if exc.code not in RESTART_CODES:
                     raise
@@ -422,10 +417,14 @@ class RecordsReader(ReaderBase):
                 return
             self.stats.pages += 1
             merged, unstable = merge_groups([page.table for page in answers], schema)
+            stamps = first.stamps()
+            if not request.by_id:
+                unstable = tie_order_only(unstable, first.ids(), stamps)
             merged, cut = complete_rows(self.client, schema, merged, se_module_known=True)
             unstable |= cut
-            stamps = first.stamps()
-            fresh = self._fresh_rows(merged, first, stamps, top, watch)
+            # An id pass is over one second: its rows of later seconds come in their turn.
+            only = request.since if request.by_id else None
+            fresh = self._fresh_rows(merged, first, stamps, top, only)
             self.stats.rows += fresh.num_rows
             if unstable:
                 self.stats.dropped += len(unstable)
@@ -439,7 +438,6 @@ class RecordsReader(ReaderBase):
                 unstable=bool(unstable),
                 new_rows=fresh.num_rows > 0,
             )
-            watch.page_read(said.last_time, said.at_last, first.num_rows, top)
             failure: ConnectorError | None = None
             try:
                 pages.advance(said)
@@ -459,18 +457,17 @@ class RecordsReader(ReaderBase):
         first: JsonPage,
         first_stamps: list[str],
         top: LastSecond,
-        watch: _DeepSecond,
+        only: str | None,
     ) -> pa.Table:
-        """The merged page without the rows already yielded (at the last second read before)."""
+        """The merged page without the rows already yielded (at the last second read before),
+        and, with ``only``, without the rows of any other second."""
         # The merge only ever leaves rows out: as many rows means the very same rows.
         if merged.num_rows == first.num_rows:
             merged_stamps, merged_ids = first_stamps, first.ids()
         else:
             merged_stamps, merged_ids = row_keys(merged)
-        keep: list[bool] = []
-        for stamp, rid in zip(merged_stamps, merged_ids, strict=True):
-            note = watch.saw(stamp, rid)
-            if note is not None:
-                self.stats.notes.append(note)
-            keep.append(top.first_time(stamp, rid))
+        keep = [
+            (only is None or stamp == only) and top.first_time(stamp, rid)
+            for stamp, rid in zip(merged_stamps, merged_ids, strict=True)
+        ]
         return merged if all(keep) else merged.filter(pa.array(keep, pa.bool_()))

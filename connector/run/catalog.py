@@ -2,7 +2,9 @@
 
 * :func:`discover` picks the modules a run (or a plan) extracts: every data module the org lists,
   or the modules the user named, with their fields (an unknown name is a :class:`ConfigError`
-  naming close matches).
+  naming close matches). :func:`discover_run` adds what a run reports besides: the ``Users``
+  dataset, and the modules skipped without a call, each with its reason (``api_supported: false``,
+  or listed as API-supported but known to refuse every data call, :mod:`connector.zoho.quirks`).
 * :func:`build_catalog` is ``zoho-crm modules``. Costs: ``settings/modules`` once and
   ``settings/fields`` once per API-readable module (1 credit each); with ``counts=True`` also one
   COQL ``select COUNT(id)`` per module COQL can read (1 credit each).
@@ -18,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import module_schema
-from connector.readers.base import BULK, COQL, RECORDS
+from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
+from connector.readers.users import USERS, USERS_META, users_fields
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
+from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
 if TYPE_CHECKING:
     from connector.zoho.http import ZohoClient
@@ -35,6 +39,18 @@ _DATA_MODULE_TYPES = frozenset({"default", "custom"})
 def holds_records(module: ModuleMeta) -> bool:
     """Whether the record APIs read ``module``: API-supported, and a default or custom module."""
     return module.api_supported and module.generated_type in _DATA_MODULE_TYPES
+
+
+def skip_reason(module: ModuleMeta) -> str | None:
+    """Why a run skips ``module`` without calling Zoho, or None when it is read.
+
+    Modules closed to the API (``api_supported: false``) and modules known to refuse every data
+    call although Zoho lists them as API-supported are skipped; linking, subform and web modules
+    are not data of their own and are not reported.
+    """
+    if not module.api_supported:
+        return "not available through the API (api_supported: false)"
+    return UNREADABLE_MODULES.get(module.api_name)
 
 
 # --- discovery: the modules a run extracts ------------------------------------------------------
@@ -71,7 +87,11 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
     name close matches (an unknown name is a :class:`ConfigError`).
     """
     if not modules:
-        return [Target(m) for m in list_modules(client) if holds_records(m)]
+        return [
+            Target(m)
+            for m in list_modules(client)
+            if holds_records(m) and m.api_name not in UNREADABLE_MODULES
+        ]
     listing: list[ModuleMeta] | None = None
     targets: list[Target] = []
     for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
@@ -87,6 +107,57 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
             continue
         targets.append(Target(ModuleMeta(api_name=name, module_name=name), fields=fields))
     return targets
+
+
+@dataclass
+class Discovery:
+    """What a run extracts, and what it skips without a call (with the reason)."""
+
+    targets: list[Target]
+    skipped: list[tuple[ModuleMeta, str]] = field(default_factory=list)
+
+
+def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery:
+    """The run's targets (:func:`discover`, plus the ``Users`` dataset) and its up-front skips.
+
+    Without ``modules``: every data module, then ``Users``; the modules closed to the API or known
+    to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
+    (no call: its fields are fixed), and a named module known to refuse data calls is skipped with
+    one clear line in the log and its reason in the manifest.
+    """
+    if not modules:
+        listing = list_modules(client)
+        targets = [Target(m) for m in listing if holds_records(m) and skip_reason(m) is None]
+        skipped = [(m, why) for m in listing if (why := skip_reason(m)) is not None]
+        return Discovery([*targets, Target(USERS_META, fields=users_fields())], skipped)
+    names = list(
+        dict.fromkeys(USERS if n.strip().lower() == USERS.lower() else n.strip() for n in modules)
+    )
+    names = [n for n in names if n]
+    skipped = []
+    for name in names:
+        why = UNREADABLE_MODULES.get(name)
+        if why is not None:
+            log.warning("%s: skipped: %s", name, why)
+            skipped.append((ModuleMeta(api_name=name, module_name=name), why))
+    skipped_names = {meta.api_name for meta, _ in skipped}
+    rest = [n for n in names if n != USERS and n not in skipped_names]
+    targets = discover(client, rest) if rest else []
+    if USERS in names:
+        targets.append(Target(USERS_META, fields=users_fields()))
+    return Discovery(targets, skipped)
+
+
+def read_notes(module: str, fields: Sequence[FieldMeta]) -> list[str]:
+    """What is unusual about reading ``module`` with these fields, for the catalogue and plan."""
+    notes = []
+    names = {f.api_name for f in fields}
+    if module != USERS and MODIFIED_TIME not in names:
+        notes.append("no Modified_Time: read in full every run")
+    refused = coql_refused(module, names)
+    if refused:
+        notes.append(f"COQL refuses {', '.join(refused)}: Records API instead")
+    return notes
 
 
 # --- the catalogue: zoho-crm modules ------------------------------------------------------------
@@ -109,7 +180,7 @@ class ModuleInfo:
 
 def _readers(module: ModuleMeta) -> list[str]:
     """Which readers can serve ``module`` (the planner's rules: Bulk where Zoho allows it)."""
-    if not holds_records(module):
+    if not holds_records(module) or module.api_name in UNREADABLE_MODULES:
         return []
     readers = [BULK] if module.bulk_supported else []
     return [*readers, COQL, RECORDS]
@@ -156,6 +227,8 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
         record_count: int | None = None
         if not module.api_supported:
             notes.append("not available through the API")
+        elif module.api_name in UNREADABLE_MODULES:
+            notes.append(f"skipped: {UNREADABLE_MODULES[module.api_name]}")
         elif not readers:
             notes.append(f"{module.generated_type} module: read through its parent")
         else:
@@ -166,6 +239,7 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
                 field_count = len(fields)
                 schema = module_schema(module.api_name, fields)
                 readable = len(schema.fields)
+                notes.extend(read_notes(module.api_name, fields))
                 if schema.skipped:
                     notes.append(f"{len(schema.skipped)} field(s) no list API returns")
             except ZohoAPIError as exc:
@@ -197,14 +271,49 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
                 note="; ".join(notes),
             )
         )
+    rows.append(_users_row(client, counting))
     if count_note:
         rows = [
             row
-            if row.record_count is not None or not row.readers
+            if row.record_count is not None or not row.readers or row.api_name == USERS
             else _with_note(row, "not counted: COQL refused (scope?)")
             for row in rows
         ]
     return rows
+
+
+def _users_row(client: ZohoClient, counting: bool) -> ModuleInfo:
+    """The ``Users`` dataset's row: read by its own reader; counted (1 credit a page) on request."""
+    count: int | None = None
+    note = "the org's users (GET users?type=AllUsers), read in full every run"
+    if counting:
+        try:
+            count = _count_users(client)
+        except ZohoAPIError as exc:
+            note += f"; count failed ({_error_text(exc)})"
+    fields = users_fields()
+    return ModuleInfo(
+        api_name=USERS,
+        module_name=USERS,
+        api_supported=True,
+        generated_type="users",
+        field_count=len(fields),
+        readable_field_count=len(fields),
+        record_count=count,
+        readers=["users"],
+        note=note,
+    )
+
+
+def _count_users(client: ZohoClient) -> int:
+    total, page = 0, 1
+    while True:
+        body = client.get_json("users", params={"type": "AllUsers", "page": page, "per_page": 200})
+        users = (body or {}).get("users") or []
+        total += len(users)
+        if not users or not ((body or {}).get("info") or {}).get("more_records"):
+            return total
+        page += 1
 
 
 def _with_note(row: ModuleInfo, note: str) -> ModuleInfo:

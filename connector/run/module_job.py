@@ -42,6 +42,8 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Odd modules.** Modules without ``Modified_Time``, ``Users``, fields COQL refuses and modules
+  Zoho refuses: see :mod:`connector.run.odd`.
 * **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
   not written (:func:`defer_live_edge`, between the dedupe and the writer): their second may not
   be over, and a record changed again within it gets the same ``(id, Modified_Time)`` pair, which
@@ -64,7 +66,14 @@ import pyarrow.compute as pc
 
 from connector.config import Settings
 from connector.crashpoints import crashpoint
-from connector.errors import AuthError, BudgetExceeded, CreditsExhausted, RetriableAPIError
+from connector.errors import (
+    AuthError,
+    BudgetExceeded,
+    CreditsExhausted,
+    FatalAPIError,
+    RetriableAPIError,
+    ZohoAPIError,
+)
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
 from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
@@ -78,14 +87,17 @@ from connector.lake.state import (
     dedupe_against_watermark,
 )
 from connector.lake.writer import DatasetWriter, WrittenFile
-from connector.readers import coql_count, coql_probe, make_reader, read_deleted
-from connector.readers.base import BULK, COQL, ReaderStats
+from connector.readers import coql_count, coql_probe, read_deleted
+from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.users import USERS_META
+from connector.run import odd
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
 from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
+from connector.zoho.quirks import coql_refused
 from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
@@ -203,6 +215,10 @@ class ModuleJob:
         self.name = target.meta.api_name
         self.cap: datetime | None = None
         """The data watermark's cap: the server time the read started, minus the margin."""
+        self.users = target.meta is USERS_META
+        # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
+        self.full_each_run, self.layout = self.users, MODIFIED_TIME
+        self.learned_refused: list[str] = []  # columns COQL refused during this run
 
     # progress ---------------------------------------------------------------------------------
 
@@ -244,14 +260,16 @@ class ModuleJob:
         state = run.store.load(name)
         report.watermark_before = _iso(state.watermark)
         report.deleted_watermark_before = _iso(state.deleted_watermark)
+        schema = self._schema()
         had_data = state.watermark is not None or bool(state.committed_runs)
-        incremental = state.watermark is not None and not run.full_refresh
-        new_generation = run.full_refresh and had_data
+        everything = run.full_refresh or self.full_each_run
+        incremental = state.watermark is not None and not everything
+        new_generation = everything and had_data
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
-
-        schema = self._schema()
+        if self.full_each_run:
+            report.mode = "full_every_run"
         self._check_stop()
         # Taken before any record is read (the COQL probe of _choose included).
         started, self.cap = self._read_start()
@@ -297,13 +315,19 @@ class ModuleJob:
         report.deleted_watermark_after = _iso(target_state.deleted_watermark)
 
     def _schema(self) -> ModuleSchema:
-        """The module's schema (its fields fetched now unless discovery did), noted in the report."""
+        """The module's schema (its fields fetched now unless discovery did), noted in the report.
+
+        Also decides how the module is laid out and whether it is read in full every run.
+        """
         fields = self.target.fields
         if fields is None:
             fields = list_fields(self.run.client, self.name)
         schema = module_schema(self.name, fields)
         self.report.skipped_fields = [f"{api_name} ({why})" for api_name, why in schema.skipped]
         self.report.warnings.extend(schema.warnings)
+        self.layout, self.full_each_run, note = odd.read_shape(schema, users=self.users)
+        if note:
+            self.report.notes.append(note)
         return schema
 
     @staticmethod
@@ -335,6 +359,8 @@ class ModuleJob:
         """The reader, and the rows a COQL probe already read when that probe was the read."""
         run, meta = self.run, self.target.meta
         settings = run.settings
+        if self.users:
+            return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
         coql_ok = coql_allowed(settings.use_coql, run.client.tokens.granted_scopes)
         choice = static_choice(
             meta,
@@ -343,7 +369,13 @@ class ModuleJob:
             coql_ok=coql_ok,
             incremental=since is not None,
             bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
+            coql_refused=[
+                *coql_refused(self.name, frozenset(schema.names)),
+                *self.learned_refused,
+            ],
         )
+        if self.full_each_run and choice.reader == BULK and coql_ok:
+            return odd.full_read_choice(run.client, schema, self._coql_refused), None
         if not choice.probe:
             return choice, None
         try:
@@ -352,6 +384,10 @@ class ModuleJob:
             # The COQL scope turned out to be missing: Bulk reads everything anyway.
             self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
             return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
+        except ZohoAPIError as exc:
+            if self._coql_refused(exc, schema) is None:
+                raise
+            return self._choose(schema, since)
         if not probe.more_records:
             reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
             rows = probe.table
@@ -374,18 +410,19 @@ class ModuleJob:
         *,
         checkpoints: bool,
     ) -> None:
-        run, report = self.run, self.report
+        report = self.report
         restarts = 0
         while True:
-            reader = make_reader(
+            reader = odd.module_reader(
                 choice.reader,
-                run.client,
-                run.settings.tuning,
+                self.run.client,
+                self.run.settings.tuning,
+                schema,
                 on_progress=self._on_progress,
-                sleep=run.sleep,
+                sleep=self.run.sleep,
                 # Downloads go to the output's scratch area, not the system's temp dir: a killed
                 # run's files are then swept by the next run's recover().
-                scratch_dir=run.output.tmp_path(f"{self.name}/bulk/_").parent,
+                scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
             )
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
@@ -396,6 +433,14 @@ class ModuleJob:
                 ordered = reader.ordered
             try:
                 self._consume(batches, schema, base, target, ordered and checkpoints, ordered)
+            except FatalAPIError as exc:
+                if choice.reader != COQL or self._coql_refused(exc, schema) is None:
+                    raise
+                # Nothing was written: a refusal comes with the first page of every group.
+                choice, first = self._choose(schema, base.watermark)
+                report.reader, report.reason = choice.reader, choice.reason
+                report.fallback = choice.fallback
+                continue
             except RetriableAPIError as exc:
                 restarts += 1
                 if restarts > MAX_RESTARTS or exc.code not in RESTART_CODES:
@@ -414,6 +459,9 @@ class ModuleJob:
                     close()
                 self._add_stats(reader.stats)
             return
+
+    def _coql_refused(self, exc: ZohoAPIError, schema: ModuleSchema) -> str | None:
+        return odd.learn_refusal(exc, schema, self.learned_refused, self.report)
 
     def _add_stats(self, stats: ReaderStats) -> None:
         self.report.pages += stats.pages
@@ -434,8 +482,8 @@ class ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
-        writer = DatasetWriter(run.output, self.name, schema.arrow, run.run_id, ordered=ordered)
-        tracker = WatermarkTracker.from_state(target, cap=self.cap)
+        writer = odd.records_writer(run.output, schema, run.run_id, self.layout, ordered=ordered)
+        tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
         sink = _Sink(
@@ -446,7 +494,8 @@ class ModuleJob:
             written_point="sync_batch_written",
             committed_point="sync_data_committed",
             landed=self._land_records,
-            defer_cap=self.cap,
+            # A module read in full every run keeps no watermark: nothing to defer past.
+            defer_cap=None if self.full_each_run else self.cap,
         )
         self._drain(batches, sink, checkpoint_rows=run.checkpoint_rows if checkpoint else None)
 

@@ -15,11 +15,14 @@ from connector.lake.output import Output
 from connector.lake.schema import module_schema
 from connector.lake.state import ModuleState, StateStore
 from connector.readers import coql_count
-from connector.run.catalog import Target, discover
+from connector.readers.base import MODIFIED_TIME
+from connector.readers.users import USERS_META
+from connector.run.catalog import Target, discover_run
 from connector.run.planner import ModulePlan, Plan, estimate_module
 from connector.zoho.http import ZohoClient
 from connector.zoho.limits import METADATA_CREDITS
 from connector.zoho.metadata import list_fields
+from connector.zoho.quirks import coql_refused
 from connector.zoho.scopes import bulk_allowed, coql_allowed
 
 __all__ = ["build_plan"]
@@ -51,7 +54,8 @@ def build_plan(
     client = client or ZohoClient(settings)
     try:
         spent_before = client.meter.total
-        targets = discover(client, modules)
+        found = discover_run(client, modules)
+        targets = found.targets
         # Named modules had their fields fetched during discovery (1 credit each, priced in each
         # module's estimate); what remains is the modules list, when it was needed.
         listing_credits = max(
@@ -66,6 +70,10 @@ def build_plan(
         warnings: list[str] = []
         for target in targets:
             plans.append(_plan_module(settings, client, target, states, coql_ok, warnings))
+        plans.extend(
+            ModulePlan(meta.api_name, "-", "", "full", 0, None, 0, error=f"skipped: {why}")
+            for meta, why in found.skipped
+        )
         return Plan(
             api_type=settings.api_type.value,
             use_coql=settings.use_coql,
@@ -88,6 +96,10 @@ def _plan_module(
     warnings: list[str],
 ) -> ModulePlan:
     name = target.meta.api_name
+    if target.meta is USERS_META:
+        return ModulePlan(
+            name, "users", "the Users API, in full every run", "full", 0, None, METADATA_CREDITS
+        )
     state = states.get(name)
     since = state.watermark if state is not None else None
     mode = "incremental" if since is not None else "full"
@@ -100,6 +112,10 @@ def _plan_module(
     except ModuleUnavailable as exc:
         return ModulePlan(name, "-", "", mode, 0, None, 0, error=f"not available: {exc}")
     schema = module_schema(name, fields)
+    full_each_run = MODIFIED_TIME not in schema.names
+    if full_each_run:
+        # Read in full every run (see connector.run.module_job).
+        since, mode = None, "full"
     rows: int | None = None
     count_credits = 0
     if coql_ok:
@@ -119,6 +135,8 @@ def _plan_module(
         use_coql=settings.use_coql,
         coql_ok=coql_ok,
         bulk_ok=bulk_allowed(client.tokens.granted_scopes),
+        coql_refused=coql_refused(name, frozenset(schema.names)),
+        full_each_run=full_each_run,
     )
     return ModulePlan(
         module=name,

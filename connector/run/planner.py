@@ -28,6 +28,7 @@ page 1; deleted-records page 2):
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from connector.readers.base import BULK, COQL, RECORDS
@@ -134,8 +135,13 @@ def static_choice(
     coql_ok: bool,
     incremental: bool,
     bulk_ok: bool = True,
+    coql_refused: Sequence[str] = (),
 ) -> ReaderChoice:
     """Choose the reader from the settings and the module alone (no calls).
+
+    ``coql_refused`` names the module's fields COQL refuses (line items, participants, …, see
+    :mod:`connector.zoho.quirks`): such a module is read by the Records API, which returns them,
+    whatever the settings (Bulk Read is not relied on to export them either).
 
     With ``APIType=Bulk`` on an incremental run where COQL may be used, the answer is Bulk with
     ``probe=True``: the caller probes with COQL and settles with :func:`cheapest_incremental`.
@@ -143,6 +149,9 @@ def static_choice(
     read by COQL or the Records API instead of failing.
     """
     coql_ok = coql_ok or use_coql
+    if coql_refused:
+        why = f"COQL refuses {', '.join(coql_refused)}"
+        return ReaderChoice(RECORDS, f"{why}; Records API instead", fallback=why)
     if api_type.lower() == "rest":
         if use_coql:
             return ReaderChoice(COQL, "APIType=REST with UseCOQL=true")
@@ -165,17 +174,23 @@ def static_choice(
     return ReaderChoice(BULK, "APIType=Bulk, full load")
 
 
-def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
-    """Pick the cheaper of COQL and Bulk for an incremental read of ``rows`` changed rows."""
-    coql = reader_credits(COQL, rows, n_columns)
+def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> ReaderChoice:
+    coql = reader_credits(COQL, rows, n_columns, full=full)
     bulk = reader_credits(BULK, rows, n_columns)
     if coql <= bulk:
-        return ReaderChoice(
-            COQL, f"APIType=Bulk, incremental: {rows} changes, COQL ~{coql} < Bulk ~{bulk} credits"
-        )
-    return ReaderChoice(
-        BULK, f"APIType=Bulk, incremental: {rows} changes, Bulk ~{bulk} <= COQL ~{coql} credits"
-    )
+        return ReaderChoice(COQL, f"{what}: {rows} {unit}, COQL ~{coql} < Bulk ~{bulk} credits")
+    return ReaderChoice(BULK, f"{what}: {rows} {unit}, Bulk ~{bulk} <= COQL ~{coql} credits")
+
+
+def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
+    """Pick the cheaper of COQL and Bulk for an incremental read of ``rows`` changed rows."""
+    return _cheaper(rows, n_columns, full=False, what="APIType=Bulk, incremental", unit="changes")
+
+
+def cheapest_full(rows: int, n_columns: int) -> ReaderChoice:
+    """Pick the cheaper of COQL and Bulk for a module read in full on every run (no
+    ``Modified_Time``): a Bulk job costs 50 credits each time, a small module far less by COQL."""
+    return _cheaper(rows, n_columns, full=True, what="read in full every run", unit="rows")
 
 
 @dataclass
@@ -227,6 +242,8 @@ def estimate_module(
     coql_ok: bool,
     fields_credits: int = METADATA_CREDITS,
     bulk_ok: bool = True,
+    coql_refused: Sequence[str] = (),
+    full_each_run: bool = False,
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
@@ -241,9 +258,14 @@ def estimate_module(
         coql_ok=coql_ok,
         incremental=incremental,
         bulk_ok=bulk_ok,
+        coql_refused=coql_refused,
     )
     known = rows if rows is not None else 0
-    if choice.probe:
+    if full_each_run and choice.reader == BULK and coql_ok and rows is not None:
+        # One COQL count prices both (see connector.run.module_job).
+        choice = cheapest_full(known, n_columns)
+        read = 1 + reader_credits(choice.reader, known, n_columns, full=True)
+    elif choice.probe:
         # The probe page is the read when it holds every change; past it, one count and the
         # cheaper reader (the probe's credit is spent either way).
         if known <= COQL_FIRST_LIMIT:

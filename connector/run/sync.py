@@ -50,7 +50,8 @@ from connector.lake.manifest import (
 )
 from connector.lake.output import Output
 from connector.lake.state import StateStore
-from connector.run.catalog import Target, discover
+from connector.redact import redact
+from connector.run.catalog import Discovery, Target, discover_run
 from connector.run.credits import CreditAttribution
 from connector.run.module_job import ModuleJob, RunContext, Stopped
 from connector.run.progress import Progress
@@ -93,8 +94,15 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         report.error = "stopped: the run was stopping"
     except ModuleUnavailable as exc:
         report.status, report.error = STATUS_SKIPPED, f"not available: {exc}"
+        report.reason = f"skipped: Zoho refuses the module ({exc.code or 'no data'})"
     except ConnectorError as exc:
         report.status, report.error = STATUS_FAILED, str(exc)
+    except Exception as exc:
+        # A bug or a surprise inside one module fails that module only; the traceback is in the
+        # debug log and the manifest keeps the error, never hidden.
+        log.debug("%s: unexpected error", name, exc_info=True)
+        report.status = STATUS_FAILED
+        report.error = f"unexpected error: {type(exc).__name__}: {exc}"
     finally:
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
@@ -153,11 +161,22 @@ def run_extract(
         run_id=run_id, started_at=started, output=str(output), max_credits=max_credits
     )
     start = _Reading.of(meter)
+    failure: BaseException | None = None
     try:
         attribution.bind(None)
-        targets = _discover(client, modules, manifest)
+        found = _discover(client, modules, manifest)
+        targets = found.targets
         manifest.connection = connection_summary(settings, client)
         manifest.modules = [ModuleReport(t.meta.api_name) for t in targets]
+        manifest.modules.extend(
+            ModuleReport(
+                meta.api_name,
+                status=STATUS_SKIPPED,
+                reason=f"skipped: {why}",
+                error=f"skipped: {why}",
+            )
+            for meta, why in found.skipped
+        )
         run = RunContext(
             settings=settings,
             client=client,
@@ -174,9 +193,13 @@ def run_extract(
             sleep=sleep,
         )
         n_workers = pool_size(workers, settings.tuning.workers, len(targets))
-        _run_modules(run, targets, manifest.modules, n_workers)
+        _run_modules(run, targets, manifest.modules[: len(targets)], n_workers)
         if run.stop_status is not None:
             manifest.status = run.stop_status
+    except BaseException as exc:
+        # The manifest is written whatever happened; the error still goes up to the caller.
+        failure = exc
+        raise
     finally:
         attribution.uninstall()
         if max_credits is not None:
@@ -186,26 +209,34 @@ def run_extract(
         manifest.discovery_credits = attribution.of(None).credits
         if own_client:
             client.close()
-    manifest.finish()
-    crashpoint("sync_before_manifest")
-    manifest.write(out)
+        manifest.finish()
+        if failure is not None:
+            manifest.status, manifest.exit_code = STATUS_FAILED, _exit_code_of(failure)
+            manifest.message = redact(f"the run stopped: {type(failure).__name__}: {failure}")
+        crashpoint("sync_before_manifest")
+        manifest.write(out)
     return manifest
+
+
+def _exit_code_of(exc: BaseException | None) -> int:
+    """The exit code an error that stopped the whole run gives (1 when it is not ours)."""
+    return exc.exit_code if isinstance(exc, ConnectorError) else 1
 
 
 def _discover(
     client: ZohoClient, modules: Sequence[str] | None, manifest: RunManifest
-) -> list[Target]:
+) -> Discovery:
     """The run's modules; none when credits or the budget ran out first (the manifest says so)."""
     try:
-        targets = discover(client, modules)
+        found = discover_run(client, modules)
         crashpoint("sync_discovered")
     except CreditsExhausted as exc:
         manifest.status, manifest.message = STATUS_STOPPED_CREDITS, str(exc)
-        return []
+        return Discovery([])
     except BudgetExceeded as exc:
         manifest.status, manifest.message = STATUS_STOPPED_BUDGET, str(exc)
-        return []
-    return targets
+        return Discovery([])
+    return found
 
 
 def _run_modules(

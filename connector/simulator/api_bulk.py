@@ -20,6 +20,7 @@ from connector.simulator.replies import (
     Response,
     invalid_data,
     missing_param,
+    refuse_data_call,
     require_scope,
 )
 
@@ -86,6 +87,7 @@ def _bulk_query(app: SimApp, raw: dict[str, Any]) -> BulkQuery:
     if not name:
         raise missing_param({"api_name": "module"})
     meta = app.store(str(name)).meta
+    refuse_data_call(meta, "bulk")
     if not meta.bulk_supported or not meta.api_supported:
         raise ApiError(
             400,

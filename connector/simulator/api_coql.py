@@ -8,11 +8,13 @@ from typing import TYPE_CHECKING
 from connector.simulator import coql as coql_mod
 from connector.simulator.coql import CoqlQuery
 from connector.simulator.credits import coql_price
+from connector.simulator.query import comparisons
 from connector.simulator.replies import (
     ApiError,
     Call,
     Response,
     missing_param,
+    refuse_data_call,
     render_records,
     require_scope,
 )
@@ -42,9 +44,32 @@ def run_coql(app: SimApp, call: Call) -> Response:
             {"reason": "the module name given seems to be invalid", "module": parsed.module},
         ) from err
     require_scope(call, f"ZohoCRM.modules.{store.meta.api_name}.READ")
+    refuse_data_call(store.meta, "coql")
     query = coql_mod.validate(parsed, store.meta.field_map)
+    refuse_columns(store, query)
     app.charge(call, "coql", coql_price(query.effective_limit))
     return coql_response(app.org, store, query)
+
+
+def refuse_columns(store: ModuleStore, query: CoqlQuery) -> None:
+    """400 INVALID_QUERY naming the first column COQL does not support (zoho-api.md §11: Events'
+    Participants, line items such as Product_Details): in the select list, where or order by.
+
+    Assumption: Zoho names the column in ``details.column_name``, as for any invalid column.
+    """
+    used = list(query.select)
+    if query.where is not None:
+        used.extend(c.field for c in comparisons(query.where))
+    used.extend(name for name, _ in query.order_by)
+    for name in used:
+        f = store.meta.find_field(name)
+        if f is not None and f.coql_refused:
+            raise ApiError(
+                400,
+                "INVALID_QUERY",
+                "invalid query formed",
+                {"column_name": f.api_name, "reason": "the field is not supported in COQL"},
+            )
 
 
 def coql_response(org: Org, store: ModuleStore, query: CoqlQuery) -> Response:

@@ -12,6 +12,7 @@ from connector.simulator.replies import (
     Response,
     if_modified_since,
     page_params,
+    refuse_data_call,
     require_scope,
 )
 
@@ -24,6 +25,7 @@ DELETED_TYPES = ("all", "recycle", "permanent")
 def deleted_records(app: SimApp, call: Call, module: str) -> Response:
     """``GET /crm/v8/{Module}/deleted``: newest first, page-numbered."""
     store = app.api_store(module)
+    refuse_data_call(store.meta, "deleted")
     require_scope(call, f"ZohoCRM.modules.{store.meta.api_name}.READ")
     kind = call.query.get("type", "all")
     if kind not in DELETED_TYPES:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.simulator.credits import PRICES, write_price
 from connector.simulator.orgdef import SimField, format_zoho_datetime
-from connector.simulator.query import And, Comparison, Or, QueryError, error_body
+from connector.simulator.query import And, Comparison, QueryError, error_body
 from connector.simulator.replies import (
     ApiError,
     Call,
@@ -25,6 +25,7 @@ from connector.simulator.replies import (
     int_param,
     invalid_data,
     missing_param,
+    refuse_data_call,
     render_records,
     require_scope,
 )
@@ -48,12 +49,16 @@ SORT_FIELDS = ("id", "Created_Time", "Modified_Time")
 
 @dataclass
 class PageState:
-    """Where a ``page_token`` continues: the request it is bound to and the last row served."""
+    """Where a ``page_token`` continues: the request it is bound to and how many rows it served.
+
+    Not a cursor (docs/simulator.md, Assumptions): Zoho documents a token as bound to the query's
+    parameters, never as a snapshot or as the position of the last row served, so the next page is
+    the same query run again from row ``served``. Rows that tie on the sort key come in a new order
+    on each call, and a change between calls shifts rows across the page boundary.
+    """
 
     binding: tuple[Any, ...]
     served: int
-    last_sort: Any
-    last_id: str
     expires_at: datetime
     previous: str | None
 
@@ -72,6 +77,7 @@ def list_records(app: SimApp, call: Call, module: str) -> Response:
     store = app.api_store(module)
     meta = store.meta
     require_scope(call, f"ZohoCRM.modules.{meta.api_name}.READ")
+    refuse_data_call(meta, "records")
     q = call.query
     fields = _requested_fields(meta, q.get("fields"))
     per_page = int_param(q, "per_page", 200)
@@ -111,9 +117,8 @@ def list_records(app: SimApp, call: Call, module: str) -> Response:
         where_items.append(Comparison("Modified_Time", ">=", _utc_literal(since)))
     if token:
         state = _page_state(app, token, binding)
-        served_before, offset, page = state.served, 0, state.served // per_page + 1
-        where_items.extend(_keyset(sort_by, sort_order, state.last_sort, state.last_id))
-        previous: str | None = state.previous
+        served_before, page = state.served, state.served // per_page + 1
+        offset, previous = state.served, state.previous
     else:
         page = _discrete_page(q, per_page)
         served_before, offset, previous = (page - 1) * per_page, (page - 1) * per_page, None
@@ -121,12 +126,15 @@ def list_records(app: SimApp, call: Call, module: str) -> Response:
     app.charge(call, kind, PRICES[kind])
     limit = min(per_page, TOKEN_LIMIT - served_before)
     columns = ["id"] + [f.api_name for f in fields if f.api_name != "id"]
-    select_cols = columns if sort_by in columns else [*columns, sort_by]
-    order = (
-        [(sort_by, sort_order)] if sort_by == "id" else [(sort_by, sort_order), ("id", sort_order)]
+    # Sorted by `sort_by` alone: rows tied on Created_Time or Modified_Time come in a new order
+    # on every call, and Zoho's API has no second sort key to fix it (docs/simulator.md).
+    table = store.select(
+        columns,
+        where=with_converted(meta, _conj(where_items), converted),
+        order_by=[(sort_by, sort_order)],
+        offset=offset,
+        limit=limit + 1,
     )
-    where = with_converted(meta, _conj(where_items), converted)
-    table = store.select(select_cols, where=where, order_by=order, offset=offset, limit=limit + 1)
     more = table.num_rows > limit
     table = table.slice(0, limit)
     if table.num_rows == 0:
@@ -140,8 +148,6 @@ def list_records(app: SimApp, call: Call, module: str) -> Response:
             app.page_tokens[next_token] = PageState(
                 binding=binding,
                 served=served_before + table.num_rows,
-                last_sort=table.column(sort_by)[-1].as_py(),
-                last_id=str(table.column("id")[-1].as_py()),
                 expires_at=expiry,
                 previous=token,
             )
@@ -271,24 +277,6 @@ def _page_state(app: SimApp, token: str, binding: tuple[Any, ...]) -> PageState:
 
 def _utc_literal(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
-
-
-def _sort_literal(value: Any) -> str:
-    if isinstance(value, datetime):
-        return _utc_literal(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
-    return str(value)
-
-
-def _keyset(sort_by: str, order: str, last_sort: Any, last_id: str) -> list[Any]:
-    """Rows strictly after (last_sort, last_id) in the page order, as top-level AND items."""
-    strict, loose = (">", ">=") if order == "asc" else ("<", "<=")
-    if sort_by == "id" or last_sort is None:
-        return [Comparison("id", strict, last_id)]
-    value = _sort_literal(last_sort)
-    return [
-        Comparison(sort_by, loose, value),
-        Or((Comparison(sort_by, strict, value), Comparison("id", strict, last_id))),
-    ]
 
 
 def _conj(items: Sequence[Any]) -> Any:

@@ -13,6 +13,7 @@ too, so a lower bound on either can be turned into a first index by binary searc
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timezone
 from typing import Any
@@ -260,7 +261,8 @@ class _FieldGen:
             return self._lookup(idx)
         if gen == "concat":
             return self._concat(idx)
-        arr = self._typed(idx, typ, gen)
+        make = _JSON_ARRAYS.get(str(gen))
+        arr = make(self, idx) if make is not None else self._typed(idx, typ, gen)
         mask = self.nulls(idx)
         if mask is not None and mask.any():
             arr = pc.if_else(pa.array(mask), pa.nulls(len(idx), type=arr.type), arr)
@@ -369,7 +371,7 @@ class _FieldGen:
         return pa.array(created, type=pa.timestamp("s", tz="UTC"))
 
     def _owner(self, idx: np.ndarray) -> pa.Array:
-        everyone = self.m.org.orgdef.users
+        everyone = self.m.org.orgdef.record_users or self.m.org.orgdef.users
         # A creator may have left since (a disabled user); owners and editors are active users.
         users = (
             everyone if self.sim.get("gen") == "created_by" else [u for u in everyone if u.active]
@@ -401,6 +403,60 @@ class _FieldGen:
             [ids, names], fields=list(LOOKUP_TYPE), mask=None if mask is None else pa.array(mask)
         )
 
+    def _participants(self, idx: np.ndarray) -> pa.Array:
+        """Events' Participants: compact JSON arrays of 1-3 invitees (contacts, users, emails)."""
+        users = self.m.org.orgdef.record_users or self.m.org.orgdef.users
+        contacts = self.m.org.module("Contacts")
+        counts = 1 + self.hs.pick("n", idx, 3)
+        values = []
+        for row, n in enumerate(counts):
+            people: list[dict[str, Any]] = []
+            for k in range(int(n)):
+                h = int(self.hs.h(f"p{k}", idx[row : row + 1])[0])
+                kind = ("contact", "user", "email")[h % 3]
+                if kind == "contact" and contacts.size:
+                    ref = contacts.id_of(h % contacts.size)
+                    people.append({"type": "contact", "participant": ref, "name": None})
+                elif kind == "user":
+                    user = users[h % len(users)]
+                    people.append({"type": "user", "participant": user.id, "name": user.full_name})
+                else:
+                    mail = (
+                        f"{ASCII_FIRST[h % len(ASCII_FIRST)].lower()}@{DOMAINS[h % len(DOMAINS)]}"
+                    )
+                    people.append({"type": "email", "participant": mail, "Email": mail})
+                people[-1].update(invited=bool(h & 8), status="not_known")
+            values.append(_json_text(people))
+        return pa.array(values, type=pa.string())
+
+    def _line_items(self, idx: np.ndarray) -> pa.Array:
+        """Quotes' Product_Details: compact JSON arrays of 1-4 line items."""
+        counts = 1 + self.hs.pick("n", idx, 4)
+        values = []
+        for row, n in enumerate(counts):
+            items: list[dict[str, Any]] = []
+            for k in range(int(n)):
+                h = int(self.hs.h(f"l{k}", idx[row : row + 1])[0])
+                quantity = 1 + h % 20
+                cents = 100 + (h >> 8) % 500_000
+                items.append(
+                    {
+                        "id": str(5725767000000930001 + int(idx[row]) * 8 + k),
+                        "product": {
+                            "name": VESSELS[(h >> 3) % len(VESSELS)],
+                            "id": str(5725767000000940001 + (h >> 5) % 997),
+                        },
+                        "quantity": quantity,
+                        "list_price": cents / 100,
+                        "total": cents * quantity / 100,
+                        "product_description": SENTENCES[(h >> 7) % len(SENTENCES)]
+                        if h & 16
+                        else None,
+                    }
+                )
+            values.append(_json_text(items))
+        return pa.array(values, type=pa.string())
+
     def _concat(self, idx: np.ndarray) -> pa.Array:
         parts = [self.m.column(name, idx) for name in self.sim.get("of", [])]
         return pc.binary_join_element_wise(*parts, " ", null_handling="skip")
@@ -423,6 +479,18 @@ class _FieldGen:
                 ]
                 arr = pc.replace_with_mask(arr, pa.array(longs), pa.array(texts, type=pa.string()))
         return arr
+
+
+def _json_text(value: Any) -> str:
+    """Compact JSON text, as the store keeps a jsonarray value (render.py sends it parsed)."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+
+
+# A field's "gen" setting -> the values of a jsonarray field (kept as compact JSON text).
+_JSON_ARRAYS: dict[str, Callable[[_FieldGen, np.ndarray], pa.Array]] = {
+    "participants": _FieldGen._participants,
+    "line_items": _FieldGen._line_items,
+}
 
 
 # ---- text generators: (hashes of the field, indices, the field's "sim" settings) -> strings ----

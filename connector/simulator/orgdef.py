@@ -111,6 +111,17 @@ class SimField:
         return self.data_type not in UNREADABLE_TYPES
 
     @property
+    def coql_refused(self) -> bool:
+        """Whether COQL refuses this field (400 INVALID_QUERY naming it): line items, participants."""
+        return self.sim.get("coql") is False
+
+    @property
+    def json_array(self) -> bool:
+        """Whether the value goes over JSON as an array of objects (line items, participants);
+        the store keeps its compact JSON text (``sim.json_text``)."""
+        return self.json_type == "jsonarray" and self.sim.get("json_text") is True
+
+    @property
     def value_type(self) -> str:
         """The type that decides the canonical value: a formula's or rollup's return type, else
         data_type."""
@@ -125,11 +136,10 @@ class SimField:
 
     @property
     def json_valued(self) -> bool:
-        """A field whose value is a JSON object or array (ALARM, RRULE, line items…): the store
-        keeps its compact JSON text."""
-        return self.data_type in JSON_VALUED_TYPES or (
-            self.json_type in ("jsonobject", "jsonarray") and self.data_type in STRING_TYPES
-        )
+        """A reminder or recurrence field (ALARM, RRULE, event_reminder, multireminder) whose
+        value is a JSON object or array: the store keeps its compact JSON text (line items and
+        participants are ``json_array``)."""
+        return self.data_type in JSON_VALUED_TYPES
 
     @property
     def arrow_type(self) -> pa.DataType:
@@ -156,6 +166,9 @@ class SimModule:
     fields: list[SimField]
     size_factor: float = 1.0
     display_field: str | None = None
+    refuse: str | None = None
+    """A module listed as API-supported whose data calls Zoho refuses: the error code its COQL
+    calls get (``INVALID_QUERY`` like Email_Analytics, ``INVALID_MODULE`` like CTI_Entry)."""
     raw: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
@@ -186,7 +199,10 @@ class OrgDef:
 
     org: dict[str, Any]
     users: list[SimUser]
+    """Every user GET users lists: the fixture's, then ``sim_extra_users`` former users."""
     modules: list[SimModule]
+    record_users: list[SimUser] = field(default_factory=list)
+    """The fixture's users: the ones generated records name as owner, creator or editor."""
 
     @property
     def time_zone(self) -> str:
@@ -274,6 +290,7 @@ def _module_from_raw(raw: dict[str, Any]) -> SimModule:
         fields=fields,
         size_factor=float(sim.get("size_factor", 1.0)),
         display_field=sim.get("display_field"),
+        refuse=sim.get("refuse"),
         raw=api,
     )
 
@@ -295,13 +312,36 @@ def _user_from_raw(raw: dict[str, Any]) -> SimUser:
     )
 
 
+def _former_users(count: int) -> list[SimUser]:
+    """``count`` disabled users (people who left), so that GET users takes more than one page of
+    200 as in a real org of some age. They own no generated record."""
+    return [
+        SimUser(
+            id=str(5725767000000420001 + i),
+            first_name="Former",
+            last_name=f"User {i + 1:03d}",
+            full_name=f"Former User {i + 1:03d}",
+            email=f"former.user{i + 1:03d}@zylkertraders.example",
+            role={"name": "Sales Rep", "id": "5725767000000511003"},
+            profile={"name": "Standard", "id": "5725767000000611002"},
+            status="disabled",
+            time_zone="Asia/Kolkata",
+            created_time="2020-06-01T09:30:00+05:30",
+            modified_time=f"2023-{1 + i % 12:02d}-{1 + i % 28:02d}T10:00:00+05:30",
+        )
+        for i in range(count)
+    ]
+
+
 def load_orgdef(path: Path | None = None) -> OrgDef:
     """Load and check the fixture (default: ``fixtures/org.json`` of this repository)."""
     data = json.loads((path or DEFAULT_FIXTURE).read_text(encoding="utf-8"))
+    users = [_user_from_raw(u) for u in data["users"]]
     orgdef = OrgDef(
         org=dict(data["org"]),
-        users=[_user_from_raw(u) for u in data["users"]],
+        users=users + _former_users(int(data["org"].get("sim_extra_users", 0))),
         modules=[_module_from_raw(m) for m in data["modules"]],
+        record_users=users,
     )
     names = {m.api_name for m in orgdef.modules}
     for module in orgdef.modules:

@@ -70,8 +70,10 @@ def json_value(
         return {"name": value.get("name"), "id": str(value.get("id")), "email": value.get("email")}
     if t == "bigint":
         return str(value)
-    if field.json_valued and isinstance(value, str):
-        return json.loads(value)  # the store keeps the JSON object's text
+    if (field.json_valued or field.json_array) and isinstance(value, str):
+        # ALARM, RRULE, line items, participants: the store keeps compact JSON text; Zoho sends
+        # the object or array.
+        return json.loads(value)
     if t == "time_range" and isinstance(value, str):
         # Real Zoho sends a time range as a JSON array of {"From", "To"} objects (its SDK models
         # the field as list<record.TimeRange>), not as text; the store keeps "HH:MM-HH:MM".

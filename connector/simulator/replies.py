@@ -21,6 +21,7 @@ from connector.simulator.oauth import scope_covers
 from connector.simulator.query import QueryError, error_body
 
 if TYPE_CHECKING:
+    from connector.simulator.orgdef import SimModule
     from connector.simulator.store import Org
 
 JSON_TYPE = "application/json;charset=UTF-8"
@@ -200,3 +201,32 @@ def render_records(
 ) -> list[dict[str, Any]]:
     """Canonical rows -> Zoho JSON records."""
     return render.records_to_json(table, meta.field_map, org.offset, coql=coql)
+
+
+def refuse_data_call(meta: SimModule, api: str) -> None:
+    """Refuse a data call (``api``: coql, records, deleted, bulk) to a module Zoho lists as
+    API-supported but will not serve (``SimModule.refuse``).
+
+    Assumption (peer connectors only; Zoho documents none of it): ``CTI_Entry`` answers 400
+    ``INVALID_MODULE`` to every data call; ``Email_Analytics`` and the like answer COQL with 400
+    ``INVALID_QUERY`` naming no column, and the other data APIs with 400 ``NOT_SUPPORTED``.
+    Their ``settings/fields`` answers as for any module.
+    """
+    code = meta.refuse
+    if code is None:
+        return
+    if code == "INVALID_MODULE":
+        raise ApiError(
+            400,
+            "INVALID_MODULE",
+            "the module name given seems to be invalid",
+            {"resource_path_index": 0},
+        )
+    if api == "coql":
+        raise ApiError(
+            400,
+            "INVALID_QUERY",
+            "invalid query formed",
+            {"reason": "the module is not supported for this operation"},
+        )
+    raise ApiError(400, "NOT_SUPPORTED", "the module is not supported for this operation", {})

@@ -13,6 +13,7 @@ of an OR, or alone) into an index range, so a keyset page only generates the chu
 from __future__ import annotations
 
 import threading
+import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -190,6 +191,7 @@ class ModuleStore:
         self._deleted_log: list[DeletedRecord] = []
         self._next_index = gen.size
         self._version = 0
+        self._shuffles = 0
         self._snap: _Snapshot | None = None
         self._cache: OrderedDict[tuple[int, str], pa.Array] = OrderedDict()
         self._cache_lock = threading.Lock()
@@ -367,19 +369,56 @@ class ModuleStore:
             field_name = self._field(name).api_name
             if all(field_name != k for k, _ in keys):
                 keys.append((field_name, d))
-        first = keys[0][1] if keys else "asc"
-        if all(k != "id" for k, _ in keys):
-            # Ties are broken by id, in the direction of the first key, so pages are stable.
-            keys.append(("id", first))
-        return keys
+        # Zoho promises no order among rows that tie on every sort key, so the simulator never
+        # breaks ties by id: a query whose keys do not include `id` gets its ties shuffled
+        # (`_tie_breaker`), afresh on every call. With no key at all, rows come in id order.
+        return keys or [("id", "asc")]
 
     @staticmethod
     def _streamable(keys: list[tuple[str, str]]) -> str | None:
         names = [k for k, _ in keys]
         dirs = {d for _, d in keys}
-        if len(dirs) == 1 and names in (["id"], ["Modified_Time", "id"]):
+        if len(dirs) == 1 and names in (["id"], ["Modified_Time", "id"], ["Modified_Time"]):
             return dirs.pop()
         return None
+
+    def _tie_breaker(self, rows: int) -> pa.Array:
+        """A random rank per row, the last sort key of a query whose keys leave ties.
+
+        Seeded by the org's seed, the module and this store's count of such calls, so a failing
+        test replays the same orders; every call draws a new one, as two calls to Zoho may
+        order ties differently (docs/simulator.md, Assumptions).
+        """
+        with self._lock:
+            self._shuffles += 1
+            call = self._shuffles
+        module = zlib.crc32(self.meta.api_name.encode())
+        rng = np.random.default_rng([self.org.seed, module, call])
+        return pa.array(rng.permutation(rows), type=pa.int64())
+
+    def _tie_group(
+        self,
+        snap: _Snapshot,
+        where: Expr | None,
+        base_idx: np.ndarray,
+        need: int,
+        bounds: tuple[int, int],
+        direction: str,
+    ) -> np.ndarray:
+        """The base rows a page of ``need`` rows ordered by ``Modified_Time`` alone must sort.
+
+        The first ``need`` rows found are not enough when ties are shuffled: every row tied with
+        the last of them may take its place, so the whole tie group is scanned too.
+        """
+        if need == 0 or len(base_idx) < need:
+            return base_idx
+        last = int(self._gen.modified_seconds(base_idx[need - 1 : need])[0])
+        lo, hi = bounds
+        if direction == "asc":
+            hi = min(hi, self._gen.end_index_modified_at_most(last))
+        else:
+            lo = max(lo, self._gen.first_index_modified_at_least(last))
+        return self._scan(snap, where, lo, hi, None, reverse=direction == "desc")
 
     def _sort_column(self, column: pa.ChunkedArray | pa.Array, f: SimField) -> Any:
         t = f.value_type
@@ -404,7 +443,8 @@ class ModuleStore:
         offset: int = 0,
         limit: int | None = None,
     ) -> pa.Table:
-        """Matching current rows, ordered (nulls last, ties by id), sliced by offset/limit;
+        """Matching current rows, ordered (nulls last; rows tied on every key in a new random
+        order on each call unless a key is ``id``), sliced by offset/limit;
         ``columns`` come back in the order asked, by their canonical names."""
         snap = self._snapshot()
         cols = [self._field(c).api_name for c in columns]
@@ -417,8 +457,12 @@ class ModuleStore:
             snap, where, lo, hi, need if direction else None, reverse=direction == "desc"
         )
         ov, _ = self._overlay_matches(snap, where)
+        shuffled = all(name != "id" for name, _ in keys)
         if direction and need is not None:
-            base_idx = base_idx[:need]
+            if shuffled:
+                base_idx = self._tie_group(snap, where, base_idx, need, (lo, hi), direction)
+            else:
+                base_idx = base_idx[:need]
         key_names = [k for k, _ in keys]
         base_keys = self._gen.rows(base_idx, key_names)
         n_base = base_keys.num_rows
@@ -432,7 +476,12 @@ class ModuleStore:
             )
             sort_arrays.append(self._sort_column(both, f))
             sort_spec.append((f"k{i}", "ascending" if d == "asc" else "descending", "at_end"))
-        sort_table = pa.Table.from_arrays(sort_arrays, names=[f"k{i}" for i in range(len(keys))])
+        if shuffled:
+            sort_arrays.append(self._tie_breaker(n_base + ov.num_rows))
+            sort_spec.append((f"k{len(keys)}", "ascending", "at_end"))
+        sort_table = pa.Table.from_arrays(
+            sort_arrays, names=[f"k{i}" for i in range(len(sort_arrays))]
+        )
         order = pc.sort_indices(sort_table, sort_keys=sort_spec)
         order_np = np.asarray(order.to_numpy(), dtype=np.int64)
         end = len(order_np) if need is None else need

@@ -75,9 +75,13 @@ def test_users_and_org(sdk: SdkSession) -> None:
     wrapper = sdk.result(UsersOperations().get_users(params, HeaderMap()))
     assert isinstance(wrapper, UsersWrapper)
     users = wrapper.get_users()
-    assert [str(u.get_id()) for u in users] == [u.id for u in sdk.sim.org.users]
-    assert [u.get_email() for u in users] == [u.email for u in sdk.sim.org.users]
+    # The org has more users than a page holds (200, the default per_page): the first page.
+    first_page = sdk.sim.org.users[:200]
+    assert len(sdk.sim.org.users) > 200
+    assert [str(u.get_id()) for u in users] == [u.id for u in first_page]
+    assert [u.get_email() for u in users] == [u.email for u in first_page]
     assert wrapper.get_info().get_count() == len(users)
+    assert wrapper.get_info().get_more_records() is True
     org_wrapper = sdk.result(OrgOperations().get_organization())
     assert isinstance(org_wrapper, OrgWrapper)
     [org] = org_wrapper.get_org()

@@ -23,10 +23,21 @@ def test_catalog_lists_every_module_with_fields_and_readers(simulator: Simulator
         spent = client.meter.total
 
     by_name = {row.api_name: row for row in rows}
-    assert list(by_name) == list(simulator.org.modules)
+    # Every module, then the Users dataset (read by its own reader, no metadata call).
+    assert list(by_name) == [*simulator.org.modules, "Users"]
+    users = by_name.pop("Users")
+    assert users.readers == ["users"] and users.record_count is None
+    rows = [row for row in rows if row is not users]
     api_rows = [row for row in rows if row.readers]
     # settings/modules once, settings/fields once per readable module, nothing else.
     assert spent == 1 + len(api_rows)
+    assert by_name["Email_Analytics"].readers == [] and "INVALID_QUERY" in (
+        by_name["Email_Analytics"].note
+    )
+    assert by_name["CTI_Entry"].readers == [] and "INVALID_MODULE" in by_name["CTI_Entry"].note
+    assert "no Modified_Time: read in full every run" in by_name["Actions_Performed"].note
+    assert "COQL refuses Participants: Records API instead" in by_name["Events"].note
+    assert "COQL refuses Product_Details" in by_name["Quotes"].note
     for row in rows:
         store = simulator.org.modules[row.api_name]
         assert row.module_name == store.meta.module_name
@@ -44,12 +55,16 @@ def test_catalog_lists_every_module_with_fields_and_readers(simulator: Simulator
 def test_catalog_counts_records_with_one_coql_call_each(simulator: Simulator) -> None:
     with client_for(simulator) as client:
         rows = build_catalog(client, counts=True)
+    users = rows.pop()
+    assert users.api_name == "Users" and users.record_count == len(simulator.org.users)
     counted = [row for row in rows if row.readers]
     assert counted
     for row in counted:
         assert row.record_count == simulator.org.modules[row.api_name].count(), row
     coql_calls = [r for r in simulator.requests if r.path.endswith("/coql")]
     assert len(coql_calls) == len(counted)
+    # Two pages of users (more than 200), 1 credit each.
+    assert len([r for r in simulator.requests if r.path.endswith("/users")]) == 2
 
 
 def test_counts_stop_cleanly_without_the_coql_scope(
@@ -59,7 +74,7 @@ def test_counts_stop_cleanly_without_the_coql_scope(
     token = sim.issue_refresh_token(["ZohoCRM.modules.READ", "ZohoCRM.settings.ALL"])
     with client_for(sim, OAuthRefreshToken=token, Scope="ZohoCRM.modules.READ") as client:
         rows = build_catalog(client, counts=True)
-    readable = [row for row in rows if row.readers]
+    readable = [row for row in rows if row.readers and row.api_name != "Users"]
     assert readable
     assert all(row.record_count is None for row in readable)
     assert all("not counted" in row.note for row in readable)

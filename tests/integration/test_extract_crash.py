@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.crash import Crash, crash_at
 from support.extract import (
     READERS,
     assert_output_equals_source,
@@ -25,28 +26,6 @@ from connector.lake.state import StateStore
 from connector.lake.writer import DatasetWriter
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
-
-
-class Crash(BaseException):
-    """Stands for the process dying: nothing in the connector handles it."""
-
-
-def crash_at(monkeypatch: pytest.MonkeyPatch, cls: type, method: str, n: int, after: bool) -> None:
-    """Make the ``n``-th call of ``cls.method`` crash before (or right after) it does its work."""
-    original = getattr(cls, method)
-    calls = [0]
-
-    def wrapper(self: Any, *args: Any, **kwargs: Any) -> Any:
-        calls[0] += 1
-        if calls[0] == n and not after:
-            raise Crash(f"{method} #{n}")
-        result = original(self, *args, **kwargs)
-        if calls[0] == n and after:
-            raise Crash(f"after {method} #{n}")
-        return result
-
-    monkeypatch.setattr(cls, method, wrapper)
-
 
 POINTS = [
     (DatasetWriter, "commit", 1, False),  # a checkpoint's files not yet in place

@@ -13,6 +13,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import random
 import re
 import zipfile
 from collections.abc import Callable
@@ -200,6 +201,15 @@ class FakeZoho:
     def _sorted(self) -> list[dict[str, Any]]:
         return sorted(self.records, key=lambda r: (r["Modified_Time"], r["id"]))
 
+    def _listed(self, sort_by: str) -> list[dict[str, Any]]:
+        """The Records API's order: by id, or by Modified_Time with its ties in a new order on
+        every call (seeded by the call count), as Zoho promises no order among them."""
+        if sort_by == "id":
+            return sorted(self.records, key=lambda r: int(r["id"]))
+        shuffle = random.Random(len(self.calls))
+        ranks = {r["id"]: shuffle.random() for r in self.records}
+        return sorted(self.records, key=lambda r: (r["Modified_Time"], ranks[r["id"]]))
+
     @staticmethod
     def _json(row: dict[str, Any], fields: list[str]) -> dict[str, Any]:
         out: dict[str, Any] = {"id": row["id"]}
@@ -274,8 +284,9 @@ class FakeZoho:
                 if rows
                 else None
             )
-        assert params.get("sort_by") == "Modified_Time" and params.get("sort_order") == "asc"
-        rows_all = self._sorted()
+        assert params.get("sort_by") in ("Modified_Time", "id")
+        assert params.get("sort_order") == "asc"
+        rows_all = self._listed(params["sort_by"])
         since = headers.get("If-Modified-Since")
         if since is not None:
             bound = datetime.fromisoformat(since)
@@ -284,7 +295,7 @@ class FakeZoho:
                 return None  # 304
         if not rows_all:
             return None  # 204
-        key = f"{params['fields']}|{since}"
+        key = f"{params['fields']}|{since}|{params['sort_by']}"
         if "page_token" in params:
             assert "page" not in params
             if self.expire_records_token_next:

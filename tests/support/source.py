@@ -15,8 +15,11 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.config import Tuning
-from connector.lake.schema import SE_MODULE, ModuleSchema
+from connector.lake.schema import SE_MODULE, ModuleSchema, batch_from_records, module_schema
+from connector.readers.users import USERS, users_schema
 from connector.simulator import Simulator
+from connector.zoho.http import ZohoClient
+from connector.zoho.metadata import list_fields
 
 # Retry and poll waits shrunk to nothing: tests never wait for real.
 TINY = Tuning(bulk_poll_initial=0.0, bulk_poll_max=0.0, retry_initial_wait=0.0, retry_max_wait=0.0)
@@ -28,11 +31,14 @@ def noop(_: float) -> None:
 
 
 def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
-    """The simulator's current records in the connector's types, sorted by id.
+    """The simulator's current records (or users) in the connector's types, sorted by id.
 
     ``$se_module`` (no field of the simulator's) is the polymorphic lookup's module wherever the
     lookup is set, as the Records API names it.
     """
+    if schema.module == USERS:
+        rows = [user.to_api() for user in sim.org.users]
+        return pa.Table.from_batches([batch_from_records(rows, schema)]).sort_by("id")
     store = sim.org.module(schema.module)
     raw = store.current_table([name for name in schema.arrow.names if name != SE_MODULE])
     columns = []
@@ -50,6 +56,13 @@ def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema.arrow).sort_by("id")
 
 
+def schema_for(client: ZohoClient, module: str) -> ModuleSchema:
+    """The connector's schema of ``module`` (``Users`` has fixed columns, no fields call)."""
+    if module == USERS:
+        return users_schema()
+    return module_schema(module, list_fields(client, module))
+
+
 def read_local(path: Path) -> pa.Table | None:
     """The hive-partitioned Parquet dataset at ``path``, or None when it holds no Parquet file."""
     if not path.exists() or not any(path.rglob("*.parquet")):
@@ -63,6 +76,11 @@ def latest_per_id(
     """The change log ``table`` as the current table: latest version per id, minus tombstoned
     ids, sorted by id; asserts no (id, Modified_Time) appears twice."""
     table = table.select(schema.arrow.names).cast(schema.arrow)
+    if "Modified_Time" not in schema.arrow.names:
+        # Read in full every run (no Modified_Time; Users): the dataset is one generation.
+        ids = table.column("id")
+        assert len(pc.unique(ids)) == len(ids), f"{schema.module}: an id twice"
+        return table.sort_by("id")
     keys = list(
         zip(table.column("id").to_pylist(), table.column("Modified_Time").to_pylist(), strict=True)
     )

@@ -7,8 +7,9 @@ from typing import Any
 
 import pytest
 
-from connector.errors import ConfigError, ModuleUnavailable
-from connector.run.catalog import discover
+from connector.errors import ConfigError, FatalAPIError, ModuleUnavailable
+from connector.run.catalog import discover, discover_run
+from connector.zoho.quirks import coql_refused, refused_column, refuses_module
 
 
 class FakeClient:
@@ -65,3 +66,50 @@ def test_a_known_module_zoho_refuses_is_kept_as_unavailable() -> None:
     client = FakeClient(MODULES, FIELDS)
     targets = discover(client, ["Visits"])  # type: ignore[arg-type]
     assert targets[0].error is not None and targets[0].error.code == "INVALID_MODULE"
+
+
+ODD_MODULES = [
+    *MODULES,
+    {"api_name": "Email_Analytics", "api_supported": True, "generated_type": "default"},
+    {"api_name": "CTI_Entry", "api_supported": True, "generated_type": "default"},
+]
+
+
+def test_a_run_skips_known_unreadable_and_closed_modules_with_reasons() -> None:
+    client = FakeClient(ODD_MODULES, FIELDS)
+    found = discover_run(client, None)  # type: ignore[arg-type]
+    assert [t.meta.api_name for t in found.targets] == ["Leads", "Vendors_X", "Users"]
+    reasons = {meta.api_name: why for meta, why in found.skipped}
+    assert sorted(reasons) == ["CTI_Entry", "Email_Analytics", "Visits"]
+    assert "api_supported: false" in reasons["Visits"]
+    assert "INVALID_QUERY" in reasons["Email_Analytics"]
+    assert "INVALID_MODULE" in reasons["CTI_Entry"]
+    # Linking and web modules are not data of their own: neither read nor reported.
+    assert client.calls == ["settings/modules"]
+
+
+def test_named_users_and_unreadable_modules_cost_no_call(caplog: pytest.LogCaptureFixture) -> None:
+    client = FakeClient(ODD_MODULES, FIELDS)
+    found = discover_run(client, ["users", "Email_Analytics"])  # type: ignore[arg-type]
+    assert [t.meta.api_name for t in found.targets] == ["Users"]
+    assert found.targets[0].fields is not None
+    assert [meta.api_name for meta, _ in found.skipped] == ["Email_Analytics"]
+    assert client.calls == []
+    [line] = [r.getMessage() for r in caplog.records if "Email_Analytics" in r.getMessage()]
+    assert "skipped" in line
+
+
+def test_known_quirks_name_refused_columns_and_modules() -> None:
+    column = FatalAPIError(
+        "bad", code="INVALID_QUERY", details={"column_name": "participants", "reason": "x"}
+    )
+    assert refused_column(column, {"id", "Participants"}) == "Participants"
+    assert refused_column(column, {"id", "Subject"}) is None
+    assert not refuses_module(column)
+    module = FatalAPIError("bad", code="INVALID_QUERY", details={"reason": "not supported"})
+    assert refused_column(module, {"id"}) is None and refuses_module(module)
+    assert not refuses_module(FatalAPIError("bad", code="SYNTAX_ERROR"))
+    assert coql_refused("Quotes", frozenset({"id", "Product_Details", "Subject"})) == [
+        "Product_Details"
+    ]
+    assert coql_refused("Leads", frozenset({"id", "Product_Details"})) == []

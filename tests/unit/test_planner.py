@@ -9,6 +9,7 @@ from connector.run.planner import (
     ModulePlan,
     Plan,
     bulk_credits,
+    cheapest_full,
     cheapest_incremental,
     coql_read_credits,
     deleted_credits,
@@ -208,3 +209,39 @@ def test_coql_read_credits_full_load_starts_at_limit_2000(
     rows: int, groups: int, credits: int
 ) -> None:
     assert coql_read_credits(rows, groups, full=True) == credits
+
+
+@pytest.mark.parametrize(
+    ("api_type", "use_coql", "incremental"),
+    [("Bulk", False, False), ("Bulk", False, True), ("REST", True, False), ("REST", False, True)],
+)
+def test_a_module_with_fields_coql_refuses_is_read_by_records(
+    api_type: str, use_coql: bool, incremental: bool
+) -> None:
+    choice = static_choice(
+        ModuleMeta("Events", "Meetings"),
+        api_type=api_type,
+        use_coql=use_coql,
+        coql_ok=True,
+        incremental=incremental,
+        coql_refused=["Participants"],
+    )
+    assert (choice.reader, choice.probe) == (RECORDS, False)
+    assert choice.fallback == "COQL refuses Participants"
+
+
+def test_a_module_read_in_full_every_run_takes_the_cheaper_of_coql_and_bulk() -> None:
+    assert cheapest_full(200, 8).reader == COQL
+    assert cheapest_full(2_000_000, 8).reader == BULK
+    choice, credits = estimate_module(
+        ModuleMeta("Actions_Performed", "Actions_Performed"),
+        n_columns=8,
+        rows=200,
+        incremental=False,
+        api_type="Bulk",
+        use_coql=False,
+        coql_ok=True,
+        full_each_run=True,
+    )
+    # fields 1 + count 1 + one COQL page of 2,000 (3).
+    assert (choice.reader, credits) == (COQL, 5)

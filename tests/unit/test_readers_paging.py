@@ -134,38 +134,55 @@ def test_records_each_page_starts_a_new_query_at_its_last_second() -> None:
     pages = records(2)
     pages.advance(answer(T1, 3, tokens=("a", "b")))
     assert pages.request() == RecordsRequest(T1, 1, (None, None))
-    # A new second that filled whole pages: those pages need not be read again.
-    pages.advance(answer(T2, 400))
-    assert pages.request() == RecordsRequest(T2, 3, (None, None))
+    # From its first page again, even after 150 rows of that second: its ties may come in
+    # another order in the new query, so no page of them is known to be read.
+    pages.advance(answer(T2, 150))
+    assert pages.request() == RecordsRequest(T2, 1, (None, None))
 
 
-def test_records_page_within_one_second_goes_on_by_page_then_by_token() -> None:
-    pages = records(2, T0, max_page=3)
+def id_pass(groups: int = 1, **limits: int) -> RecordsCursor:
+    """A cursor whose first page lay wholly in second T0: it reads T0 again by id."""
+    pages = records(groups, T0, **limits)
+    pages.advance(answer(T0, 200, tokens=("x",) * groups))
+    assert pages.request() == RecordsRequest(T0, 1, (None,) * groups, by_id=True)
+    return pages
+
+
+def test_records_a_second_filling_a_page_is_read_by_id_by_page_then_by_token() -> None:
+    pages = id_pass(2, max_page=3)
     asked = []
     for tokens in [("a1", "b1"), ("a2", "b2"), ("a3", "b3"), ("a4", "b4")]:
-        pages.advance(answer(T0, 200, tokens=tokens))
+        pages.advance(answer(T1, 7, tokens=tokens))  # an id page: its times say nothing
         asked.append(pages.request())
     assert asked == [
-        RecordsRequest(T0, 2, (None, None)),
-        RecordsRequest(T0, 3, (None, None)),
+        RecordsRequest(T0, 2, (None, None), by_id=True),
+        RecordsRequest(T0, 3, (None, None), by_id=True),
         # Past max_page, each group follows its own token (page is then not sent).
-        RecordsRequest(T0, 3, ("a3", "b3")),
-        RecordsRequest(T0, 3, ("a4", "b4")),
+        RecordsRequest(T0, 3, ("a3", "b3"), by_id=True),
+        RecordsRequest(T0, 3, ("a4", "b4"), by_id=True),
     ]
-    # Leaving the second starts a new query, and a new token chain.
-    pages.advance(answer(T1))
-    assert pages.request() == RecordsRequest(T1, 1, (None, None))
+    # The id pass done, the read goes on by time from the next second, a new token chain.
+    pages.advance(answer(T1, more=False))
+    assert pages.request() == RecordsRequest(T1, 1, (None, None), by_id=False)
+    assert not pages.finished
+
+
+def test_records_id_pass_ignores_changes_between_groups() -> None:
+    # A record that changed left the second; the read by time after it meets its new version.
+    pages = id_pass()
+    pages.advance(answer(T1, unstable=True, new_rows=False))
+    assert pages.request() == RecordsRequest(T0, 2, (None,), by_id=True)
 
 
 def test_records_more_rows_without_a_page_token_is_a_data_error() -> None:
-    pages = records(2, T0, max_page=1)
+    pages = id_pass(2, max_page=1)
     with pytest.raises(DataError) as info:
         pages.advance(answer(T0, 200, tokens=("a", None)))
     assert "gave no page token" in str(info.value)
 
 
 def test_records_page_token_that_comes_back_is_refused() -> None:
-    pages = records(1, T0, max_page=1)
+    pages = id_pass(1, max_page=1)
     pages.advance(answer(T0, 200, tokens=("a",)))
     pages.advance(answer(T0, 200, tokens=("b",)))
     with pytest.raises(DataError):
@@ -173,11 +190,12 @@ def test_records_page_token_that_comes_back_is_refused() -> None:
 
 
 def test_records_same_token_in_a_new_query_is_a_new_chain() -> None:
-    pages = records(1, T0, max_page=1)
+    pages = id_pass(1, max_page=1)
     pages.advance(answer(T0, 200, tokens=("a",)))
-    pages.advance(answer(T1, 1))
+    pages.advance(answer(T0, more=False))
+    pages.advance(answer(T1, 200))  # a second id pass
     pages.advance(answer(T1, 200, tokens=("a",)))
-    assert pages.request() == RecordsRequest(T1, 1, ("a",))
+    assert pages.request() == RecordsRequest(T1, 1, ("a",), by_id=True)
 
 
 def test_records_unstable_page_reads_its_last_second_again_until_it_stalls() -> None:

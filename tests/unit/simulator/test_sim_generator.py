@@ -54,9 +54,19 @@ def test_fixture_has_every_type_and_the_special_modules(orgdef) -> None:  # type
     assert any(m.generated_type == "linking" for m in orgdef.modules)
     big = [m for m in orgdef.modules if m.generated_type == "custom" and len(m.fields) > 50]
     assert big and sum(f.custom_field for f in big[0].fields) >= 64
+    # The odd modules of a real org (zoho-api.md §11).
+    assert "Modified_Time" not in by_name["Actions_Performed"].field_map
+    assert by_name["Actions_Performed"].field("Action_Performed_Time").data_type == "datetime"
+    assert by_name["Events"].field("Participants").coql_refused
+    assert by_name["Quotes"].field("Product_Details").coql_refused
+    assert by_name["Email_Analytics"].refuse == "INVALID_QUERY"
+    assert by_name["CTI_Entry"].refuse == "INVALID_MODULE"
+    assert len(orgdef.users) > 200 > len(orgdef.record_users)
     for module in orgdef.modules:
         names = [f.api_name for f in module.fields]
         assert names[0] == "id"
+        if module.api_name == "Actions_Performed":
+            continue
         assert {"Created_Time", "Modified_Time", "Created_By", "Modified_By"} <= set(names)
         assert module.field("Modified_Time").data_type == "datetime"
         assert module.field("Created_By").data_type == "ownerlookup"

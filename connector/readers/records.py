@@ -221,8 +221,9 @@ def _stamps_now(
     modules: dict[str, str | None] = {}
     for i in range(0, len(ids), IDS_PER_CALL):
         page = list_page(client, schema, fields, ids=ids[i : i + IDS_PER_CALL])
-        times, page_ids = row_keys(page.table)
-        stamps.update(zip(page_ids, times, strict=True))
+        page_ids = ids_of(page.table)
+        if MODIFIED_TIME in page.table.column_names:  # a module without one is not checked
+            stamps.update(zip(page_ids, row_keys(page.table)[0], strict=True))
         if with_module and SE_MODULE in page.table.column_names:
             modules.update(zip(page_ids, page.table.column(SE_MODULE).to_pylist(), strict=True))
     return stamps, modules
@@ -266,11 +267,12 @@ def complete_rows(
     full = _full_values(client, schema, cut_ids) if cut_ids else {}
     checked = table.filter(check)
     stamps, modules = _stamps_now(client, schema, ids_of(checked), module_missing)
-    then, checked_ids = row_keys(checked)
-    unstable = {
-        rid for rid, stamp in zip(checked_ids, then, strict=True) if stamps.get(rid) != stamp
-    }
-    unstable |= {rid for rid in cut_ids if rid not in full}
+    unstable = {rid for rid in cut_ids if rid not in full}
+    if MODIFIED_TIME in checked.column_names:
+        then, checked_ids = row_keys(checked)
+        unstable |= {
+            rid for rid, stamp in zip(checked_ids, then, strict=True) if stamps.get(rid) != stamp
+        }
     ids = ids_of(table)
     columns = {name: table.column(name) for name in table.column_names}
     for name in schema.rich_text:
@@ -415,11 +417,11 @@ class RecordsReader(ReaderBase):
                 return
             self.stats.pages += 1
             merged, unstable = merge_groups([page.table for page in answers], schema)
-            merged, cut = complete_rows(self.client, schema, merged, se_module_known=True)
-            unstable |= cut
             stamps = first.stamps()
             if not request.by_id:
                 unstable = tie_order_only(unstable, first.ids(), stamps)
+            merged, cut = complete_rows(self.client, schema, merged, se_module_known=True)
+            unstable |= cut
             # An id pass is over one second: its rows of later seconds come in their turn.
             only = request.since if request.by_id else None
             fresh = self._fresh_rows(merged, first, stamps, top, only)

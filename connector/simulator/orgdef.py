@@ -136,11 +136,10 @@ class SimField:
 
     @property
     def json_valued(self) -> bool:
-        """A field whose value is a JSON object or array (ALARM, RRULE, line items…): the store
-        keeps its compact JSON text."""
-        return self.data_type in JSON_VALUED_TYPES or (
-            self.json_type in ("jsonobject", "jsonarray") and self.data_type in STRING_TYPES
-        )
+        """A reminder or recurrence field (ALARM, RRULE, event_reminder, multireminder) whose
+        value is a JSON object or array: the store keeps its compact JSON text (line items and
+        participants are ``json_array``)."""
+        return self.data_type in JSON_VALUED_TYPES
 
     @property
     def arrow_type(self) -> pa.DataType:

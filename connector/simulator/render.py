@@ -70,9 +70,9 @@ def json_value(
         return {"name": value.get("name"), "id": str(value.get("id")), "email": value.get("email")}
     if t == "bigint":
         return str(value)
-    if (field.json_array or field.json_valued) and isinstance(value, str):
-        # Line items, participants, ALARM, RRULE: the store keeps compact JSON text; Zoho sends
-        # the object or array itself.
+    if (field.json_valued or field.json_array) and isinstance(value, str):
+        # ALARM, RRULE, line items, participants: the store keeps compact JSON text; Zoho sends
+        # the object or array.
         return json.loads(value)
     if t == "time_range" and isinstance(value, str):
         # Real Zoho sends a time range as a JSON array of {"From", "To"} objects (its SDK models

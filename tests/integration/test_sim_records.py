@@ -162,7 +162,7 @@ def test_hundred_thousand_cap(
         "per_page": "200",
         "sort_by": "id",
         "sort_order": "asc",
-        "converted": "both",
+        "converted": "both",  # every lead: the cap counts the rows of the query
     }
     body = client.get("/crm/v8/Leads", params=params).json()
     token = body["info"]["next_page_token"]

@@ -158,7 +158,12 @@ def test_records_pages_of_a_tied_second_overlap(
     for record_id in tied:
         leads.update(record_id, {"Last_Name": "Mass update"})
     client = make_client(sim)
-    params = {"fields": "Last_Name", "sort_by": "Modified_Time", "sort_order": "asc"}
+    params = {
+        "fields": "Last_Name",
+        "sort_by": "Modified_Time",
+        "sort_order": "asc",
+        "converted": "both",  # every lead of the mass update, converted or not
+    }
     since = {"If-Modified-Since": "2026-07-01T12:00:00+00:00"}
 
     def page(**more: str) -> Any:

@@ -162,7 +162,7 @@ def test_records_pages_of_a_tied_second_overlap(
         "fields": "Last_Name",
         "sort_by": "Modified_Time",
         "sort_order": "asc",
-        "converted": "both",
+        "converted": "both",  # every lead of the mass update, converted or not
     }
     since = {"If-Modified-Since": "2026-07-01T12:00:00+00:00"}
 

@@ -13,10 +13,9 @@ from collections import Counter
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.extract import READERS, settings_for
+from support.extract import READERS, faked, settings_for
 from support.source import assert_output_equals_source, schema_for
 
 from connector.config import Settings
@@ -26,11 +25,6 @@ from connector.simulator import FaultConfig, Simulator
 from connector.simulator.clock import FakeClock
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
-
-
-def faked(clock: FakeClock) -> dict[str, Any]:
-    """The connector's clock and sleep, both on the simulator's fake clock."""
-    return {"sleep": clock.advance, "clock": lambda: clock().timestamp()}
 
 
 def client_on(settings: Settings, clock: FakeClock) -> ZohoClient:

@@ -11,10 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import pytest
-from support.extract import READERS, settings_for
+from support.extract import READERS, faked, settings_for
 from support.source import assert_output_equals_source, schema_for
 
 from connector.lake.manifest import RunManifest
@@ -27,11 +26,6 @@ FAULTS = {"rate_429": 0.03, "rate_5xx": 0.01}
 EVERY_RUN = {"Actions_Performed", "Users"}
 # api_supported false; listed as API-supported but refusing data calls (INVALID_QUERY, INVALID_MODULE).
 UNREADABLE = {"Visits", "Email_Analytics", "CTI_Entry"}
-
-
-def faked(clock: FakeClock) -> dict[str, Any]:
-    """The connector's clock and sleep, both on the simulator's fake clock."""
-    return {"sleep": clock.advance, "clock": lambda: clock().timestamp()}
 
 
 def assert_run_is_whole(

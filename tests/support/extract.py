@@ -12,6 +12,7 @@ from connector.lake.manifest import RunManifest
 from connector.lake.schema import ModuleSchema, module_schema
 from connector.run.sync import run_extract
 from connector.simulator import Simulator
+from connector.simulator.clock import FakeClock
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
 from support import source as sourcecheck
@@ -52,3 +53,8 @@ def output_table(out: Path, schema: ModuleSchema) -> pa.Table:
 def assert_output_equals_source(sim: Simulator, out: Path, schema: ModuleSchema) -> None:
     """The output, read as a change log, is the simulator's current module (which was written)."""
     sourcecheck.assert_output_equals_source(sim, out, schema, required=True)
+
+
+def faked(clock: FakeClock) -> dict[str, Any]:
+    """The connector's clock and sleep, both on the simulator's fake clock."""
+    return {"sleep": clock.advance, "clock": lambda: clock().timestamp()}

@@ -8,8 +8,17 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pytest
-from support.fakezoho import BASE, FakeZoho, make_records, make_schema, tuning, zid
-from test_readers_coql import by_id, expected, read_all
+from support.fakezoho import (
+    BASE,
+    FakeZoho,
+    by_id,
+    expected,
+    make_records,
+    make_schema,
+    read_all,
+    tuning,
+    zid,
+)
 
 from connector.errors import DataError, FatalAPIError, RetriableAPIError
 from connector.readers import make_reader

@@ -260,6 +260,21 @@ class RecordsCursor:
                 code="UNSTABLE_READ",
             )
 
+    def repeat_pass(self, second: str) -> None:
+        """Read ``second`` by id once more: a record deleted while the pass paged moves every
+        later row back by one, so a row of that second may have slipped past a page boundary.
+
+        Raises :class:`RetriableAPIError` (``UNSTABLE_READ``) when deletions never stop.
+        """
+        self.stalled += 1
+        if self.stalled >= self.max_stalled:
+            raise RetriableAPIError(
+                f"{self.module}: records keep being deleted while a crowded second is read; "
+                "try the run again",
+                code="UNSTABLE_READ",
+            )
+        self._query(second, 1, by_id=True)
+
     def _id_pass_advance(self, answer: RecordsAnswer) -> None:
         # A record that changed between the group reads left the second (a change stamps the
         # time now, later than T unless T is the live edge, which the run never writes): the

@@ -204,3 +204,33 @@ def test_coql_orders_ties_only_when_asked_by_id(
     assert shuffled[0] != sorted(shuffled[0])
     ordered = [ids("Modified_Time asc, id asc") for _ in range(2)]
     assert ordered[0] == ordered[1] == sorted(ordered[0])
+
+
+def test_a_record_deleted_during_the_id_pass_shifts_no_row_out_of_the_read(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discrete pages are re-run queries: a record deleted between page 1 and page 2 of the id
+    pass moves every later row back by one, so the first row of page 2 would slip into page 1's
+    range, unread. The reader sees the deletion (deleted records since the pass began) and reads
+    the second by id once more."""
+    org = TiedOrg(make_simulator, tmp_path, "records")
+    leads = org.sim.org.module("Leads")
+    first_of_pass = sorted(org.tied, key=int)[0]
+    original = org.sim.app.endpoints["list_records"]
+    by_id_calls = [0]
+
+    def wrapper(app: Any, call: Any, module: str) -> Any:
+        if call.query.get("sort_by") == "id":
+            by_id_calls[0] += 1
+            if by_id_calls[0] == 2:  # just before page 2 of the first id pass
+                org.clock.advance(1)
+                leads.delete(first_of_pass)
+        return original(app, call, module)
+
+    monkeypatch.setitem(org.sim.app.endpoints, "list_records", wrapper)
+    run = org.extract()
+    assert run.exit_code == 0, run.summary_lines()
+    assert by_id_calls[0] > 5  # the pass was read again: more than its 4 pages
+    report = run.module("Leads")
+    assert any("read it again" in note for note in report.notes + report.warnings), report
+    assert_output_equals_source(org.sim, org.out, schema_of(org.client, "Leads"))

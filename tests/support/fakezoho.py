@@ -220,6 +220,10 @@ class FakeZoho:
 
     # --- the client seam ---------------------------------------------------------------------
 
+    def server_time(self) -> datetime | None:
+        """The fake sends no ``Date`` header, as the client would report: None."""
+        return None
+
     def get_json(self, path: str, **kwargs: Any) -> dict[str, Any] | None:
         return self._answered(self._get_json(path, **kwargs))  # type: ignore[no-any-return]
 

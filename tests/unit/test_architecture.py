@@ -28,7 +28,7 @@ LAYERS: dict[str, int] = {
 }
 SIMULATOR = "connector.simulator"
 # Only the commands that start the embedded simulator may import it.
-SIMULATOR_USERS = {"connector.cli", "connector.demo"}
+SIMULATOR_USERS = {"connector.cli.simulator_commands", "connector.demo"}
 
 
 def _module_name(path: Path) -> str:

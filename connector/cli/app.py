@@ -1,8 +1,9 @@
 """The command line's shared pieces: the Typer app, global options, and one error line per failure.
 
 Every command turns a :class:`~connector.errors.ConnectorError` into one line on stderr and the
-error's exit code (2 configuration, 3 authentication, 4 credits, 5 lock, 1 anything else). A
-traceback is shown only with ``--debug``.
+error's exit code (2 configuration, 3 authentication, 4 credits, 5 lock, 6 Zoho unreachable, 7
+output write failed, 1 anything else); Ctrl-C is one line and 130. A traceback is shown only with
+``--debug``. ``extract`` handles SIGINT and SIGTERM itself (see ``zoho_commands.py``).
 """
 
 from __future__ import annotations
@@ -110,7 +111,9 @@ def _errors() -> Iterator[None]:
     except (typer.Exit, typer.Abort):
         raise
     except KeyboardInterrupt:
-        typer.echo("interrupted", err=True)
+        # A command without its own signal handling (extract has one): nothing it does needs
+        # finishing, so it stops here, in one line, whatever it was doing.
+        typer.echo("interrupted (SIGINT): stopped", err=True)
         raise typer.Exit(130) from None
     except Exception as error:
         _fail(error)

@@ -32,6 +32,7 @@ from connector.errors import (
     DataError,
     FatalAPIError,
     RetriableAPIError,
+    StopRequested,
 )
 from connector.redact import redact
 from connector.zoho import limits
@@ -43,6 +44,7 @@ from connector.zoho.endpoints import (
     relative_path,
     resolve_endpoints,
 )
+from connector.zoho.network import TRANSPORT_ERRORS, host_of, unreachable, what_failed
 from connector.zoho.pacing import ConcurrencyLimiter, DownloadPacer
 from connector.zoho.responses import INVALID_TOKEN_CODES, parse_error_body, raise_for_response
 from connector.zoho.retry import CallRetries
@@ -115,12 +117,13 @@ def call_cost(
     return "records", limits.RECORDS_PAGE_CREDITS
 
 
-# A connection that failed, hung or broke off mid-body: worth another attempt.
-TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
+class ConnectionFailed(RetriableAPIError):
+    """An attempt that never got an answer from the host: retried, then :class:`ZohoUnreachable`."""
+
+    def __init__(self, message: str, *, host: str, what: str, url: str) -> None:
+        super().__init__(message, url=url)
+        self.host = host
+        self.what = what
 
 
 class CreditMeter:
@@ -140,6 +143,8 @@ class CreditMeter:
         self._by_kind: dict[str, int] = {}
         self._token_refreshes = 0
         self._listeners: list[Callable[[str, int], None]] = []
+        self.stopping: Callable[[], bool] | None = None
+        """When set and true, no new call starts (:class:`StopRequested`): the run is stopping."""
 
     @property
     def total(self) -> int:
@@ -168,8 +173,11 @@ class CreditMeter:
     def reserve(self, credits: int) -> None:
         """Hold ``credits`` for a call about to be made; BudgetExceeded if it would pass the budget.
 
-        Pair with :meth:`release` once the call is answered.
+        Pair with :meth:`release` once the call is answered. Every call Zoho bills passes here,
+        so this is where a stopping run refuses to start a new one.
         """
+        if self.stopping is not None and self.stopping():
+            raise StopRequested(f"not starting a call that costs {credits} credits: stopping")
         with self._lock:
             if self.budget is not None and self._total + self._pending + credits > self.budget:
                 raise BudgetExceeded(
@@ -508,7 +516,16 @@ class ZohoClient:
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableAPIError), wait=wait, sleep=sleep, reraise=True
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except ConnectionFailed as exc:
+            # Every attempt failed before Zoho answered: the network, not the credentials.
+            raise unreachable(
+                exc.host,
+                exc.what,
+                attempts=retries.failures,
+                check="APIDomain (or Region and InstanceType)",
+            ) from None
 
     def _send_authorised(self, request: ApiRequest) -> requests.Response:
         """One attempt: send with a valid token and map Zoho's answer to an error or a success.
@@ -570,8 +587,11 @@ class ZohoClient:
                     stream=request.stream,
                 )
             except TRANSPORT_ERRORS as exc:
-                raise RetriableAPIError(
-                    f"{request.method} {safe_url} failed: {type(exc).__name__}", url=safe_url
+                raise ConnectionFailed(
+                    f"{request.method} {safe_url} failed: {type(exc).__name__}",
+                    host=host_of(url),
+                    what=what_failed(exc),
+                    url=safe_url,
                 ) from None
             self._note_server_time(response)
             if 200 <= response.status_code < 300 or response.status_code == 304:

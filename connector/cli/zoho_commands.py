@@ -137,8 +137,9 @@ def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
         return
 
     def handler(signum: int, _frame: FrameType | None) -> None:
-        _say(_STOPPING if not stop.requested else _STOPPING_NOW, signum)
-        stop.request(signum)
+        count = stop.request(signum)
+        _say(_STOPPING if count == 1 else _STOPPING_NOW, signum)
+        stop.interrupt()
 
     previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:

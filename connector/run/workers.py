@@ -68,12 +68,20 @@ class StopSignal:
         """The first signal's name (``SIGINT``, ``SIGTERM``)."""
         return signal.Signals(self.signum or signal.SIGINT).name
 
-    def request(self, signum: int) -> None:
-        """Note a signal (lock-free; safe in a signal handler); raise :class:`Abandon` on the
-        second one when the main thread waits in an interruptible place."""
+    def request(self, signum: int) -> int:
+        """Note a signal (lock-free; safe in a signal handler); return how many came so far.
+
+        Then call :meth:`interrupt`: a handler says what it does in between, once the count is
+        right (a second signal may run its handler inside the first one's).
+        """
         if self.signum is None:
             self.signum = signum
         self.count += 1
+        return self.count
+
+    def interrupt(self) -> None:
+        """Raise :class:`Abandon` after a second signal while the main thread waits in an
+        interruptible place; otherwise do nothing (the run sees :attr:`abandon` itself)."""
         if self.count > 1 and self.interruptible:
             self.interruptible = False
             raise Abandon

@@ -23,9 +23,11 @@ from support.reliability import (
     schema_of,
     settings_for,
 )
-from support.s3 import S3Bucket, s3, s3_server  # noqa: F401  (fixtures)
+from support.s3 import S3Bucket, s3, s3_server
 
 from connector.simulator import Simulator
+
+__all__ = ["s3", "s3_server"]  # fixtures used by name below
 
 
 def _extract(sim: Simulator, tmp: Path, out: str, *extra: str, **overrides: str) -> list[str]:

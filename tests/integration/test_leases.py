@@ -14,7 +14,7 @@ from support.reliability import (
     assert_clean_and_committed,
     assert_output_equals_source,
     cli_env,
-    connection_for,
+    extract_args,
     run_cli,
     schema_of,
     settings_for,
@@ -47,16 +47,7 @@ def _foreign(expires: datetime, host: str = "pod-7f9c") -> bytes:
 
 
 def _extract(sim: Simulator, tmp: Path, out: Path) -> list[str]:
-    return [
-        "extract",
-        "--output",
-        str(out),
-        "--connection",
-        connection_for(sim, tmp, "records"),
-        "--modules",
-        "Leads",
-        "--no-progress",
-    ]
+    return extract_args(sim, tmp, out, "records", "Leads")
 
 
 def _home(tmp: Path) -> Path:

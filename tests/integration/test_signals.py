@@ -12,7 +12,6 @@ import json
 import signal
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -23,7 +22,8 @@ from support.reliability import (
     assert_clean_and_committed,
     assert_output_equals_source,
     cli_env,
-    connection_for,
+    extract_args,
+    gated_run,
     read_local,
     run_cli,
     schema_of,
@@ -36,18 +36,7 @@ MODULES = ("Leads", "Contacts", "Accounts", "Deals")
 
 
 def _args(sim: Simulator, tmp: Path, out: Path) -> list[str]:
-    return [
-        "extract",
-        "--output",
-        str(out),
-        "--connection",
-        connection_for(sim, tmp, "records"),
-        "--modules",
-        ",".join(MODULES),
-        "--workers",
-        "1",
-        "--no-progress",
-    ]
+    return extract_args(sim, tmp, out, "records", ",".join(MODULES), "--workers", "1")
 
 
 def _start(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
@@ -128,37 +117,11 @@ def test_a_signal_stops_cleanly_and_a_rerun_completes(
     _assert_each_record_once(sim, tmp_path, out)
 
 
-class Gate:
-    """A simulator 'sleep' that holds the first call made after ``lock`` appears until released:
-    the extract is then stuck inside a call for as long as the test needs."""
-
-    def __init__(self, lock: Path) -> None:
-        self.lock = lock
-        self.held = threading.Event()
-        self.release = threading.Event()
-        self._used = False
-        self._mutex = threading.Lock()
-
-    def __call__(self, _seconds: float) -> None:
-        with self._mutex:
-            hold = not self._used and self.lock.exists()
-            if hold:
-                self._used = True
-        if hold:
-            self.held.set()
-            self.release.wait(timeout=120)
-
-
 @pytest.mark.timeout(180)
 def test_a_second_signal_abandons_the_call_in_flight_and_still_releases_locks(
     make_simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
-    out = tmp_path / "out"
-    home = tmp_path / "home"
-    home.mkdir()
-    gate = Gate(out / "_state" / "Leads.lock")
-    sim = make_simulator(seed=4, records=250, faults=FaultConfig(latency_ms=1), sleep=gate)
-    env = cli_env(home)
+    sim, gate, out, env = gated_run(make_simulator, tmp_path)
     proc = _start(_args(sim, tmp_path, out), env)
     seen: list[str] = []
     try:

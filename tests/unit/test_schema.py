@@ -611,7 +611,10 @@ def test_a_polymorphic_lookup_gets_its_module_next_to_it_never_asked_for() -> No
     row = {"id": "1", "What_Id": {"id": "9", "name": "D"}, "$se_module": "Deals"}
     batch = batch_from_records([{**row, "Modified_Time": MT_TEXT}], schema)
     assert batch.column("$se_module").to_pylist() == ["Deals"]
-    assert module_schema("Notes", [FieldMeta("Parent_Id", "lookup")]).derived == ["$se_module", RAW_VALUES]
+    assert module_schema("Notes", [FieldMeta("Parent_Id", "lookup")]).derived == [
+        "$se_module",
+        RAW_VALUES,
+    ]
     assert module_schema("Deals", [FieldMeta("Account_Name", "lookup")]).derived == [RAW_VALUES]
 
 

@@ -74,6 +74,8 @@ class ModuleReport:
     jobs: int = 0
     checkpoints: int = 0
     skipped_fields: list[str] = field(default_factory=list)
+    unfit_values: dict[str, int] = field(default_factory=dict)
+    """Per field, the committed values that did not fit their column: kept in ``$raw_values``."""
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth knowing, nothing to fix
     recovered_files: list[str] = field(default_factory=list)

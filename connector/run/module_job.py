@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -76,7 +77,13 @@ from connector.errors import (
 )
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
-from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
+from connector.lake.schema import (
+    RAW_VALUES,
+    TOMBSTONE_SCHEMA,
+    ModuleSchema,
+    module_schema,
+    unfit_counts,
+)
 from connector.lake.state import (
     DELETED_DIR,
     TOMBSTONE_TIME,
@@ -203,6 +210,8 @@ class _Sink:
     defer_cap: datetime | None = None
     """Records only: rows modified at or after it are left for the next run."""
     pending: int = 0
+    pending_unfit: Counter[str] = field(default_factory=Counter)
+    """Per field, the values written since the last commit that are kept in ``$raw_values``."""
 
 
 class ModuleJob:
@@ -528,6 +537,8 @@ class ModuleJob:
                 crashpoint(sink.written_point)
                 sink.tracker.observe(batch)
                 sink.pending += batch.num_rows
+                if RAW_VALUES in batch.schema.names:
+                    sink.pending_unfit.update(unfit_counts(batch.column(RAW_VALUES)))
                 if checkpoint_rows is not None and sink.pending >= checkpoint_rows:
                     self._commit(sink)
                     self.report.checkpoints += 1
@@ -552,6 +563,19 @@ class ModuleJob:
         self._commit_state(sink.state)
         sink.landed(_entries(files), sink.pending)
         sink.pending = 0
+        self._note_unfit(sink.pending_unfit)
+        sink.pending_unfit.clear()
+
+    def _note_unfit(self, counts: Counter[str]) -> None:
+        """Count the committed values kept in ``$raw_values``; warn once per field."""
+        unfit = self.report.unfit_values
+        for name, count in sorted(counts.items()):
+            if name not in unfit:
+                self.report.warnings.append(
+                    f"{name}: values that do not fit the column exactly are kept as Zoho's text "
+                    f"in {RAW_VALUES} (the column holds null there)"
+                )
+            unfit[name] = unfit.get(name, 0) + count
 
     def _commit_state(self, target: ModuleState) -> None:
         target.last_run_id = self.run.run_id

@@ -26,6 +26,7 @@ every row is in the dataset exactly once once ``recover`` has run.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 from collections.abc import Iterator
@@ -177,7 +178,9 @@ class _Plan:
 def _rewrite(plan: _Plan, rel_dir: str, tombstones: bool, result: CompactResult) -> list[str]:
     """Rewrite the selected files of one dataset; return the paths of the old files."""
     output = plan.output
-    ours = [p for p in output.list_files(rel_dir, ".parquet") if _PART_RE.match(posixpath.basename(p))]
+    ours = [
+        p for p in output.list_files(rel_dir, ".parquet") if _PART_RE.match(posixpath.basename(p))
+    ]
     sources = [_describe(output, path) for path in ours]
     chosen = _selected(sources, plan.convert, plan.target_file_rows, plan.target_file_bytes)
     seq = 0
@@ -214,10 +217,16 @@ def _rewrite(plan: _Plan, rel_dir: str, tombstones: bool, result: CompactResult)
     return [s.path for s in chosen]
 
 
-def _commit(store: StateStore, state: ModuleState, plan: _Plan, new: list[str], old: list[str]) -> None:
+def _commit(
+    store: StateStore, state: ModuleState, plan: _Plan, new: list[str], old: list[str]
+) -> None:
     """Commit the state that lists the new files and not the old ones (see the module docstring)."""
     retired = set(old)
-    present = [p for rel_dir in data_dirs(state.module) for p in store.output.list_files(rel_dir, ".parquet")]
+    present = [
+        p
+        for rel_dir in data_dirs(state.module)
+        for p in store.output.list_files(rel_dir, ".parquet")
+    ]
     touched = {m.group("run") for p in retired if (m := _PART_RE.match(posixpath.basename(p)))}
     for run in touched:
         keep = tuple(
@@ -234,6 +243,15 @@ def _commit(store: StateStore, state: ModuleState, plan: _Plan, new: list[str], 
     state.committed_runs[plan.run_id] = tuple(new)
     state.partition_by = plan.granularity
     store.commit(state)
+
+
+def _remove_empty_folders(output: Output, removed: list[str]) -> None:
+    """Local outputs: the partition folders left empty (object stores have no folders)."""
+    if not isinstance(output, LocalOutput):
+        return
+    for folder in sorted({posixpath.dirname(p) for p in removed}, reverse=True):
+        with contextlib.suppress(OSError):  # not empty: it holds new files
+            (output.path / folder).rmdir()
 
 
 def compact_module(
@@ -285,5 +303,6 @@ def compact_module(
         for path in old:
             out.delete(path)
             crashpoint("compact_old_deleted")
+        _remove_empty_folders(out, old)
         log.info("%s", result.summary())
         return result

@@ -98,9 +98,7 @@ def _advance(source: Iterator[pa.RecordBatch], column: str) -> _Head | None:
     return None
 
 
-def merge_sorted(
-    sources: list[Iterator[pa.RecordBatch]], column: str
-) -> Iterator[pa.RecordBatch]:
+def merge_sorted(sources: list[Iterator[pa.RecordBatch]], column: str) -> Iterator[pa.RecordBatch]:
     """The rows of ``sources`` (each sorted by ``column``) as batches sorted by ``column``.
 
     Each round takes, from every source, the rows up to the smallest of the sources' current
@@ -118,9 +116,7 @@ def merge_sorted(
                 parts.append(head.batch.slice(0, n))
                 times.append(head.times[:n])
                 head.batch, head.times = head.batch.slice(n), head.times[n:]
-        heads = [
-            head if head.batch.num_rows else _advance(head.rest, column) for head in heads
-        ]
+        heads = [head if head.batch.num_rows else _advance(head.rest, column) for head in heads]
         heads = [head for head in heads if head is not None]
         table = pa.Table.from_batches(parts)
         order = np.argsort(np.concatenate(times), kind="stable")

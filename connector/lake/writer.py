@@ -414,7 +414,10 @@ class DatasetWriter:
                         tmp.unlink(missing_ok=True)
                         raise
                     current = (writer, sink, order, tmp)
-                chunk = table.slice(offset, self.target_file_rows - in_file)
+                # One row group at a time, so a file closes at the byte target too.
+                chunk = table.slice(
+                    offset, min(self.row_group_rows, self.target_file_rows - in_file)
+                )
                 current[0].write_table(chunk, row_group_size=self.row_group_rows)
                 crashpoint("writer_row_group_written")
                 in_file += chunk.num_rows

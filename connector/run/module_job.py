@@ -494,7 +494,12 @@ class ModuleJob:
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
         writer = odd.records_writer(
-            run.output, schema, run.run_id, self.layout, ordered=ordered, granularity=self.granularity
+            run.output,
+            schema,
+            run.run_id,
+            self.layout,
+            ordered=ordered,
+            granularity=self.granularity,
         )
         tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.

@@ -94,8 +94,8 @@ class _Source:
 def _open(output: Output, rel: str) -> IO[bytes]:
     if isinstance(output, LocalOutput):
         return open(output.path / rel, "rb")
-    fs: Any = getattr(output, "fs")
-    opened: IO[bytes] = fs.open(f"{getattr(output, 'base')}/{rel}", "rb")
+    remote: Any = output  # an FsspecOutput: its filesystem and base path
+    opened: IO[bytes] = remote.fs.open(f"{remote.base}/{rel}", "rb")
     return opened
 
 

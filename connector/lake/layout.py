@@ -86,8 +86,8 @@ def partition_value(key: int, granularity: str) -> str:
         return ""
     if key == NULL_KEY:
         return NULL_PARTITION
-    unit = {DAY: "D", MONTH: "M", YEAR: "Y"}[granularity]
-    return str(np.datetime64(int(key), unit))
+    unit = {DAY: "datetime64[D]", MONTH: "datetime64[M]", YEAR: "datetime64[Y]"}[granularity]
+    return str(np.array([key], dtype=np.int64).astype(unit)[0])
 
 
 def partition_folder(rel_dir: str, key_name: str | None, value: str) -> str:

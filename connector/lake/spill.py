@@ -116,8 +116,8 @@ def merge_sorted(sources: list[Iterator[pa.RecordBatch]], column: str) -> Iterat
                 parts.append(head.batch.slice(0, n))
                 times.append(head.times[:n])
                 head.batch, head.times = head.batch.slice(n), head.times[n:]
-        heads = [head if head.batch.num_rows else _advance(head.rest, column) for head in heads]
-        heads = [head for head in heads if head is not None]
+        advanced = [head if head.batch.num_rows else _advance(head.rest, column) for head in heads]
+        heads = [head for head in advanced if head is not None]
         table = pa.Table.from_batches(parts)
         order = np.argsort(np.concatenate(times), kind="stable")
         yield from table.take(pa.array(order)).combine_chunks().to_batches()

@@ -9,7 +9,8 @@ Sources, highest precedence first (each key is taken from the first source that 
 4. the TOML file (``--config``): a ``[connection]`` table or a ``connection = "..."`` string;
 5. the defaults.
 
-Tuning knobs come from the TOML ``[tuning]`` table and ``ZOHO_CRM_TUNING_<NAME>`` variables (the
+Tuning knobs come from the TOML ``[tuning]`` table and ``ZOHO_CRM_TUNING_<NAME>`` variables, output
+settings (``partition_by``) from the ``[output]`` table and ``ZOHO_CRM_OUTPUT_<NAME>`` variables (the
 environment wins).
 
 :func:`load_settings` reads the sources (:mod:`connector.config_sources`, which accept every key
@@ -149,6 +150,10 @@ class Tuning(BaseModel):
 
 
 TUNING_NAMES: tuple[str, ...] = tuple(Tuning.model_fields)
+# How extract groups a dataset's files into folders (connector.lake.layout): the values of the
+# [output] partition_by setting, ZOHO_CRM_OUTPUT_PARTITION_BY and extract --partition-by.
+PARTITION_BY_CHOICES = ("day", "month", "year", "none")
+OUTPUT_NAMES: tuple[str, ...] = ("partition_by",)
 
 
 class Settings(BaseModel):
@@ -171,6 +176,9 @@ class Settings(BaseModel):
     api_version: str = "v8"
     token_cache_path: Path | None = None
     tuning: Tuning = Field(default_factory=Tuning)
+    partition_by: str | None = None
+    """The partition granularity asked for (``PARTITION_BY_CHOICES``); None: a new dataset gets
+    month, an existing one keeps its own."""
 
     @property
     def refreshes_tokens(self) -> bool:
@@ -294,8 +302,13 @@ _REFRESH_KEYS = (
 )
 
 
-def build_settings(values: Mapping[str, str], tuning: Mapping[str, Any] | None = None) -> Settings:
-    """Validate canonical key -> raw value (and tuning knobs) into ``Settings``, or ConfigError."""
+def build_settings(
+    values: Mapping[str, str],
+    tuning: Mapping[str, Any] | None = None,
+    output: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Validate canonical key -> raw value (and tuning knobs, ``[output]`` settings) into
+    ``Settings``, or ConfigError."""
     for key in SECRET_KEYS:
         register_secret(values.get(key))
     fields: dict[str, Any] = {}
@@ -307,6 +320,8 @@ def build_settings(values: Mapping[str, str], tuning: Mapping[str, Any] | None =
             fields[name] = _region_without_key(fields)
     _check_credentials(fields)
     fields["tuning"] = build_tuning(tuning or {})
+    if (output or {}).get("partition_by") is not None:
+        fields["partition_by"] = parse_partition_by(str((output or {})["partition_by"]))
     try:
         return Settings(**fields)
     except ValidationError as exc:  # pragma: no cover - every field is checked above
@@ -352,6 +367,17 @@ def build_tuning(values: Mapping[str, Any]) -> Tuning:
         raise ConfigError(f"tuning setting {name} is not valid: {error.get('msg')}") from None
 
 
+def parse_partition_by(value: str) -> str:
+    """A partition granularity (case-insensitive), else ConfigError naming the choices."""
+    lowered = value.strip().lower()
+    if lowered not in PARTITION_BY_CHOICES:
+        raise ConfigError(
+            f"partition_by={_show('partition_by', value)} is not valid: use one of "
+            f"{', '.join(PARTITION_BY_CHOICES)}"
+        )
+    return lowered
+
+
 # ----------------------------------------------------------------------------------------------
 # Precedence
 
@@ -368,12 +394,12 @@ def load_settings(
     if connection is not None:
         layers.append(connection_layer(connection, "the connection string", warnings))
     # ZOHO_CRM_<KEY> variables, then ZOHO_CRM_CONNECTION.
-    layers.extend(read_environment(environ, TUNING_NAMES, warnings))
+    layers.extend(read_environment(environ, TUNING_NAMES, warnings, OUTPUT_NAMES))
     if config_file is not None:
-        layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings))
+        layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings, OUTPUT_NAMES))
     merged = merge_layers(layers)
     try:
-        settings = build_settings(merged.connection, merged.tuning)
+        settings = build_settings(merged.connection, merged.tuning, merged.output)
     except ConfigError as error:
         if not warnings:
             raise

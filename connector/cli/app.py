@@ -69,6 +69,15 @@ ModulesOpt = Annotated[
         show_default=False,
     ),
 ]
+PartitionByOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--partition-by",
+        help="Partition folders: day, month, year or none (default: month for a new dataset, "
+        "an existing one keeps its own; config [output] partition_by).",
+        show_default=False,
+    ),
+]
 
 
 @app.callback()
@@ -123,6 +132,15 @@ def load_cli_settings(connection: str | None, config: Path | None) -> Settings:
     for warning in loaded.warnings:
         log.warning(warning)
     return loaded.settings
+
+
+def with_partition_by(settings: Settings, partition_by: str | None) -> Settings:
+    """``settings`` with ``--partition-by`` (validated) over the configured granularity."""
+    if partition_by is None:
+        return settings
+    from connector.config import parse_partition_by
+
+    return settings.model_copy(update={"partition_by": parse_partition_by(partition_by)})
 
 
 def split_modules(modules: str | None) -> list[str] | None:

@@ -11,11 +11,13 @@ from connector.cli.app import (
     ConfigOpt,
     ConnectionOpt,
     ModulesOpt,
+    PartitionByOpt,
     app,
     cli_globals,
     load_cli_settings,
     run_command,
     split_modules,
+    with_partition_by,
 )
 from connector.errors import ConfigError
 from connector.run.workers import MAX_WORKERS
@@ -64,6 +66,7 @@ def extract(
             "--progress/--no-progress", help="Progress bars (default: on a terminal only)."
         ),
     ] = None,
+    partition_by: PartitionByOpt = None,
 ) -> None:
     """Extract modules into DIR/<Module>/ as typed, incremental Parquet."""
 
@@ -72,7 +75,13 @@ def extract(
         from connector.run.sync import run_extract
 
         _check_workers(workers)
-        settings = load_cli_settings(connection, config)
+        settings = with_partition_by(load_cli_settings(connection, config), partition_by)
+        if settings.partition_by is not None and not full_refresh:
+            # Before any credit is spent: an existing dataset keeps its layout.
+            from connector.lake.layout import refuse_mixed_layouts
+            from connector.lake.output import Output
+
+            refuse_mixed_layouts(Output.open(output), split_modules(modules), settings.partition_by)
         show = sys.stderr.isatty() if progress is None else progress
         manifest = run_extract(
             settings,

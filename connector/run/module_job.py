@@ -75,6 +75,7 @@ from connector.errors import (
     RetriableAPIError,
     ZohoAPIError,
 )
+from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
 from connector.lake.schema import (
@@ -228,6 +229,7 @@ class ModuleJob:
         # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
         self.full_each_run, self.layout = self.users, MODIFIED_TIME
         self.learned_refused: list[str] = []  # columns COQL refused during this run
+        self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
 
     # progress ---------------------------------------------------------------------------------
 
@@ -274,6 +276,14 @@ class ModuleJob:
         everything = run.full_refresh or self.full_each_run
         incremental = state.watermark is not None and not everything
         new_generation = everything and had_data
+        # One layout per dataset: a different granularity only with a new generation.
+        self.granularity = resolve_granularity(
+            name,
+            state.partition_by,
+            has_data=had_data,
+            requested=run.settings.partition_by,
+            replacing=everything,
+        )
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
@@ -286,6 +296,7 @@ class ModuleJob:
 
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
+        target_state.partition_by = self.granularity
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
         report.reader, report.reason, report.fallback = (
@@ -491,7 +502,14 @@ class ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
-        writer = odd.records_writer(run.output, schema, run.run_id, self.layout, ordered=ordered)
+        writer = odd.records_writer(
+            run.output,
+            schema,
+            run.run_id,
+            self.layout,
+            ordered=ordered,
+            granularity=self.granularity,
+        )
         tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
@@ -594,6 +612,7 @@ class ModuleJob:
             run.run_id,
             partition_column=TOMBSTONE_TIME,
             partition_name="deleted_date",
+            granularity=self.granularity,
         )
         base = replace(target)
         # Deletions made while this read pages are stamped at or after its start: cap there.

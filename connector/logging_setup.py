@@ -1,7 +1,7 @@
 """Logging for the ``connector`` namespace: text or JSON lines, secrets always masked.
 
 In JSON mode every line the CLI writes on stderr is one object: log records (with their ``fields``
-as top-level keys, such as ``event``, ``module``, ``rows``, ``credits``, ``run_id``), records of
+and ``facts`` as top-level keys, such as ``event``, ``module``, ``rows``, ``credits``, ``run_id``), records of
 other libraries and Python warnings, and the error line (:func:`json_line`). :func:`counted` words
 the counts shown to users ("1 row", "2 rows").
 """
@@ -18,6 +18,10 @@ from typing import Any, Literal, TextIO
 from connector.redact import RedactingFilter, redact
 
 _MARK = "_connector_handler"
+# A record's ``extra={"facts": {...}}``: what its message already says in words, as keys for JSON
+# logs (``event``, ``module``, ``rows``, ``credits``, ...); text lines leave them out, unlike
+# ``extra={"fields": {...}}``, which both formats show.
+FACTS = "facts"
 
 
 def counted(count: int, noun: str, plural: str | None = None) -> str:
@@ -67,14 +71,12 @@ class _JsonFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         stamp = datetime.fromtimestamp(record.created, tz=timezone.utc)
-        fields = getattr(record, "fields", None)
-        payload = _payload(
-            stamp,
-            record.levelname,
-            record.name,
-            record.getMessage(),
-            fields if isinstance(fields, dict) else None,
-        )
+        merged: dict[str, Any] = {}
+        for extra in ("fields", FACTS):
+            found = getattr(record, extra, None)
+            if isinstance(found, dict):
+                merged.update(found)
+        payload = _payload(stamp, record.levelname, record.name, record.getMessage(), merged)
         if record.exc_info:
             payload["exception"] = self.formatException(record.exc_info)
         return redact(json.dumps(payload, default=str, ensure_ascii=False))

@@ -21,7 +21,7 @@ import typer
 from typer.core import TyperArgument, TyperCommand, TyperGroup, TyperOption
 
 from connector.errors import ConfigError, ConnectorError
-from connector.logging_setup import json_line
+from connector.logging_setup import FACTS, json_line
 from connector.redact import redact
 
 try:  # Typer >= 0.25 carries its own copy of click
@@ -396,7 +396,7 @@ def log_events(events: Sequence[dict[str, Any]]) -> None:
         log.log(
             level if isinstance(level, int) else logging.INFO,
             fields.pop("message", ""),
-            extra={"fields": fields},
+            extra={FACTS: fields},
         )
 
 

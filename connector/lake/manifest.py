@@ -279,8 +279,7 @@ class RunManifest:
             "event": "module",
             "level": level.get(m.status, "WARNING"),
             "message": f"{m.module}: {m.status}, {counted(m.rows, 'row')}, "
-            f"{counted(m.credits_total, 'credit')}"
-            + "".join(f"; {detail}" for detail in details),
+            f"{counted(m.credits_total, 'credit')}" + "".join(f"; {detail}" for detail in details),
             "run_id": self.run_id,
             "module": m.module,
             "status": m.status,

@@ -1,0 +1,207 @@
+"""A new user's first contact and a scheduler's view, end to end as subprocesses: ``--version``,
+help with exit codes, "no connection" instead of a missing key, the example config refused before
+any call, JSON logs on stderr (and nothing else), global options after the command, and
+``simulate`` on a busy port, with bad fault values, and with its way to change data."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import subprocess
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import requests
+from support.cli import REPO, clean_env, run_cli
+
+from connector.cli.app import EXIT_CODES
+from connector.simulator import Simulator
+
+FAST_TUNING = {
+    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
+    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
+    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
+    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+    "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
+}
+NO_CONNECTION = "no connection: use --connection, ZOHO_CRM_CONNECTION or --config"
+EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def cli_env(tmp_path: Path) -> dict[str, str]:
+    """No inherited ZOHO_CRM_* settings, a private token cache, tiny waits, a wide terminal."""
+    return {**clean_env(tmp_path, FAST_TUNING), "COLUMNS": "200"}
+
+
+def json_objects(stderr: str) -> list[dict[str, object]]:
+    """Every non-empty stderr line parsed as one JSON object (fails on any other line)."""
+    objects = []
+    for line in stderr.splitlines():
+        if line.strip():
+            parsed = json.loads(line)
+            assert isinstance(parsed, dict), line
+            assert {"time", "level", "logger", "message"} <= set(parsed), parsed
+            objects.append(parsed)
+    return objects
+
+
+def one_error_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
+    """The exit code, no traceback, and exactly one ``error:`` line on stderr, returned."""
+    assert proc.returncode == code, (proc.returncode, proc.stdout, proc.stderr)
+    assert "Traceback" not in proc.stdout + proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: "), lines
+    return lines[0]
+
+
+# --- help and first contact ---------------------------------------------------------------------
+
+
+def test_version_prints_the_installed_version(tmp_path: Path) -> None:
+    proc = run_cli("--version", env=cli_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    assert re.fullmatch(r"zoho-crm \d+\.\d+\.\d+\S*\n", proc.stdout), proc.stdout
+
+
+def test_help_lists_every_exit_code_an_example_and_no_type_placeholders(tmp_path: Path) -> None:
+    proc = run_cli("--help", env=cli_env(tmp_path))
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "Exit codes:" in out
+    for code, meaning in EXIT_CODES:
+        assert re.search(rf"^\W*{code}\s+{re.escape(meaning[:30])}", out, re.MULTILINE), code
+    assert "Example: " in out
+    assert "--version" in out
+    assert "<bool>" not in out and "<str>" not in out
+
+
+def test_no_settings_at_all_says_where_the_connection_comes_from(tmp_path: Path) -> None:
+    line = one_error_line(run_cli("check", env=cli_env(tmp_path)), 2)
+    assert line == f"error: {NO_CONNECTION}"
+
+
+def test_the_example_config_is_refused_before_any_call_naming_the_keys(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    env = cli_env(tmp_path)
+    # Were the example's credentials sent anywhere, they would reach this simulator.
+    env["ZOHO_CRM_ACCOUNTSSERVER"] = simulator.url
+    env["ZOHO_CRM_APIDOMAIN"] = simulator.url
+    proc = run_cli("check", "--config", str(EXAMPLE_CONFIG), env=env)
+
+    line = one_error_line(proc, 2)
+    assert "OAuthClientId, OAuthClientSecret, OAuthRefreshToken still hold" in line
+    assert "placeholder" in line
+    assert simulator.requests == []
+
+
+# --- JSON logs ----------------------------------------------------------------------------------
+
+
+def test_json_logs_after_the_command_put_every_line_of_an_extract_on_stderr_as_json(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(records=60, bulk_polls=1)
+    env = cli_env(tmp_path)
+    env["ZOHO_CRM_CONNECTION"] = sim.connection_string()
+    out_dir = tmp_path / "out"
+    # --log-format after the command's name, as a scheduler's command line often has it.
+    args = ["extract", "-o", str(out_dir), "--modules", "Leads,Notes", "--log-format", "json"]
+
+    proc = run_cli(*args, env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout == ""
+    events = json_objects(proc.stderr)
+    modules = {e["module"]: e for e in events if e.get("event") == "module"}
+    assert set(modules) == {"Leads", "Notes"}
+    leads = modules["Leads"]
+    assert (leads["status"], leads["reader"], leads["rows"]) == ("ok", "bulk", 60)
+    assert isinstance(leads["credits"], int) and leads["credits"] > 0
+    (run,) = [e for e in events if e.get("event") == "run"]
+    assert run["exit_code"] == 0 and run["status"] == "ok"
+    assert run["rows"] == 60 + modules["Notes"]["rows"]
+    assert run["credits"] >= leads["credits"] + modules["Notes"]["credits"]
+    assert leads["run_id"] == run["run_id"]
+    assert (out_dir / "_runs" / f"{run['run_id']}.json").exists()
+    # Progress as events too, never bars.
+    assert any(e.get("event") == "progress" and e.get("module") == "Leads" for e in events)
+
+    # A failing run (credits stop: exit 4) reports the same way.
+    stopped = run_cli(*args, "--full-refresh", "--max-credits", "2", env=env)
+    assert stopped.returncode == 4, stopped.stderr
+    assert stopped.stdout == ""
+    (run,) = [e for e in json_objects(stopped.stderr) if e.get("event") == "run"]
+    assert (run["exit_code"], run["level"]) == (4, "ERROR")
+    assert "rerun resumes" in str(run["reason"])
+
+
+def test_json_logs_turn_a_bad_config_and_a_usage_error_into_one_json_error(
+    tmp_path: Path,
+) -> None:
+    env = cli_env(tmp_path)
+    # --debug after the command too: the traceback rides inside the object.
+    proc = run_cli("check", "--log-format", "json", "--debug", env=env)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (error,) = [e for e in json_objects(proc.stderr) if e.get("event") == "error"]
+    assert (error["message"], error["exit_code"], error["level"]) == (NO_CONNECTION, 2, "ERROR")
+    assert "Traceback" in str(error["exception"])
+
+    usage = run_cli("--log-format", "json", "extract", "--modules", "Leads", env=env)
+    assert usage.returncode == 2, usage.stderr
+    (error,) = json_objects(usage.stderr)
+    assert error["event"] == "error" and "--output" in str(error["message"])
+
+
+# --- simulate -----------------------------------------------------------------------------------
+
+
+def test_simulate_on_a_busy_port_says_so_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        proc = run_cli("simulate", "--port", str(port), env=cli_env(tmp_path), timeout=60)
+    line = one_error_line(proc, 2)
+    assert line == (
+        f"error: port {port} is in use: choose another with --port, or 0 for any free port"
+    )
+
+
+def test_simulate_rejects_a_share_above_one(tmp_path: Path) -> None:
+    proc = run_cli(
+        "simulate", "--port", "0", "--rate-429", "1.5", env=cli_env(tmp_path), timeout=30
+    )
+    line = one_error_line(proc, 2)
+    assert "--rate-429" in line and "0 to 1" in line and "1.5" in line
+
+
+def test_simulate_prints_how_to_change_its_data_and_that_way_works(tmp_path: Path) -> None:
+    server = subprocess.Popen(
+        [sys.executable, "-m", "connector", "simulate", "--port", "0", "--records", "20"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=cli_env(tmp_path),
+        cwd=REPO,
+    )
+    try:
+        assert server.stdout is not None
+        curl = ""
+        for line in server.stdout:
+            if line.strip().startswith("curl "):
+                curl = line.strip()
+                break
+        match = re.fullmatch(r"curl -s -X POST (\S+/_sim/mutate) -d '(.+)'", curl)
+        assert match, curl
+        answer = requests.post(match[1], data=match[2], timeout=30)
+        assert answer.status_code == 200, answer.text
+        (result,) = answer.json()["results"]
+        assert re.fullmatch(r"\d{19}", result["id"])
+    finally:
+        server.terminate()
+        server.wait(timeout=30)

@@ -205,3 +205,69 @@ def test_simulate_prints_how_to_change_its_data_and_that_way_works(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+# --- the README's scheduling section ------------------------------------------------------------
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def _readme_block(language: str) -> str:
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Scheduling") :]
+    match = re.search(rf"```{language}\n(.*?)```", section, re.DOTALL)
+    assert match, f"no {language} block in the README's scheduling section"
+    return match[1]
+
+
+def test_the_readmes_cron_line_runs_and_reruns_with_json_lines_only(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(records=40, bulk_polls=1)
+    (entry,) = [line for line in _readme_block("cron").splitlines() if not line.startswith("#")]
+    command = entry.split(None, 5)[5]  # after minute, hour, day, month, weekday
+    assert "--connection" not in command  # the secret never on a command line
+    out_dir = tmp_path / "lake"
+    command = command.replace("/srv/lake/zoho", str(out_dir))
+    home = tmp_path / "home"
+    # The installed console script, where the line expects it.
+    (home / "zoho-crm" / ".venv" / "bin").mkdir(parents=True)
+    script = home / "zoho-crm" / ".venv" / "bin" / "zoho-crm"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m connector "$@"\n')
+    script.chmod(0o755)
+    conn = home / ".zoho-crm.conn"
+    conn.write_text(sim.connection_string(APIType="REST", UseCOQL="true") + "\n")
+    conn.chmod(0o600)
+    env = {**cli_env(tmp_path), "HOME": str(home)}
+
+    for _ in range(2):  # the scheduled run, then a rerun
+        proc = subprocess.run(
+            ["sh", "-c", command], env=env, cwd=REPO, capture_output=True, text=True, timeout=300
+        )
+        assert proc.returncode == 0, (proc.stdout, proc.stderr)
+
+    events = json_objects((home / "zoho-crm.log").read_text())
+    runs = [e for e in events if e.get("event") == "run"]
+    assert [r["exit_code"] for r in runs] == [0, 0]
+    leads = [e for e in events if e.get("event") == "module" and e.get("module") == "Leads"]
+    assert [e["mode"] for e in leads] == ["full", "incremental"]
+    assert [e["rows"] for e in leads] == [40, 0]  # the rerun writes nothing twice
+
+
+def test_the_readmes_airflow_task_command_runs_one_module(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(records=30, bulk_polls=1)
+    dag = _readme_block("python")
+    match = re.search(r'bash_command=f"(zoho-crm [^"]+)"', dag)
+    assert match, dag
+    assert "ZOHO_CRM_CONNECTION" in dag and "--connection" not in dag
+    template = match[1].replace("s3://lake/zoho", str(tmp_path / "lake"))
+    args = template.format(module="Leads").split()[1:]
+    env = {**cli_env(tmp_path), "ZOHO_CRM_CONNECTION": sim.connection_string()}
+
+    proc = run_cli(*args, env=env)
+
+    assert proc.returncode == 0, proc.stderr
+    (run,) = [e for e in json_objects(proc.stderr) if e.get("event") == "run"]
+    assert (run["exit_code"], run["rows"]) == (0, 30)

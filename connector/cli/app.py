@@ -27,7 +27,10 @@ from connector.redact import redact
 try:  # Typer >= 0.25 carries its own copy of click
     from typer._click.exceptions import NoArgsIsHelpError, UsageError
 except ImportError:  # pragma: no cover - older Typer uses click itself
-    from click.exceptions import NoArgsIsHelpError, UsageError  # type: ignore[no-redef]
+    from click.exceptions import (  # type: ignore[assignment,unused-ignore]
+        NoArgsIsHelpError,
+        UsageError,
+    )
 
 if TYPE_CHECKING:
     from connector.config import Settings
@@ -173,7 +176,7 @@ def _plain_help(command: Any) -> None:
     change how help shows a parameter's type, so every command gets it, including the ones other
     modules add, without each option repeating a metavar.
     """
-    swaps = {
+    swaps: dict[type, type] = {
         TyperOption: _PlainOption,
         TyperArgument: _PlainArgument,
         TyperCommand: _PlainCommand,

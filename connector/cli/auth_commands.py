@@ -10,31 +10,34 @@ import typer
 
 from connector.cli.app import auth_app, command_epilog, run_command
 
+ClientIdOpt = Annotated[
+    str,
+    typer.Option("--client-id", metavar="ID", help="OAuth client id from api-console.zoho.com."),
+]
+RedirectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redirect-uri",
+        metavar="URL",
+        help="The client's registered redirect URI, the same for url and exchange (default: "
+        "https://localhost/callback).",
+    ),
+]
+RegionOpt = Annotated[
+    str,
+    typer.Option(
+        "--region", metavar="REGION", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK."
+    ),
+]
+
 
 @auth_app.command(
     "url", epilog=command_epilog("zoho-crm auth url --client-id 1000.ABCD --region EU")
 )
 def auth_url(
-    client_id: Annotated[
-        str,
-        typer.Option(
-            "--client-id", metavar="ID", help="OAuth client id from api-console.zoho.com."
-        ),
-    ],
-    region: Annotated[
-        str,
-        typer.Option(
-            "--region", metavar="REGION", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK."
-        ),
-    ] = "US",
-    redirect_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--redirect-uri",
-            metavar="URL",
-            help="The client's registered redirect URI (default: https://localhost/callback).",
-        ),
-    ] = None,
+    client_id: ClientIdOpt,
+    region: RegionOpt = "US",
+    redirect_uri: RedirectOpt = None,
     api_type: Annotated[
         str, typer.Option("--api-type", metavar="Bulk|REST", help="Decides the scopes asked.")
     ] = "Bulk",
@@ -79,12 +82,7 @@ def auth_exchange(
             help="The grant code, or the whole address Zoho redirected to.",
         ),
     ],
-    client_id: Annotated[
-        str,
-        typer.Option(
-            "--client-id", metavar="ID", help="OAuth client id from api-console.zoho.com."
-        ),
-    ],
+    client_id: ClientIdOpt,
     client_secret: Annotated[
         str,
         typer.Option(
@@ -95,20 +93,8 @@ def auth_exchange(
             show_default=False,
         ),
     ],
-    region: Annotated[
-        str,
-        typer.Option(
-            "--region", metavar="REGION", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK."
-        ),
-    ] = "US",
-    redirect_uri: Annotated[
-        str | None,
-        typer.Option(
-            "--redirect-uri",
-            metavar="URL",
-            help="The redirect URI the code was issued for (default: https://localhost/callback).",
-        ),
-    ] = None,
+    region: RegionOpt = "US",
+    redirect_uri: RedirectOpt = None,
     accounts_server: Annotated[
         str | None,
         typer.Option(

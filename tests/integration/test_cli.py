@@ -17,18 +17,9 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from support.cli import REPO, clean_env, run_cli
+from support.cli import FAST_TUNING, REPO, clean_env, run_cli
 
 from connector.simulator import Simulator
-
-# Small waits, so bulk polls and retries cost milliseconds instead of seconds.
-FAST_TUNING = {
-    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
-    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
-    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
-    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
-    "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
-}
 
 
 def cli_env(tmp_path: Path) -> dict[str, str]:

@@ -14,18 +14,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from support.cli import REPO, clean_env, run_cli
+from support.cli import FAST_TUNING, REPO, clean_env, run_cli
 
 from connector.cli.app import EXIT_CODES
 from connector.simulator import Simulator
 
-FAST_TUNING = {
-    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
-    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
-    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
-    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
-    "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
-}
 NO_CONNECTION = "no connection: use --connection, ZOHO_CRM_CONNECTION or --config"
 EXAMPLE_CONFIG = Path(__file__).resolve().parents[2] / "config.example.toml"
 

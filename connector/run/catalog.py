@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import RAW_VALUES, module_schema
+from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
@@ -354,5 +355,5 @@ def format_catalog(rows: Sequence[ModuleInfo]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     readable = sum(1 for row in rows if row.readers)
-    lines.append(f"{len(rows)} modules, {readable} readable through the API")
+    lines.append(f"{counted(len(rows), 'module')}, {readable} readable through the API")
     return "\n".join(lines)

@@ -173,8 +173,7 @@ class CreditMeter:
     def reserve(self, credits: int) -> None:
         """Hold ``credits`` for a call about to be made; BudgetExceeded if it would pass the budget.
 
-        Pair with :meth:`release` once the call is answered. Every call Zoho bills passes here,
-        so this is where a stopping run refuses to start a new one.
+        Pair with :meth:`release` once the call is answered. A stopping run refuses calls here.
         """
         if self.stopping is not None and self.stopping():
             raise StopRequested(f"not starting a call that costs {credits} credits: stopping")

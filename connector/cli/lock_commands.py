@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from connector.cli.app import app, run_command
+from connector.cli.app import app, command_epilog, run_command
 from connector.errors import ConfigError, LockError
 
 if TYPE_CHECKING:
@@ -33,13 +33,17 @@ def _lock_of(out: Output, module: str) -> tuple[str, str]:
     return module, wanted
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm unlock ./lake --module Leads"))
 def unlock(
     directory: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
     module: Annotated[str, typer.Option("--module", "-m", help="The module whose lock to remove.")],
     yes: Annotated[
         bool,
-        typer.Option("--yes", "-y", help="Remove it without asking (required without a terminal)."),
+        typer.Option(
+            "--yes",
+            "-y",
+            help="Remove it without asking (required without a terminal; default: ask first).",
+        ),
     ] = False,
 ) -> None:
     """Remove MODULE's lock in DIR after showing who holds it; only once that run is gone."""

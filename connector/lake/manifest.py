@@ -215,6 +215,10 @@ class RunManifest:
             )
             for m in self.modules
         ]
+        own = sum(self.discovery_credits.values())
+        if own:
+            # The run's own calls (the modules list): with it, the column adds up to the total.
+            rows.append(("(run)", "-", "-", "-", "", "", f"{own:,}"))
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = []
         for r in [header, *rows]:

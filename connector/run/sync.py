@@ -107,6 +107,8 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
         run.attribution.bind(None)
+        # The last line of the module in the log shows what its line in the summary table shows.
+        run.progress.update(name, rows=report.rows, credits=spend.total)
         run.progress.finish_module(name, report.status)
         if report.error:
             log.warning("%s: %s", name, report.error)

@@ -54,6 +54,8 @@ class ModuleReport:
     status: str = STATUS_NOT_RUN
     reader: str | None = None
     reason: str | None = None
+    # What each reader considered would have cost (credits, estimated), when the run chose.
+    reader_prices: dict[str, int] = field(default_factory=dict)
     fallback: str | None = None
     # "full" | "incremental" | "full_refresh" | "full_every_run" (no Modified_Time; Users)
     mode: str | None = None

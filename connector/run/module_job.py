@@ -60,6 +60,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -89,11 +90,19 @@ from connector.lake.state import (
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.coql import CoqlReader
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target
 from connector.run.credits import CreditAttribution
-from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
+from connector.run.planner import (
+    ReaderChoice,
+    Shape,
+    allowed_readers,
+    cheapest_incremental,
+    full_choice,
+    static_choice,
+)
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
@@ -218,7 +227,8 @@ class ModuleJob:
         self.users = target.meta is USERS_META
         # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
         self.full_each_run, self.layout = self.users, MODIFIED_TIME
-        self.learned_refused: list[str] = []  # columns COQL refused during this run
+        self.learned_refused: list[str] = []  # columns COQL refused, this run or an earlier one
+        self.known_rows: int | None = None  # rows of the module's last full load, if known
 
     # progress ---------------------------------------------------------------------------------
 
@@ -277,6 +287,7 @@ class ModuleJob:
 
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
+        self._remember(state, target_state, full=not incremental)
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
         report.reader, report.reason, report.fallback = (
@@ -343,6 +354,23 @@ class ModuleJob:
             target.remembered = frozenset()
         return target
 
+    def _remember(self, state: ModuleState, target: ModuleState, *, full: bool) -> None:
+        """Carry what earlier runs learned about reading the module into this one, and have
+        every commit of this run record what it learns (the live lists, not copies)."""
+        self.learned_refused = list(dict.fromkeys([*state.coql_refused, *self.learned_refused]))
+        self.known_rows = state.full_rows
+        self._target = target
+        self._full = full
+
+    def _learned_into_state(self) -> None:
+        """Note in the state being committed what this run learned (called before a commit)."""
+        target = getattr(self, "_target", None)
+        if target is None:
+            return
+        target.coql_refused = tuple(self.learned_refused)
+        if self._full:
+            target.full_rows = self.report.rows
+
     def _remove_old_generation(self, target: ModuleState) -> None:
         """Delete the data and tombstone files the committed ``target`` does not list."""
         output = self.run.output
@@ -361,21 +389,23 @@ class ModuleJob:
         settings = run.settings
         if self.users:
             return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
-        coql_ok = coql_allowed(settings.use_coql, run.client.tokens.granted_scopes)
-        choice = static_choice(
-            meta,
-            api_type=settings.api_type.value,
-            use_coql=settings.use_coql,
-            coql_ok=coql_ok,
-            incremental=since is not None,
-            bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
-            coql_refused=[
+        scopes = run.client.tokens.granted_scopes
+        coql_ok = coql_allowed(settings.use_coql, scopes)
+        options: dict[str, Any] = {
+            "api_type": settings.api_type.value,
+            "use_coql": settings.use_coql,
+            "coql_ok": coql_ok,
+            "bulk_ok": bulk_allowed(scopes),
+            "coql_refused": [
                 *coql_refused(self.name, frozenset(schema.names)),
                 *self.learned_refused,
             ],
-        )
-        if self.full_each_run and choice.reader == BULK and coql_ok:
-            return odd.full_read_choice(run.client, schema, self._coql_refused), None
+        }
+        choice = static_choice(meta, incremental=since is not None, **options)
+        if since is None:
+            choice = self._choose_full(choice, schema, allowed_readers(meta, **options))
+            self.report.reader_prices = dict(choice.prices)
+            return choice, None
         if not choice.probe:
             return choice, None
         try:
@@ -397,6 +427,36 @@ class ModuleJob:
             return ReaderChoice(COQL, reason), first
         count = coql_count(run.client, self.name, since)
         return cheapest_incremental(count, len(schema.arrow)), None
+
+    def _choose_full(
+        self, static: ReaderChoice, schema: ModuleSchema, readers: tuple[str, ...]
+    ) -> ReaderChoice:
+        """The cheapest reader of a full read (:func:`~connector.run.planner.full_choice`),
+        counting the rows with COQL (1 credit) when that decides it."""
+        client = self.run.client
+
+        def count() -> int:
+            return coql_count(client, self.name, None)
+
+        try:
+            return full_choice(
+                static,
+                readers,
+                Shape.of(schema),
+                count=count if COQL in readers else None,
+                known_rows=self.known_rows,
+                what="read in full every run" if self.full_each_run else "full load",
+                fitted=not self.full_each_run,
+            )
+        except AuthError as exc:
+            # The COQL scope turned out to be missing: the settings' reader reads everything.
+            self.report.warnings.append(f"COQL count refused ({exc}); reading with {static.reader}")
+            return static
+        except FatalAPIError as exc:
+            # A refusal of the module is a skip (ModuleUnavailable); one of a column, a re-choice.
+            if self._coql_refused(exc, schema) is None:
+                raise
+            return self._choose(schema, None)[0]
 
     # data ------------------------------------------------------------------------------------
 
@@ -424,6 +484,9 @@ class ModuleJob:
                 # run's files are then swept by the next run's recover().
                 scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
             )
+            if choice.page_limit is not None and isinstance(reader, CoqlReader):
+                # The count says the module fits one page: ask for the cheapest LIMIT holding it.
+                reader.max_limit = choice.page_limit
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True
@@ -554,6 +617,7 @@ class ModuleJob:
         sink.pending = 0
 
     def _commit_state(self, target: ModuleState) -> None:
+        self._learned_into_state()
         target.last_run_id = self.run.run_id
         self.run.store.commit(target)
         crashpoint("sync_state_committed")

@@ -401,6 +401,8 @@ class ModulePlan:
     fallback: str | None = None
     error: str | None = None
     skipped_fields: list[str] = field(default_factory=list)
+    alternatives: dict[str, int] = field(default_factory=dict)
+    """What the other readers the settings allow would cost to read the same rows."""
 
 
 @dataclass
@@ -493,6 +495,13 @@ def estimate_module(
         read = reader_credits(choice.reader, known, n_columns) + extra_credits(
             choice.reader, known, shape
         )
+    if incremental and not full_each_run:
+        # What each reader the settings allow would cost for the same changes.
+        prices = {
+            reader: reader_credits(reader, known, n_columns) + extra_credits(reader, known, shape)
+            for reader in allowed_readers(module, **options)
+        }
+        choice = replace(choice, prices=tuple(prices.items()))
     deleted = deleted_credits(0) if incremental and not full_each_run else 0
     return choice, fields_credits + read + deleted
 
@@ -501,25 +510,45 @@ def _fmt_int(value: int | None) -> str:
     return "unknown" if value is None else f"{value:,}"
 
 
+def _alternatives(m: ModulePlan) -> str:
+    others = [f"{reader} {credits:,}" for reader, credits in m.alternatives.items()]
+    return ", ".join(others) or "-"
+
+
 def format_plan(plan: Plan) -> str:
-    """The plan as a plain-text table for humans (what ``zoho-crm plan`` prints)."""
-    header = ("module", "mode", "reader", "rows", "credits", "why")
+    """The plan as a plain-text table for humans (what ``zoho-crm plan`` prints): per module the
+    reader, rows, credits, what the other readers would cost, and why."""
+    header = ("module", "mode", "reader", "rows", "credits", "others", "why")
     rows: list[tuple[str, ...]] = []
     for m in plan.modules:
         if m.error is not None:
-            rows.append((m.module, m.mode, "-", "-", "-", m.error))
+            rows.append((m.module, m.mode, "-", "-", "-", "-", m.error))
             continue
         credits = f"{m.estimated_credits:,}" + ("+" if m.estimated_rows is None else "")
-        rows.append((m.module, m.mode, m.reader, _fmt_int(m.estimated_rows), credits, m.reason))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        rows.append(
+            (
+                m.module,
+                m.mode,
+                m.reader,
+                _fmt_int(m.estimated_rows),
+                credits,
+                _alternatives(m),
+                m.reason,
+            )
+        )
+    last = len(header) - 1
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(last)]
     lines = []
     for r in [header, *rows]:
-        cells = [r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(5)]
-        lines.append("  ".join([*cells, r[5]]).rstrip())
+        cells = [
+            r[i].rjust(widths[i]) if i in (3, 4) else r[i].ljust(widths[i]) for i in range(last)
+        ]
+        lines.append("  ".join([*cells, r[last]]).rstrip())
     lines.append(
         f"APIType={plan.api_type}, UseCOQL={'true' if plan.use_coql else 'false'}; "
         f"module list {plan.discovery_credits:,} credit(s); each module's estimate includes its "
-        "fields call"
+        "fields call (and the COQL count a full load is priced with); others: what the other "
+        "readers the settings allow would cost"
     )
     unknown = any(m.estimated_rows is None and m.error is None for m in plan.modules)
     lines.append(

@@ -16,13 +16,10 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from contextvars import ContextVar
 from dataclasses import dataclass, field
 
 from connector.zoho.http import CreditMeter
-
-# The module the current context's calls are billed to (None: the run's own calls).
-_BILLED_TO: ContextVar[str | None] = ContextVar("billed_to", default=None)
+from connector.zoho.meter import BILLED_TO as _BILLED_TO
 
 
 @dataclass

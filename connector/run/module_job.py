@@ -42,6 +42,7 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Which reader.** :mod:`connector.run.choosing` (the planner's rules, the budget).
 * **Odd modules.** Modules without ``Modified_Time``, ``Users``, fields COQL refuses and modules
   Zoho refuses: see :mod:`connector.run.odd`.
 * **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
@@ -60,7 +61,6 @@ import threading
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,7 +68,6 @@ import pyarrow.compute as pc
 from connector.config import Settings
 from connector.crashpoints import crashpoint
 from connector.errors import (
-    AuthError,
     BudgetExceeded,
     CreditsExhausted,
     FatalAPIError,
@@ -88,28 +87,22 @@ from connector.lake.state import (
     dedupe_against_watermark,
 )
 from connector.lake.writer import DatasetWriter, WrittenFile
-from connector.readers import coql_count, coql_probe, read_deleted
-from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers import read_deleted
+from connector.readers.base import COQL, MODIFIED_TIME, ReaderStats
 from connector.readers.coql import CoqlReader
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target
+from connector.run.choosing import OverBudget, ReaderChooser
 from connector.run.credits import CreditAttribution
 from connector.run.planner import (
     ReaderChoice,
-    Shape,
-    allowed_readers,
-    cheapest_incremental,
-    full_choice,
-    static_choice,
 )
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
-from connector.zoho.quirks import coql_refused
-from connector.zoho.scopes import bulk_allowed, coql_allowed
 
-__all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
+__all__ = ["ModuleJob", "OverBudget", "RunContext", "Stopped", "defer_live_edge"]
 
 # The run's log lines keep one logger name, whichever of its modules writes them.
 log = logging.getLogger("connector.run.sync")
@@ -384,79 +377,9 @@ class ModuleJob:
     def _choose(
         self, schema: ModuleSchema, since: datetime | None
     ) -> tuple[ReaderChoice, pa.RecordBatch | None]:
-        """The reader, and the rows a COQL probe already read when that probe was the read."""
-        run, meta = self.run, self.target.meta
-        settings = run.settings
-        if self.users:
-            return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
-        scopes = run.client.tokens.granted_scopes
-        coql_ok = coql_allowed(settings.use_coql, scopes)
-        options: dict[str, Any] = {
-            "api_type": settings.api_type.value,
-            "use_coql": settings.use_coql,
-            "coql_ok": coql_ok,
-            "bulk_ok": bulk_allowed(scopes),
-            "coql_refused": [
-                *coql_refused(self.name, frozenset(schema.names)),
-                *self.learned_refused,
-            ],
-        }
-        choice = static_choice(meta, incremental=since is not None, **options)
-        if since is None:
-            choice = self._choose_full(choice, schema, allowed_readers(meta, **options))
-            self.report.reader_prices = dict(choice.prices)
-            return choice, None
-        if not choice.probe:
-            return choice, None
-        try:
-            probe = coql_probe(run.client, schema, since)
-        except AuthError as exc:
-            # The COQL scope turned out to be missing: Bulk reads everything anyway.
-            self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
-            return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
-        except ZohoAPIError as exc:
-            if self._coql_refused(exc, schema) is None:
-                raise
-            return self._choose(schema, since)
-        if not probe.more_records:
-            reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
-            rows = probe.table
-            first = pa.RecordBatch.from_arrays(
-                [column.combine_chunks() for column in rows.columns], schema=rows.schema
-            )
-            return ReaderChoice(COQL, reason), first
-        count = coql_count(run.client, self.name, since)
-        return cheapest_incremental(count, len(schema.arrow)), None
-
-    def _choose_full(
-        self, static: ReaderChoice, schema: ModuleSchema, readers: tuple[str, ...]
-    ) -> ReaderChoice:
-        """The cheapest reader of a full read (:func:`~connector.run.planner.full_choice`),
-        counting the rows with COQL (1 credit) when that decides it."""
-        client = self.run.client
-
-        def count() -> int:
-            return coql_count(client, self.name, None)
-
-        try:
-            return full_choice(
-                static,
-                readers,
-                Shape.of(schema),
-                count=count if COQL in readers else None,
-                known_rows=self.known_rows,
-                what="read in full every run" if self.full_each_run else "full load",
-                fitted=not self.full_each_run,
-            )
-        except AuthError as exc:
-            # The COQL scope turned out to be missing: the settings' reader reads everything.
-            self.report.warnings.append(f"COQL count refused ({exc}); reading with {static.reader}")
-            return static
-        except FatalAPIError as exc:
-            # A refusal of the module is a skip (ModuleUnavailable); one of a column, a re-choice.
-            if self._coql_refused(exc, schema) is None:
-                raise
-            return self._choose(schema, None)[0]
+        """The reader (:mod:`connector.run.choosing`), and the rows a COQL probe already read
+        when that probe was the read."""
+        return ReaderChooser(self, schema).choose(since)
 
     # data ------------------------------------------------------------------------------------
 

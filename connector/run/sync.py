@@ -53,7 +53,7 @@ from connector.lake.state import StateStore
 from connector.redact import redact
 from connector.run.catalog import Discovery, Target, discover_run
 from connector.run.credits import CreditAttribution
-from connector.run.module_job import ModuleJob, RunContext, Stopped
+from connector.run.module_job import ModuleJob, OverBudget, RunContext, Stopped
 from connector.run.progress import Progress
 from connector.run.workers import pool_size
 from connector.zoho.http import CreditMeter, ZohoClient
@@ -86,6 +86,9 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
     except CreditsExhausted as exc:
         report.status, report.error = STATUS_STOPPED_CREDITS, str(exc)
         run.request_stop(STATUS_STOPPED_CREDITS)
+    except OverBudget as exc:
+        # This module's least read does not fit what is left; a smaller module's may.
+        report.status, report.error = STATUS_STOPPED_BUDGET, str(exc)
     except BudgetExceeded as exc:
         report.status, report.error = STATUS_STOPPED_BUDGET, str(exc)
         run.request_stop(STATUS_STOPPED_BUDGET)
@@ -104,6 +107,8 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         report.status = STATUS_FAILED
         report.error = f"unexpected error: {type(exc).__name__}: {exc}"
     finally:
+        # Credits a Bulk read held and did not spend go back to the budget.
+        run.client.meter.drop_hold()
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
         run.attribution.bind(None)

@@ -171,6 +171,9 @@ class ModuleState:
     """Rows the last full load (or full refresh) wrote: the planner's size when it skips a count."""
     coql_refused: tuple[str, ...] = ()
     """Columns COQL refused in an earlier run: later runs read the module without COQL."""
+    completed_at: datetime | None = None
+    """When a run last read the module to the end (records and deletions): under a credit
+    budget, the module completed longest ago goes first."""
 
     @property
     def ids_at_watermark(self) -> frozenset[str]:
@@ -219,6 +222,7 @@ class ModuleState:
             "reader": self.reader,
             "full_rows": self.full_rows,
             "coql_refused": list(self.coql_refused),
+            "completed_at": iso(self.completed_at),
             "committed_runs": {
                 run: (list(files) if files is not None else None)
                 for run, files in self.committed_runs.items()
@@ -293,6 +297,7 @@ class ModuleState:
             reader=optional_text("reader"),
             full_rows=full_rows,
             coql_refused=tuple(texts("coql_refused")),
+            completed_at=when("completed_at"),
         )
 
 

@@ -133,6 +133,11 @@ class ReaderChooser:
             job.report.reader_prices = dict(choice.prices)
             return choice, None
         if not choice.probe:
+            readers = allowed_readers(meta, **options)
+            if len(readers) > 1 and BULK not in readers:
+                # COQL or Records, each at a fixed rate per row: the cheaper one, no count.
+                shape = Shape.of(schema)
+                choice = full_choice(choice, readers, shape, count=None, what="incremental")
             return choice, None
         try:
             probe = coql_probe(run.client, schema, since)

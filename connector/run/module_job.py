@@ -304,6 +304,8 @@ class ModuleJob:
                     f"read (at or after {_iso(self.cap)}) are left for the next run"
                 )
 
+        # Committed with the module's last commit only: a read stopped before it keeps the old.
+        target_state.completed_at = datetime.now(timezone.utc)
         if incremental:
             self._read_deleted(target_state)
         else:

@@ -128,13 +128,16 @@ class ReaderChooser:
             return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
         options = self._options()
         choice = static_choice(meta, incremental=since is not None, **options)
-        if since is None:
+        priced = run.settings.tuning.price_readers
+        if since is None and priced:
             choice = self._choose_full(choice, allowed_readers(meta, **options))
             job.report.reader_prices = dict(choice.prices)
             return choice, None
+        if since is None:
+            return choice, None
         if not choice.probe:
             readers = allowed_readers(meta, **options)
-            if len(readers) > 1 and BULK not in readers:
+            if priced and len(readers) > 1 and BULK not in readers:
                 # COQL or Records, each at a fixed rate per row: the cheaper one, no count.
                 shape = Shape.of(schema)
                 choice = full_choice(choice, readers, shape, count=None, what="incremental")

@@ -167,6 +167,7 @@ def _plan_module(
         full_each_run=full_each_run,
         shape=shape,
         known_rows=known,
+        price_full=settings.tuning.price_readers,
         **options,
     )
     return ModulePlan(

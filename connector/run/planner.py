@@ -441,6 +441,7 @@ def estimate_module(
     full_each_run: bool = False,
     shape: Shape | None = None,
     known_rows: int | None = None,
+    price_full: bool = True,
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
@@ -448,7 +449,8 @@ def estimate_module(
     incremental), or None when unknown: the estimate is then the cost of reading nothing more
     than the first page, i.e. a lower bound. ``shape`` (default: ``n_columns`` columns, nothing
     to complete by id) prices what the read completes by id; ``known_rows`` is the last full
-    load's rows (a full load then skips its count when the module is large).
+    load's rows (a full load then skips its count when the module is large). ``price_full``
+    False: a full load keeps the settings' reader (``price_readers`` in ``[tuning]``).
     """
     shape = shape or Shape(n_columns)
     options: dict[str, Any] = {
@@ -461,7 +463,7 @@ def estimate_module(
     choice = static_choice(module, incremental=incremental, **options)
     known = rows if rows is not None else 0
     if not incremental or full_each_run:
-        readers = allowed_readers(module, **options)
+        readers = allowed_readers(module, **options) if price_full else (choice.reader,)
         counted = (
             BULK in readers
             and COQL in readers

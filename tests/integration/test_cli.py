@@ -28,6 +28,8 @@ FAST_TUNING = {
     "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
     "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
     "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
+    # Bulk settings read small orgs by Bulk Read, as these tests mean (see support.source.TINY).
+    "ZOHO_CRM_TUNING_PRICE_READERS": "false",
 }
 
 

@@ -294,6 +294,7 @@ def allowed_readers(
     return (*readers, RECORDS)
 
 
+_NAMES = {BULK: "Bulk Read", COQL: "COQL", RECORDS: "the Records API"}
 # Equal prices: the readers that commit as they go first.
 _PREFERENCE = {COQL: 0, RECORDS: 1, BULK: 2}
 
@@ -354,8 +355,13 @@ def full_choice(
     if BULK not in readers:
         # A fixed rate per row: any size ranks them alike.
         choice = priced_choice(readers, 10 * COQL_MAX_LIMIT, shape, fitted=False, what="")
-        cheaper = ", ".join(f"{r} {full_read_credits(r, COQL_MAX_LIMIT, shape)}" for r in readers)
-        reason = f"{prefix}{choice.reader} instead, the cheapest per row ({cheaper} per 2,000 rows)"
+        cheaper = ", ".join(
+            f"{_NAMES[r]} {full_read_credits(r, COQL_MAX_LIMIT, shape)}" for r in readers
+        )
+        reason = (
+            f"{prefix}{_NAMES[choice.reader]} instead, the cheapest per row "
+            f"({cheaper} credits per 2,000 rows)"
+        )
         return replace(choice, reason=reason, rows=None, fallback=fallback)
     if known_rows is not None and known_large(readers, known_rows, shape):
         choice = priced_choice(

@@ -37,6 +37,7 @@ from connector.run.planner import (
     least_credits,
     static_choice,
 )
+from connector.zoho.limits import COQL_MAX_LIMIT
 from connector.zoho.quirks import coql_refused
 from connector.zoho.scopes import bulk_allowed, coql_allowed
 
@@ -89,7 +90,9 @@ class ReaderChooser:
                 if reader != BULK and least_credits(reader, rows, shape) <= left
             ]
             if ordered:
-                best = min(ordered, key=lambda r: full_read_credits(r, rows, shape))
+                # Rows unknown (no count): rank them by their rate per row.
+                ranked = rows or 10 * COQL_MAX_LIMIT
+                best = min(ordered, key=lambda r: full_read_credits(r, ranked, shape))
                 return ReaderChoice(
                     best,
                     f"{choice.reason}; a Bulk read needs {need} credits and {left} are left of "

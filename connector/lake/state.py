@@ -174,6 +174,9 @@ class ModuleState:
     completed_at: datetime | None = None
     """When a run last read the module to the end (records and deletions): under a credit
     budget, the module completed longest ago goes first."""
+    partition_by: str | None = None
+    """The granularity of the module's folders (:mod:`connector.lake.layout`), records and
+    tombstones alike; None in a state written before it was recorded: daily."""
 
     @property
     def ids_at_watermark(self) -> frozenset[str]:
@@ -223,6 +226,7 @@ class ModuleState:
             "full_rows": self.full_rows,
             "coql_refused": list(self.coql_refused),
             "completed_at": iso(self.completed_at),
+            "partition_by": self.partition_by,
             "committed_runs": {
                 run: (list(files) if files is not None else None)
                 for run, files in self.committed_runs.items()
@@ -298,6 +302,7 @@ class ModuleState:
             full_rows=full_rows,
             coql_refused=tuple(texts("coql_refused")),
             completed_at=when("completed_at"),
+            partition_by=optional_text("partition_by"),
         )
 
 

@@ -46,6 +46,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from connector.lake.schema import SE_MODULE, ModuleSchema
+from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, RECORDS
 from connector.zoho.limits import (
     BULK_CREATE_CREDITS,
@@ -554,13 +555,13 @@ def format_plan(plan: Plan) -> str:
         lines.append("  ".join([*cells, r[last]]).rstrip())
     lines.append(
         f"APIType={plan.api_type}, UseCOQL={'true' if plan.use_coql else 'false'}; "
-        f"module list {plan.discovery_credits:,} credit(s); each module's estimate includes its "
-        "fields call (and the COQL count a full load is priced with); others: what the other "
-        "readers the settings allow would cost"
+        f"module list {counted(plan.discovery_credits, 'credit')}; each module's estimate "
+        "includes its fields call (and the COQL count a full load is priced with); others: what "
+        "the other readers the settings allow would cost"
     )
     unknown = any(m.estimated_rows is None and m.error is None for m in plan.modules)
     lines.append(
-        f"estimated total: {plan.total_credits:,} credits"
+        f"estimated total: {counted(plan.total_credits, 'credit')}"
         + (" or more (rows unknown where marked +)" if unknown else "")
         + f"; making this plan spent {plan.spent_credits:,}"
     )

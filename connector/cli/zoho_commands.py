@@ -143,7 +143,10 @@ def plan(
     ] = None,
     full_refresh: Annotated[
         bool,
-        typer.Option("--full-refresh", help="Price full loads, as extract --full-refresh reads."),
+        typer.Option(
+            "--full-refresh",
+            help="Price full loads, as extract --full-refresh reads them (default: off).",
+        ),
     ] = False,
 ) -> None:
     """Dry run: the reader, estimated rows and credits per module, and what the other readers

@@ -198,15 +198,26 @@ def plan(
             "load).",
         ),
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Price full loads, as extract --full-refresh reads them (default: off).",
+        ),
+    ] = False,
 ) -> None:
-    """Dry run: the reader, estimated rows and credits per module, reading no records."""
+    """Dry run: the reader, estimated rows and credits per module, and what the other readers
+    would cost, reading no records."""
 
     def action() -> None:
         from connector.run.plan import build_plan
         from connector.run.planner import format_plan
 
         result = build_plan(
-            load_cli_settings(connection, config), modules=split_modules(modules), output=output
+            load_cli_settings(connection, config),
+            modules=split_modules(modules),
+            output=output,
+            full_refresh=full_refresh,
         )
         typer.echo(format_plan(result))
 

@@ -24,6 +24,7 @@ from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
+from connector.run.credits import billed_to
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
@@ -97,7 +98,9 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
     targets: list[Target] = []
     for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
         try:
-            fields = list_fields(client, name)
+            # The module's own call: its credit shows in its line of the run (and plan).
+            with billed_to(name):
+                fields = list_fields(client, name)
         except ModuleUnavailable as exc:
             if listing is None:
                 listing = list_modules(client)

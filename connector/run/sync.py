@@ -15,7 +15,10 @@ Decisions:
   manifest splits what it billed by module (:mod:`connector.run.credits`), and reports what
   discovery spent as the run's own.
 * **Workers.** At most :data:`~connector.run.workers.MAX_WORKERS` modules are read at once, and
-  no more than there are modules.
+  no more than there are modules; under ``--max-credits`` one at a time, the module read to the
+  end longest ago first (:func:`_budget_order`), so that each rerun with the same budget gets
+  further. A module whose least read does not fit what is left does not start
+  (:mod:`connector.run.choosing`).
 * **Signals.** With a :class:`~connector.run.workers.StopSignal` (the CLI's SIGINT and SIGTERM
   handlers set it), the first signal stops the run like a credit stop: no module starts, the
   credit meter refuses every new call, calls in flight finish and their modules stop at their
@@ -78,7 +81,7 @@ from connector.lake.state import StateStore
 from connector.redact import redact
 from connector.run.catalog import Discovery, Target, discover_run
 from connector.run.credits import CreditAttribution
-from connector.run.module_job import ModuleJob, RunContext
+from connector.run.module_job import ModuleJob, OverBudget, RunContext
 from connector.run.progress import Progress
 from connector.run.workers import Abandon, StopSignal, pool_size
 from connector.zoho.http import CreditMeter, ZohoClient
@@ -128,6 +131,10 @@ def _locked_job(run: RunContext, target: Target, report: ModuleReport) -> None:
 
 def _record_failure(run: RunContext, report: ModuleReport, exc: Exception) -> None:
     """Put what stopped a module in its report; stop the run when the error stops them all."""
+    if isinstance(exc, OverBudget):
+        # This module's least read does not fit what is left; a smaller module's may.
+        report.status, report.error = STATUS_STOPPED_BUDGET, str(exc)
+        return
     for kind, status in _RUN_STOPPERS:
         if isinstance(exc, kind):
             report.status, report.error = status, str(exc)
@@ -169,9 +176,13 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
     except Exception as exc:
         _record_failure(run, report, exc)
     finally:
+        # Credits a Bulk read held and did not spend go back to the budget.
+        run.client.meter.drop_hold()
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
         run.attribution.bind(None)
+        # The last line of the module in the log shows what its line in the summary table shows.
+        run.progress.update(name, rows=report.rows, credits=spend.total)
         run.progress.finish_module(name, report.status)
         if report.error:
             log.warning("%s: %s", name, report.error)
@@ -268,9 +279,12 @@ def run_extract(
             signal=stop,
         )
         n_workers = pool_size(workers, settings.tuning.workers, len(targets))
-        abandoned = _run_modules(run, targets, manifest.modules[: len(targets)], n_workers)
-        for index in abandoned:
-            manifest.modules[index] = _abandoned(manifest.modules[index])
+        reports = manifest.modules[: len(targets)]
+        if max_credits is not None:
+            targets, reports, n_workers = _budget_order(run.store, targets, reports)
+        for report in _run_modules(run, targets, reports, n_workers):
+            index = next(i for i, m in enumerate(manifest.modules) if m is report)
+            manifest.modules[index] = _abandoned(report)
         stop_status = run.stop_status
         if stop_status is not None:
             manifest.status = stop_status
@@ -369,12 +383,35 @@ def _interruptible(stop: StopSignal | None) -> Iterator[None]:
         stop.interruptible = False
 
 
+def _budget_order(
+    store: StateStore, targets: Sequence[Target], reports: Sequence[ModuleReport]
+) -> tuple[list[Target], list[ModuleReport], int]:
+    """Under ``--max-credits``: the modules one at a time, the one read to the end longest ago
+    (or never) first.
+
+    Spread over workers at once, a small budget pays every module's fields call and count and
+    may leave none enough to land a page; one at a time, the first gets what is left, and a
+    module that a budget stopped goes first until it completes, so a rerun with the same budget
+    always gets further.
+    """
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+
+    def committed(pair: tuple[Target, ModuleReport]) -> datetime:
+        try:
+            return store.load(pair[0].meta.api_name).completed_at or oldest
+        except ConnectorError:
+            return oldest  # the module's own job reports a bad state file
+
+    pairs = sorted(zip(targets, reports, strict=True), key=committed)
+    return [t for t, _ in pairs], [r for _, r in pairs], 1
+
+
 def _run_modules(
     run: RunContext, targets: Sequence[Target], reports: Sequence[ModuleReport], workers: int
-) -> list[int]:
+) -> list[ModuleReport]:
     """Run every module's job on ``workers`` threads, each filling in its report.
 
-    Returns the indexes of the modules abandoned in flight by a second signal (their locks
+    Returns the reports of the modules abandoned in flight by a second signal (their locks
     released, their threads left in their calls), usually none.
     """
     if not targets:
@@ -400,7 +437,7 @@ def _run_modules(
         pool.shutdown(wait=False, cancel_futures=True)
         for lease in list(run.leases.values()):
             lease.release()  # waits for a commit under way, never cuts one
-        return sorted(futures[f] for f in futures if not f.done())
+        return [reports[futures[f]] for f in futures if not f.done()]
     pool.shutdown()
     return []
 

@@ -81,12 +81,12 @@ from connector.errors import (
 from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
+from connector.lake.raw_values import unfit_counts
 from connector.lake.schema import (
     RAW_VALUES,
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     module_schema,
-    unfit_counts,
 )
 from connector.lake.state import (
     DELETED_DIR,

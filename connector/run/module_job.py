@@ -11,7 +11,7 @@ Per module, while its caller holds the module's lock (``DIR/_state/<Module>.lock
    ``checkpoint_rows`` rows: files into place, then the state that lists them and the watermark they
    reach. A Bulk read is unordered: it commits once, at the end.
 4. Deleted records since the deletion watermark become tombstones under ``DIR/_deleted/<Module>``,
-   committed the same way (one loop, :meth:`ModuleJob._drain`, writes both).
+   committed the same way (one loop, :meth:`connector.run.landing.Landing.drain`, writes both).
 
 Watermarks only advance after the files they cover are in place, so a crash or a stop loses at most
 the rows since the last commit, and the next run's ``recover`` removes their uncommitted files.
@@ -59,19 +59,16 @@ Decisions:
 from __future__ import annotations
 
 import logging
-from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta, timezone
+from functools import cached_property
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connector.config import Settings
 from connector.crashpoints import crashpoint
 from connector.errors import (
-    BudgetExceeded,
-    CreditsExhausted,
     FatalAPIError,
     LockError,
     RetriableAPIError,
@@ -81,9 +78,7 @@ from connector.errors import (
 from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
-from connector.lake.raw_values import unfit_counts
 from connector.lake.schema import (
-    RAW_VALUES,
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     module_schema,
@@ -95,9 +90,8 @@ from connector.lake.state import (
     StateStore,
     WatermarkTracker,
     data_dirs,
-    dedupe_against_watermark,
 )
-from connector.lake.writer import DatasetWriter, WrittenFile
+from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
 from connector.readers.base import COQL, MODIFIED_TIME, ReaderStats
 from connector.readers.coql import CoqlReader
@@ -106,6 +100,7 @@ from connector.run import odd
 from connector.run.catalog import Target
 from connector.run.choosing import OverBudget, ReaderChooser
 from connector.run.credits import CreditAttribution
+from connector.run.landing import Landing, Sink
 from connector.run.planner import (
     ReaderChoice,
 )
@@ -114,7 +109,7 @@ from connector.run.workers import RunStops
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
 
-__all__ = ["ModuleJob", "OverBudget", "RunContext", "Stopped", "defer_live_edge"]
+__all__ = ["ModuleJob", "OverBudget", "RunContext", "Stopped"]
 
 # The run's log lines keep one logger name, whichever of its modules writes them.
 log = logging.getLogger("connector.run.sync")
@@ -168,52 +163,6 @@ def _iso(value: datetime | None) -> str | None:
     return None if value is None else value.astimezone(timezone.utc).isoformat()
 
 
-def _entries(files: Iterable[WrittenFile]) -> list[FileEntry]:
-    return [FileEntry(f.path, f.rows, f.bytes) for f in files]
-
-
-def defer_live_edge(
-    batch: pa.RecordBatch, cap: datetime | None, *, time_column: str = "Modified_Time"
-) -> tuple[pa.RecordBatch, int]:
-    """(the rows of ``batch`` modified before ``cap``, how many rows were left out).
-
-    Zoho's ``Modified_Time`` has whole seconds: a version written from a second that is not over
-    yet could be followed by another in the same second, with the same ``(id, Modified_Time)``,
-    which the next run would then drop as already written. Rows with no time are kept (there is
-    nothing to defer them to).
-    """
-    if cap is None or batch.num_rows == 0:
-        return batch, 0
-    times = batch.column(time_column)
-    bound = pa.scalar(cap.astimezone(timezone.utc), type=times.type)
-    keep = pc.fill_null(pc.less(times, bound), True)
-    kept = pc.sum(keep.cast(pa.int64())).as_py() or 0
-    if kept == batch.num_rows:
-        return batch, 0
-    return batch.filter(keep), batch.num_rows - kept
-
-
-@dataclass
-class _Sink:
-    """Where one read's batches land (records or tombstones), and what each commit records."""
-
-    writer: DatasetWriter
-    tracker: WatermarkTracker
-    base: ModuleState
-    """The state the read started from: rows it already holds are dropped."""
-    state: ModuleState
-    """The state each commit writes."""
-    written_point: str
-    committed_point: str
-    landed: Callable[[list[FileEntry], int], None]
-    """Adds the files and rows of a commit to the module's report."""
-    defer_cap: datetime | None = None
-    """Records only: rows modified at or after it are left for the next run."""
-    pending: int = 0
-    pending_unfit: Counter[str] = field(default_factory=Counter)
-    """Per field, the values written since the last commit that are kept in ``$raw_values``."""
-
-
 class ModuleJob:
     """Extracts one module (the caller holds its lock)."""
 
@@ -230,6 +179,17 @@ class ModuleJob:
         self.learned_refused: list[str] = []  # columns COQL refused, this run or an earlier one
         self.known_rows: int | None = None  # rows of the module's last full load, if known
         self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
+
+    @cached_property
+    def landing(self) -> Landing:
+        """The write loop of this module's records and tombstones."""
+        return Landing(
+            run_id=self.run.run_id,
+            report=self.report,
+            check_stop=self._check_stop,
+            commit_state=self._commit_state,
+            holding=lambda: self.run.holding(self.name),
+        )
 
     # progress ---------------------------------------------------------------------------------
 
@@ -501,7 +461,7 @@ class ModuleJob:
         tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
-        sink = _Sink(
+        sink = Sink(
             writer,
             tracker,
             base,
@@ -512,77 +472,13 @@ class ModuleJob:
             # A module read in full every run keeps no watermark: nothing to defer past.
             defer_cap=None if self.full_each_run else self.cap,
         )
-        self._drain(batches, sink, checkpoint_rows=run.checkpoint_rows if checkpoint else None)
+        self.landing.drain(
+            batches, sink, checkpoint_rows=run.checkpoint_rows if checkpoint else None
+        )
 
     def _land_records(self, files: list[FileEntry], rows: int) -> None:
         self.report.files.extend(files)
         self.report.rows += rows
-
-    # the one write loop ------------------------------------------------------------------------
-
-    def _drain(
-        self, batches: Iterable[pa.RecordBatch], sink: _Sink, *, checkpoint_rows: int | None
-    ) -> None:
-        """Dedupe, write and commit ``batches`` into ``sink``: records and tombstones alike.
-
-        With ``checkpoint_rows`` (ordered input only: what is written is then always a consistent
-        prefix) it commits every that many rows, and commits what it has when the run stops or
-        the read fails in a way worth a restart; without, it commits once, at the end, and drops
-        what it wrote on any failure.
-        """
-        time_column = sink.tracker.time_column
-        try:
-            for batch in batches:
-                self._check_stop()
-                batch = dedupe_against_watermark(batch, sink.base, time_column=time_column)
-                batch, deferred = defer_live_edge(batch, sink.defer_cap)
-                self.report.deferred_rows += deferred
-                if batch.num_rows == 0:
-                    continue
-                sink.writer.write(batch)
-                crashpoint(sink.written_point)
-                sink.tracker.observe(batch)
-                sink.pending += batch.num_rows
-                if RAW_VALUES in batch.schema.names:
-                    sink.pending_unfit.update(unfit_counts(batch.column(RAW_VALUES)))
-                if checkpoint_rows is not None and sink.pending >= checkpoint_rows:
-                    self._commit(sink)
-                    self.report.checkpoints += 1
-                    crashpoint("sync_checkpoint_done")
-        except (StopRequested, CreditsExhausted, BudgetExceeded, RetriableAPIError):
-            if checkpoint_rows is not None:
-                self._commit(sink)
-            else:
-                sink.writer.abort()
-            raise
-        except BaseException:
-            sink.writer.abort()
-            raise
-        self._commit(sink)
-
-    def _commit(self, sink: _Sink) -> None:
-        """Place the files written so far, then commit the state that lists them."""
-        with self.run.holding(self.name):
-            files = sink.writer.commit()
-            crashpoint(sink.committed_point)
-            sink.state.record_files(self.run.run_id, [f.path for f in files])
-            sink.tracker.apply(sink.state)
-            self._commit_state(sink.state)
-        sink.landed(_entries(files), sink.pending)
-        sink.pending = 0
-        self._note_unfit(sink.pending_unfit)
-        sink.pending_unfit.clear()
-
-    def _note_unfit(self, counts: Counter[str]) -> None:
-        """Count the committed values kept in ``$raw_values``; warn once per field."""
-        unfit = self.report.unfit_values
-        for name, count in sorted(counts.items()):
-            if name not in unfit:
-                self.report.warnings.append(
-                    f"{name}: values that do not fit the column exactly are kept as Zoho's text "
-                    f"in {RAW_VALUES} (the column holds null there)"
-                )
-            unfit[name] = unfit.get(name, 0) + count
 
     def _commit_state(self, target: ModuleState) -> None:
         self._learned_into_state()
@@ -614,7 +510,7 @@ class ModuleJob:
         # during this read.
         _, cap = self._read_start()
         tracker = WatermarkTracker.from_state(target, time_column=TOMBSTONE_TIME, cap=cap)
-        sink = _Sink(
+        sink = Sink(
             writer,
             tracker,
             base,
@@ -623,7 +519,7 @@ class ModuleJob:
             committed_point="sync_tombstones_committed",
             landed=self._land_tombstones,
         )
-        self._drain(
+        self.landing.drain(
             read_deleted(run.client, name, target.deleted_watermark), sink, checkpoint_rows=None
         )
 

@@ -11,11 +11,11 @@ import pyarrow as pa
 import pytest
 
 from connector.lake.manifest import ModuleReport
+from connector.run.landing import defer_live_edge
 from connector.run.module_job import (
     LOCAL_TIME_MARGIN,
     SERVER_TIME_MARGIN,
     ModuleJob,
-    defer_live_edge,
 )
 
 UTC = timezone.utc

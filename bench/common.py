@@ -175,6 +175,7 @@ def extract(
     reader: str = "bulk",
     workers: int | None = None,
     full_refresh: bool = False,
+    partition_by: str | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> Measured:
     """Run ``zoho-crm extract`` in a child process; ``extra['manifest']`` is its run manifest."""
@@ -200,6 +201,8 @@ def extract(
         args += ["--workers", str(workers)]
     if full_refresh:
         args.append("--full-refresh")
+    if partition_by is not None:
+        args += ["--partition-by", partition_by]
     before = _runs(output)
     m = check(measure(args, env={**CONNECTOR_ENV, **(extra_env or {})}), "zoho-crm extract")
     new = sorted(_runs(output) - before)

@@ -139,6 +139,10 @@ class Tuning(BaseModel):
     workers: int = Field(default=4, ge=1, le=10)
     group_calls: int = Field(default=1, ge=1)
     checkpoint_rows: int = Field(default=200_000, ge=1)
+    # APIType=Bulk: each read by the cheapest reader the settings allow (a full load's priced
+    # with a COQL count), or (false) Bulk Read for full loads wherever it can export the module
+    # and COQL otherwise.
+    price_readers: bool = True
     # Zoho's 429s (see connector.zoho.retry): seconds of waiting per call before 429s that
     # persist are taken as spent credits, and the first wait (it doubles, up to a minute).
     rate_limit_budget: float = Field(default=300.0, ge=0)
@@ -302,6 +306,40 @@ _REFRESH_KEYS = (
 )
 
 
+# config.example.toml's credentials (and the README's "1000.XXXX; xxxx"): a copy of the example
+# that was never filled in is refused before any call, naming the keys, rather than sent to Zoho.
+_PLACEHOLDERS = frozenset(
+    {
+        "1000.your_client_id",
+        "your-client-secret",
+        "1000.your-refresh-token",
+        "1000.your-access-token",
+        "1000.xxxx",
+        "xxxx",
+    }
+)
+_CREDENTIAL_KEYS = ("OAuthClientId", "OAuthClientSecret", "OAuthRefreshToken", "OAuthAccessToken")
+NO_CONNECTION = "no connection: use --connection, ZOHO_CRM_CONNECTION or --config"
+
+
+def _check_placeholders(values: Mapping[str, str]) -> None:
+    """ConfigError naming the credentials that still hold the example's placeholder values."""
+    left = [
+        key for key in _CREDENTIAL_KEYS if (values.get(key) or "").strip().lower() in _PLACEHOLDERS
+    ]
+    if left:
+        raise ConfigError(
+            f"{', '.join(left)} still "
+            + (
+                "holds the example's placeholder value"
+                if len(left) == 1
+                else "hold the example's placeholder values"
+            )
+            + ": fill in the credentials from the Zoho API console (zoho-crm auth url, then "
+            "auth exchange)"
+        )
+
+
 def build_settings(
     values: Mapping[str, str],
     tuning: Mapping[str, Any] | None = None,
@@ -311,6 +349,7 @@ def build_settings(
     ``Settings``, or ConfigError."""
     for key in SECRET_KEYS:
         register_secret(values.get(key))
+    _check_placeholders(values)
     fields: dict[str, Any] = {}
     for key, (name, rule) in _VALUE_RULES.items():
         raw = (values.get(key) or "").strip()
@@ -398,6 +437,9 @@ def load_settings(
     if config_file is not None:
         layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings, OUTPUT_NAMES))
     merged = merge_layers(layers)
+    if not any(value.strip() for value in merged.connection.values()):
+        # Nothing was given at all: say where settings come from, not which key is missing first.
+        raise ConfigError(NO_CONNECTION)
     try:
         settings = build_settings(merged.connection, merged.tuning, merged.output)
     except ConfigError as error:

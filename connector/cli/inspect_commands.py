@@ -8,13 +8,20 @@ from typing import Annotated, Any
 
 import typer
 
-from connector.cli.app import app, run_command
+from connector.cli.app import app, command_epilog, run_command
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm state ./lake --module Leads"))
 def state(
-    output: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
-    module: Annotated[str | None, typer.Option("--module", "-m", help="One module only.")] = None,
+    output: Annotated[
+        str, typer.Argument(metavar="DIR", help="The extract's output directory or URL.")
+    ],
+    module: Annotated[
+        str | None,
+        typer.Option(
+            "--module", "-m", metavar="MODULE", help="One module only (default: every module)."
+        ),
+    ] = None,
 ) -> None:
     """Show each module's watermark and last run as stored in DIR/_state/."""
 
@@ -55,11 +62,18 @@ def _iso(value: Any) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-@app.command()
+@app.command(
+    epilog=command_epilog("zoho-crm snapshot ./lake --module Leads --out leads_now.parquet")
+)
 def snapshot(
-    output: Annotated[str, typer.Argument(help="The extract's output directory.")],
-    module: Annotated[str, typer.Option("--module", "-m", help="Module to materialise.")],
-    out: Annotated[str, typer.Option("--out", help="A .parquet file or a directory.")],
+    output: Annotated[str, typer.Argument(metavar="DIR", help="The extract's output directory.")],
+    module: Annotated[
+        str, typer.Option("--module", "-m", metavar="MODULE", help="Module to materialise.")
+    ],
+    out: Annotated[
+        str,
+        typer.Option("--out", metavar="FILE_OR_DIR", help="A .parquet file or a directory."),
+    ],
 ) -> None:
     """Write a module as it is now: latest version per id, minus deleted records."""
 

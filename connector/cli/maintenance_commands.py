@@ -6,10 +6,12 @@ from typing import Annotated
 
 import typer
 
-from connector.cli.app import PartitionByOpt, app, run_command
+from connector.cli.app import PartitionByOpt, app, command_epilog, run_command
 
 
-@app.command()
+@app.command(
+    epilog=command_epilog("zoho-crm compact ./zoho-out --module Leads --partition-by month")
+)
 def compact(
     output: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
     module: Annotated[str, typer.Option("--module", "-m", help="Module to compact.")],

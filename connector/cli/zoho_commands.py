@@ -14,7 +14,9 @@ from connector.cli.app import (
     PartitionByOpt,
     app,
     cli_globals,
+    command_epilog,
     load_cli_settings,
+    log_events,
     run_command,
     split_modules,
     with_partition_by,
@@ -23,7 +25,7 @@ from connector.errors import ConfigError
 from connector.run.workers import MAX_WORKERS
 
 
-@app.command()
+@app.command(epilog=command_epilog('ZOHO_CRM_CONNECTION="$(cat ~/.zoho-crm.conn)" zoho-crm check'))
 def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
     """Validate settings, obtain a token, read the org and compare granted and needed scopes."""
 
@@ -36,29 +38,40 @@ def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
     run_command(action)
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm extract -o ./lake --modules Leads,Deals"))
 def extract(
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Output directory or URL (s3://…).")
+        str,
+        typer.Option("--output", "-o", metavar="DIR", help="Output directory or URL (s3://…)."),
     ],
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,
     modules: ModulesOpt = None,
     full_refresh: Annotated[
-        bool, typer.Option("--full-refresh", help="Ignore saved watermarks and read everything.")
+        bool,
+        typer.Option(
+            "--full-refresh", help="Ignore saved watermarks and read everything (default: off)."
+        ),
     ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
             "--workers",
             "-w",
-            help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls).",
+            metavar="N",
+            help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls; "
+            "default: workers in [tuning], 4).",
             show_default=False,
         ),
     ] = None,
     max_credits: Annotated[
         int | None,
-        typer.Option("--max-credits", min=1, help="Stop cleanly before spending more API credits."),
+        typer.Option(
+            "--max-credits",
+            min=1,
+            metavar="N",
+            help="Stop cleanly before spending more API credits (default: no limit).",
+        ),
     ] = None,
     progress: Annotated[
         bool | None,
@@ -92,8 +105,12 @@ def extract(
             max_credits=max_credits,
             progress=make_progress(show and cli_globals.log_format == "text"),
         )
-        for line in manifest.summary_lines():
-            typer.echo(line)
+        if cli_globals.log_format == "json":
+            # JSON logs: the summary is events on stderr, and stdout carries nothing else.
+            log_events(manifest.summary_events())
+        else:
+            for line in manifest.summary_lines():
+                typer.echo(line)
         return int(manifest.exit_code)
 
     code = run_command(action)
@@ -109,7 +126,7 @@ def _check_workers(workers: int | None) -> None:
         )
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm plan -o ./lake --modules Leads"))
 def plan(
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,
@@ -117,25 +134,40 @@ def plan(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", help="Output whose watermarks make this an incremental plan."
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Output whose watermarks make this an incremental plan (default: none, a full "
+            "load).",
         ),
     ] = None,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Price full loads, as extract --full-refresh reads them (default: off).",
+        ),
+    ] = False,
 ) -> None:
-    """Dry run: the reader, estimated rows and credits per module, reading no records."""
+    """Dry run: the reader, estimated rows and credits per module, and what the other readers
+    would cost, reading no records."""
 
     def action() -> None:
         from connector.run.plan import build_plan
         from connector.run.planner import format_plan
 
         result = build_plan(
-            load_cli_settings(connection, config), modules=split_modules(modules), output=output
+            load_cli_settings(connection, config),
+            modules=split_modules(modules),
+            output=output,
+            full_refresh=full_refresh,
         )
         typer.echo(format_plan(result))
 
     run_command(action)
 
 
-@app.command("modules")
+@app.command("modules", epilog=command_epilog("zoho-crm modules --counts"))
 def modules_command(
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,

@@ -20,9 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
 from connector.lake.schema import RAW_VALUES, module_schema
+from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
+from connector.run.credits import billed_to
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
@@ -96,7 +98,9 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
     targets: list[Target] = []
     for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
         try:
-            fields = list_fields(client, name)
+            # The module's own call: its credit shows in its line of the run (and plan).
+            with billed_to(name):
+                fields = list_fields(client, name)
         except ModuleUnavailable as exc:
             if listing is None:
                 listing = list_modules(client)
@@ -354,5 +358,5 @@ def format_catalog(rows: Sequence[ModuleInfo]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     readable = sum(1 for row in rows if row.readers)
-    lines.append(f"{len(rows)} modules, {readable} readable through the API")
+    lines.append(f"{counted(len(rows), 'module')}, {readable} readable through the API")
     return "\n".join(lines)

@@ -14,8 +14,9 @@ granularity (:mod:`connector.lake.layout`: day, month, year or none) and writes
   and written with one Parquet writer, by a few threads at once.
 * Memory: batches are buffered as they come, up to ``max_buffer_bytes`` in all. Past that the
   buffer is sorted by partition and time (one ``take``) and spilled to one Arrow IPC file in the
-  scratch area (a *run*, :mod:`connector.lake.spill`). At commit each partition merges its
-  pieces from the runs in time order, holding one small chunk per run. Memory stays flat in the
+  scratch area (a *run*, :mod:`connector.lake.spill`). At commit a small partition is read back
+  whole and sorted at once; a big one merges its pieces from the runs in time order, holding one
+  small chunk per run. Memory stays flat in the
   size of the module; spilled rows cost one extra local write and read.
 * Ordered input (``ordered=True``: the batches come in ascending partition order, as the COQL and
   Records readers give them): a partition is complete once a batch starts past it, so its file is

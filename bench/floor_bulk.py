@@ -52,6 +52,16 @@ def token(session: requests.Session, url: str, args: argparse.Namespace) -> str:
     return str(resp.json()["access_token"])
 
 
+def open_session(args: argparse.Namespace) -> tuple[requests.Session, list[dict]]:
+    """A session holding a fresh token, and the module's fields (``settings/fields``)."""
+    session = requests.Session()
+    session.headers["Authorization"] = "Zoho-oauthtoken " + token(session, args.url, args)
+    fields = session.get(
+        f"{args.url}/crm/v8/settings/fields", params={"module": args.module}, timeout=60
+    ).json()["fields"]
+    return session, list(fields)
+
+
 def common_args(parser: argparse.ArgumentParser) -> None:
     """The options every floor takes: the simulator, its credentials, the output, the layout."""
     for name in ("--url", "--client-id", "--client-secret", "--refresh-token", "--out"):
@@ -123,11 +133,7 @@ def main() -> None:
     parser.add_argument("--poll-initial", type=float, default=0.01)
     args = parser.parse_args()
     started = time.perf_counter()
-    session = requests.Session()
-    session.headers["Authorization"] = "Zoho-oauthtoken " + token(session, args.url, args)
-    fields = session.get(
-        f"{args.url}/crm/v8/settings/fields", params={"module": args.module}, timeout=60
-    ).json()["fields"]
+    session, fields = open_session(args)
     names = [
         f["api_name"] for f in fields if f["data_type"] not in SKIPPED and f["api_name"] != "id"
     ]

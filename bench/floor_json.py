@@ -27,7 +27,7 @@ from pathlib import Path
 import pyarrow as pa
 import requests
 
-from bench.floor_bulk import SKIPPED, common_args, token, write_partitioned
+from bench.floor_bulk import SKIPPED, common_args, open_session, write_partitioned
 
 
 def groups_of(names: list[str], size: int) -> list[list[str]]:
@@ -174,11 +174,7 @@ def main() -> None:
     parser.add_argument("--decode-only", action="store_true", help="write nothing")
     args = parser.parse_args()
     started = time.perf_counter()
-    session = requests.Session()
-    session.headers["Authorization"] = "Zoho-oauthtoken " + token(session, args.url, args)
-    fields = session.get(
-        f"{args.url}/crm/v8/settings/fields", params={"module": args.module}, timeout=60
-    ).json()["fields"]
+    session, fields = open_session(args)
     names = [f["api_name"] for f in fields if f["data_type"] not in SKIPPED]
     groups = groups_of(names, 50)
     read = coql if args.reader == "coql" else records

@@ -34,8 +34,14 @@ CONNECTOR_ENV = {
 BIG_MODULE = "Shipments"
 
 
+# The memory benchmark's wide module (``bench.simserver --wide-fields``), a copy of BIG_MODULE.
+WIDE_MODULE = "Wide_Shipments"
+
+
 def size_factor(module: str) -> float:
     """The module's size relative to ``--records`` (the largest module), from the fixture."""
+    if module == WIDE_MODULE:
+        module = BIG_MODULE
     org = json.loads((ROOT / "fixtures" / "org.json").read_text())
     for m in org["modules"]:
         if m["api_name"] == module:
@@ -87,10 +93,15 @@ class Sim:
 
 
 @contextmanager
-def simulator(records: int, *, cache: bool = True, seed: int = 7) -> Iterator[Sim]:
-    """Start ``bench.simserver`` in a child process; stop it on exit."""
+def simulator(
+    records: int, *, cache: bool = True, seed: int = 7, wide_fields: int = 0
+) -> Iterator[Sim]:
+    """Start ``bench.simserver`` in a child process (with ``WIDE_MODULE`` of ``wide_fields``
+    fields when not 0); stop it on exit."""
     args = [PYTHON, "-m", "bench.simserver", "--records", str(records), "--seed", str(seed)]
     args.append("--cache" if cache else "--no-cache")
+    if wide_fields:
+        args += ["--wide-fields", str(wide_fields)]
     proc = subprocess.Popen(
         args, cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True
     )
@@ -175,6 +186,7 @@ def extract(
     reader: str = "bulk",
     workers: int | None = None,
     full_refresh: bool = False,
+    partition_by: str | None = None,
     extra_env: Mapping[str, str] | None = None,
 ) -> Measured:
     """Run ``zoho-crm extract`` in a child process; ``extra['manifest']`` is its run manifest."""
@@ -200,6 +212,8 @@ def extract(
         args += ["--workers", str(workers)]
     if full_refresh:
         args.append("--full-refresh")
+    if partition_by is not None:
+        args += ["--partition-by", partition_by]
     before = _runs(output)
     m = check(measure(args, env={**CONNECTOR_ENV, **(extra_env or {})}), "zoho-crm extract")
     new = sorted(_runs(output) - before)

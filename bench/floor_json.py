@@ -6,12 +6,13 @@ the first group's range), exactly as the connector's COQL reader asks.
 ``--reader records``: ``GET /crm/v8/{module}`` with ``per_page=200`` sorted by ``Modified_Time``,
 one page-token chain per group of at most 50 fields, up to Zoho's 100,000 rows per query.
 
-``--layout none`` (the default, the issue's floor): nothing is converted or written, the bodies are
-decoded with ``json.loads`` and counted. ``--layout hive`` also writes what the connector must
-write, as plainly as Arrow allows: each page's groups are joined row by row (dict updates), every
-100,000 rows become one ``pa.Table.from_pylist`` (Arrow infers the types) and one
-``pq.write_to_dataset`` partitioned by the UTC day of ``Modified_Time`` (zstd). Prints one JSON
-line with the rows, calls, files and time.
+``--decode-only``: nothing is converted or written, the bodies are decoded with ``json.loads``
+and counted (the floor of earlier rounds). Otherwise (the ratio's floor) the rows are also written
+as the connector must write them, as plainly as Arrow allows: each page's groups are joined row by
+row (dict updates), every 10,000 rows become one ``pa.Table.from_pylist`` (Arrow infers the
+types), and once every page is read the rows are written as **one Parquet file per partition** of
+``Modified_Time`` at the connector's granularity (``--partition-by``, month by default; zstd), as
+``bench.floor_bulk`` does. Prints one JSON line with the rows, calls, files and time.
 """
 
 from __future__ import annotations
@@ -24,10 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 import requests
 
-from bench.floor_bulk import SKIPPED, token
+from bench.floor_bulk import SKIPPED, common_args, open_session, write_partitioned
 
 
 def groups_of(names: list[str], size: int) -> list[list[str]]:
@@ -61,41 +61,26 @@ def _coql_page(
 Sink = Callable[[list[dict]], None]
 
 
-class HiveSink:
-    """Collect decoded rows; write each 100,000 as one hive-partitioned ``write_to_dataset``."""
+class TableSink:
+    """Collect decoded rows; turn each 10,000 into one Arrow table (types inferred)."""
 
-    def __init__(self, out: Path) -> None:
-        self.out = out
+    CHUNK_ROWS = 10_000
+
+    def __init__(self) -> None:
         self.rows: list[dict] = []
-        self.writes = 0
+        self.tables: list[pa.Table] = []
 
     def __call__(self, rows: list[dict]) -> None:
         """Take one page's joined rows."""
         self.rows.extend(rows)
-        if len(self.rows) >= 100_000:
+        if len(self.rows) >= self.CHUNK_ROWS:
             self.flush()
 
     def flush(self) -> None:
-        """Write what is collected."""
-        if not self.rows:
-            return
-        days = [
-            datetime.fromisoformat(r["Modified_Time"]).astimezone(timezone.utc).date()
-            for r in self.rows
-        ]
-        table = pa.Table.from_pylist(self.rows).append_column(
-            "modified_date", pa.array(days, pa.date32())
-        )
-        self.rows = []
-        pq.write_to_dataset(
-            table,
-            self.out,
-            partition_cols=["modified_date"],
-            basename_template=f"chunk-{self.writes:05d}-{{i}}.parquet",
-            max_partitions=1 << 16,
-            compression="zstd",
-        )
-        self.writes += 1
+        """Convert what is collected."""
+        if self.rows:
+            self.tables.append(pa.Table.from_pylist(self.rows))
+            self.rows = []
 
 
 def _join(first: list[dict], others: list[list[dict]]) -> list[dict]:
@@ -182,29 +167,23 @@ def records(
 
 
 def main() -> None:
-    """Fetch one module's pages through COQL or the Records API and decode them."""
+    """Fetch one module's pages through COQL or the Records API, decode them, write them."""
     parser = argparse.ArgumentParser()
-    for name in ("--url", "--client-id", "--client-secret", "--refresh-token", "--out"):
-        parser.add_argument(name, required=True)
-    parser.add_argument("--module", required=True)
+    common_args(parser)
     parser.add_argument("--reader", choices=("coql", "records"), required=True)
-    parser.add_argument("--layout", choices=("none", "hive"), default="none")
+    parser.add_argument("--decode-only", action="store_true", help="write nothing")
     args = parser.parse_args()
     started = time.perf_counter()
-    session = requests.Session()
-    session.headers["Authorization"] = "Zoho-oauthtoken " + token(session, args.url, args)
-    fields = session.get(
-        f"{args.url}/crm/v8/settings/fields", params={"module": args.module}, timeout=60
-    ).json()["fields"]
+    session, fields = open_session(args)
     names = [f["api_name"] for f in fields if f["data_type"] not in SKIPPED]
     groups = groups_of(names, 50)
     read = coql if args.reader == "coql" else records
-    out = Path(args.out)
-    sink = HiveSink(out) if args.layout == "hive" else None
+    sink = None if args.decode_only else TableSink()
     rows, calls = read(session, args.url, args.module, groups, sink)
+    files: int | str = "-"
     if sink is not None:
         sink.flush()
-    files = sum(1 for _ in out.rglob("*.parquet")) if sink is not None else "-"
+        files = write_partitioned(sink.tables, Path(args.out), args.partition_by)
     print(
         json.dumps(
             {"rows": rows, "calls": calls, "files": files, "total_s": time.perf_counter() - started}

@@ -11,17 +11,74 @@ file, and a JSON answer (COQL, Records) to a request seen before is served from 
 the simulator's own generation time (Python rendering 72 columns) out of the comparison, so the
 connector and the floor are timed on what the client does. A cached answer is neither logged nor
 charged, so the credit benchmark runs with ``--no-cache``.
+
+``--wide-fields N`` adds a module ``Wide_Shipments`` to the org (a copy of the fixture written to a
+temporary file): ``Shipments`` with its plain custom fields repeated until the module has about N
+fields, the same size factor, for the memory benchmark's wide case.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import json
 import signal
 import sys
+import tempfile
 import threading
+from pathlib import Path
 from typing import Any
+
+FIXTURE = Path(__file__).resolve().parent.parent / "fixtures" / "org.json"
+WIDE_MODULE = "Wide_Shipments"
+# Field types a copy can take as they are (no autonumber, lookups or system fields).
+_COPYABLE = {
+    "text",
+    "textarea",
+    "picklist",
+    "multiselectpicklist",
+    "integer",
+    "double",
+    "percent",
+    "currency",
+    "boolean",
+    "date",
+    "email",
+    "phone",
+    "website",
+}
+
+
+def wide_fixture(fields: int) -> Path:
+    """The fixture with ``WIDE_MODULE`` added: ``Shipments`` with its plain custom fields copied
+    (``<name>_c2``, ``<name>_c3``, …, new ids) until the module has about ``fields`` fields."""
+    org = json.loads(FIXTURE.read_text())
+    base = next(m for m in org["modules"] if m["api_name"] == "Shipments")
+    wide = copy.deepcopy(base)
+    wide.update(
+        api_name=WIDE_MODULE,
+        module_name=WIDE_MODULE,
+        plural_label="Wide Shipments",
+        singular_label="Wide Shipment",
+        id="5725767000000990001",
+        sequence_number=max(m.get("sequence_number", 0) for m in org["modules"]) + 1,
+    )
+    plain = [f for f in base["fields"] if f.get("custom_field") and f["data_type"] in _COPYABLE]
+    copy_no = 2
+    while len(wide["fields"]) < fields:
+        for field in plain[: fields - len(wide["fields"])]:
+            clone = copy.deepcopy(field)
+            clone["api_name"] = f"{field['api_name']}_c{copy_no}"
+            clone["field_label"] = clone["display_label"] = f"{field['field_label']} {copy_no}"
+            wide["fields"].append(clone)
+        copy_no += 1
+    for number, field in enumerate(wide["fields"]):
+        field["id"] = str(5725767000000991000 + number)
+    org["modules"].append(wide)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(org, handle)
+    return Path(handle.name)
 
 
 def _install_bulk_cache(bulk: Any) -> None:
@@ -124,9 +181,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=7)
     parser.add_argument("--bulk-page-size", type=int, default=200_000)
     parser.add_argument("--cache", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--wide-fields", type=int, default=0, help="add Wide_Shipments")
     args = parser.parse_args(argv)
 
+    fixture = wide_fixture(args.wide_fields) if args.wide_fields else None
     sim = Simulator(
+        fixture=fixture,
         records=args.records,
         seed=args.seed,
         bulk_page_size=args.bulk_page_size,
@@ -147,6 +207,8 @@ def main(argv: list[str] | None = None) -> None:
         pass
     finally:
         sim.stop()
+        if fixture is not None:
+            fixture.unlink(missing_ok=True)
 
 
 if __name__ == "__main__":

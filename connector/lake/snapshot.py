@@ -12,11 +12,12 @@ module, not to its full width:
 1. read only ``id`` and ``Modified_Time`` of every file, remembering (file, row) of each version;
    sort by ``id`` then ``Modified_Time`` descending, keep the first row of each ``id``; drop the
    ids deleted at or after that time (a hash join against the tombstones' latest ``deleted_time``);
-2. read the files that hold a winning row one at a time, take those rows, conform them to the
-   unified schema and append them to the output file.
+2. read the files that hold a winning row one at a time, a row group at a time, take those rows,
+   conform them to the unified schema and gather them into the output's row groups (a few large
+   ones, up to ``ROW_GROUP_ROWS`` rows or ``ROW_GROUP_BYTES``, however small the source files).
 
 Peak memory is therefore about (``id`` + ``Modified_Time`` + two integers) per stored version, plus
-one data file and one output row group. DuckDB could stream the whole thing, but pyarrow is a core
+one row group of a data file and one output row group. DuckDB could stream the whole thing, but pyarrow is a core
 dependency and DuckDB is not.
 
 Files of runs that crashed before committing their state may still be present (the next extract
@@ -52,6 +53,10 @@ DELETED_TIME = "deleted_time"
 DELETED_DIR = "_deleted"
 SINGLE_FILE_NAME = "part-00000.parquet"
 _TS = pa.timestamp("us", tz="UTC")
+# The snapshot's row groups: as large as the extract's own (engines scan such groups best),
+# bounded in bytes too so that a wide module's group stays small in memory.
+ROW_GROUP_ROWS = 128 * 1024
+ROW_GROUP_BYTES = 64 << 20
 
 
 @dataclass(frozen=True)
@@ -303,7 +308,7 @@ def _conform(table: pa.Table, schema: pa.Schema, path: str) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
-def _winning_rows(kept: pa.Table) -> Iterable[tuple[int, pa.Array]]:
+def _winning_rows(kept: pa.Table) -> Iterable[tuple[int, np.ndarray]]:
     """(file index, row indices in that file) in file order, rows ascending."""
     if kept.num_rows == 0:
         return []
@@ -314,9 +319,50 @@ def _winning_rows(kept: pa.Table) -> Iterable[tuple[int, pa.Array]]:
     starts = np.concatenate(([0], np.flatnonzero(np.diff(file_idx)) + 1))
     ends = np.append(starts[1:], len(file_idx))
     return [
-        (int(file_idx[start]), pa.array(rows[start:end]))
-        for start, end in zip(starts, ends, strict=True)
+        (int(file_idx[start]), rows[start:end]) for start, end in zip(starts, ends, strict=True)
     ]
+
+
+def _file_rows(source: Any, rows: np.ndarray) -> Iterable[pa.Table]:
+    """The rows ``rows`` (ascending) of one Parquet file, read a row group at a time: a file
+    may hold a million rows, the winners of a snapshot only some of them."""
+    pf = pq.ParquetFile(source)
+    first = 0
+    for group in range(pf.num_row_groups):
+        size = pf.metadata.row_group(group).num_rows
+        lo, hi = np.searchsorted(rows, [first, first + size])
+        if hi > lo:
+            yield pf.read_row_group(group).take(pa.array(rows[lo:hi] - first))
+        first += size
+
+
+class _RowGroups:
+    """Gather the snapshot's rows into row groups of about ``ROW_GROUP_ROWS`` rows or
+    ``ROW_GROUP_BYTES`` bytes, whichever comes first, however small the files they come from:
+    a few large row groups scan fast, one per source file (a month, a day) does not."""
+
+    def __init__(self, writer: pq.ParquetWriter) -> None:
+        self.writer = writer
+        self.pending: list[pa.Table] = []
+        self.rows = self.bytes = 0
+
+    def add(self, table: pa.Table) -> None:
+        """Take some rows; write a row group when enough are gathered."""
+        if table.num_rows == 0:
+            return
+        self.pending.append(table)
+        self.rows += table.num_rows
+        self.bytes += table.nbytes
+        if self.rows >= ROW_GROUP_ROWS or self.bytes >= ROW_GROUP_BYTES:
+            self.flush()
+
+    def flush(self) -> None:
+        """Write what is gathered as one row group."""
+        if not self.pending:
+            return
+        table = pa.concat_tables(self.pending)
+        self.writer.write_table(table, row_group_size=table.num_rows)
+        self.pending, self.rows, self.bytes = [], 0, 0
 
 
 def _target(out: str) -> tuple[Output, str, str]:
@@ -360,11 +406,13 @@ def _write_rows(
     tmp = _scratch_file(target, name)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            groups = _RowGroups(writer)
             for index, rows in _winning_rows(kept):
                 with fs.open(files[index], "rb") as source:
-                    table = pq.read_table(source)
-                table = table.drop_columns([c for c in table.column_names if c in partition_keys])
-                writer.write_table(_conform(table.take(rows), schema, files[index]))
+                    for table in _file_rows(source, rows):
+                        dropped = [c for c in table.column_names if c in partition_keys]
+                        groups.add(_conform(table.drop_columns(dropped), schema, files[index]))
+            groups.flush()
             if kept.num_rows == 0:
                 writer.write_table(schema.empty_table())
         target.write_file_atomic(name, Path(tmp))

@@ -359,3 +359,38 @@ def test_reads_what_the_dataset_writer_wrote(tmp_path: Path) -> None:
         {"id": "1", "Last_Name": "a2", "Modified_Time": t(3000), "Score": 5}
     ]
     assert result.versions_read == 3
+
+
+def test_many_small_files_give_one_row_group(tmp_path: Path) -> None:
+    # Forty daily files of a few rows each: the snapshot gathers them, not a row group per file.
+    for day in range(40):
+        rows = [
+            {"id": f"{day}-{i}", "Last_Name": "x", "Modified_Time": t(day * 24 * 60 + i)}
+            for i in range(3)
+        ]
+        write_part(tmp_path, "Leads", rows, V1, name=f"p{day}")
+    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "now.parquet"))
+    meta = pq.ParquetFile(result.path).metadata
+    assert (result.files_read, result.rows) == (40, 120)
+    assert (meta.num_row_groups, meta.num_rows) == (1, 120)
+
+
+def test_row_groups_are_capped_and_winners_read_across_source_row_groups(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import connector.lake.snapshot as snapshot
+
+    monkeypatch.setattr(snapshot, "ROW_GROUP_ROWS", 4)
+    # One file of 10 rows in row groups of 3, holding two versions of ids 0..4: only the later
+    # version of each (rows 5..9, in three of the file's four row groups) is kept.
+    rows = [
+        {"id": str(i % 5), "Last_Name": f"v{i // 5}-{i % 5}", "Modified_Time": t(i)}
+        for i in range(10)
+    ]
+    directory = tmp_path / "Leads" / "modified_month=2026-03"
+    directory.mkdir(parents=True)
+    pq.write_table(pa.Table.from_pylist(rows, schema=V1), directory / "a.parquet", row_group_size=3)
+    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "now.parquet"))
+    assert [r["Last_Name"] for r in by_id(result.path)] == [f"v1-{i}" for i in range(5)]
+    groups = pq.ParquetFile(result.path).metadata
+    assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [4, 1]

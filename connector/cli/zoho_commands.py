@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import sys
-from typing import Annotated
+from dataclasses import asdict
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -19,6 +21,9 @@ from connector.cli.app import (
 )
 from connector.errors import ConfigError
 from connector.run.workers import MAX_WORKERS
+
+if TYPE_CHECKING:
+    from connector.run.planner import Plan
 
 
 @app.command()
@@ -72,12 +77,13 @@ def extract(
         from connector.run.sync import run_extract
 
         _check_workers(workers)
+        names = split_modules(modules)
         settings = load_cli_settings(connection, config)
         show = sys.stderr.isatty() if progress is None else progress
         manifest = run_extract(
             settings,
             output,
-            modules=split_modules(modules),
+            modules=names,
             full_refresh=full_refresh,
             workers=workers,
             max_credits=max_credits,
@@ -100,6 +106,12 @@ def _check_workers(workers: int | None) -> None:
         )
 
 
+JsonOpt = Annotated[
+    bool,
+    typer.Option("--json", help="Print the same facts as one JSON document on stdout."),
+]
+
+
 @app.command()
 def plan(
     connection: ConnectionOpt = None,
@@ -111,6 +123,7 @@ def plan(
             "--output", "-o", help="Output whose watermarks make this an incremental plan."
         ),
     ] = None,
+    as_json: JsonOpt = False,
 ) -> None:
     """Dry run: the reader, estimated rows and credits per module, reading no records."""
 
@@ -118,10 +131,9 @@ def plan(
         from connector.run.plan import build_plan
         from connector.run.planner import format_plan
 
-        result = build_plan(
-            load_cli_settings(connection, config), modules=split_modules(modules), output=output
-        )
-        typer.echo(format_plan(result))
+        names = split_modules(modules)
+        result = build_plan(load_cli_settings(connection, config), modules=names, output=output)
+        typer.echo(_json(_plan_doc(result)) if as_json else format_plan(result))
 
     run_command(action)
 
@@ -133,6 +145,7 @@ def modules_command(
     counts: Annotated[
         bool, typer.Option("--counts/--no-counts", help="Count records (1 credit per module).")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List modules with field counts, record counts (with --counts) and the readers that serve each."""
 
@@ -142,7 +155,33 @@ def modules_command(
 
         with ZohoClient(load_cli_settings(connection, config)) as client:
             rows = build_catalog(client, counts=counts)
+            if as_json:
+                doc = {
+                    "modules": [asdict(row) for row in rows],
+                    "readable": sum(1 for row in rows if row.readers),
+                    "credits_spent": client.meter.total,
+                }
+                typer.echo(_json(doc))
+                return
             typer.echo(format_catalog(rows))
             typer.echo(f"credits spent: {client.meter.total}")
 
     run_command(action)
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _plan_doc(result: Plan) -> dict[str, Any]:
+    """The plan's facts as ``format_plan`` prints them, as JSON (rows null where unknown)."""
+    return {
+        "api_type": result.api_type,
+        "use_coql": result.use_coql,
+        "modules": [asdict(m) for m in result.modules],
+        "discovery_credits": result.discovery_credits,
+        "estimated_total_credits": result.total_credits,
+        "rows_unknown": any(m.estimated_rows is None and m.error is None for m in result.modules),
+        "spent_credits": result.spent_credits,
+        "warnings": list(result.warnings),
+    }

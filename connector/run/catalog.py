@@ -104,16 +104,15 @@ def resolve_names(names: Sequence[str], listing: Sequence[ModuleMeta]) -> list[M
     """
     by_name = {m.api_name: m for m in listing}
     by_fold: dict[str, list[ModuleMeta]] = {}
-    for meta in listing:
-        by_fold.setdefault(meta.api_name.casefold(), []).append(meta)
+    for module in listing:
+        by_fold.setdefault(module.api_name.casefold(), []).append(module)
     chosen: dict[str, ModuleMeta] = {}
     for name in names:
-        meta = by_name.get(name)
-        if meta is None:
-            matches = by_fold.get(name.casefold(), [])
-            if len(matches) != 1:
-                raise _unknown_module(name, listing)
-            meta = matches[0]
+        exact = by_name.get(name)
+        matches = [exact] if exact is not None else by_fold.get(name.casefold(), [])
+        if len(matches) != 1:
+            raise _unknown_module(name, listing)
+        meta = matches[0]
         why = unavailable_reason(meta)
         if why is not None:
             raise ConfigError(

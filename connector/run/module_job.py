@@ -86,6 +86,7 @@ from connector.lake.state import (
     data_dirs,
     dedupe_against_watermark,
 )
+from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter, WrittenFile
 from connector.readers import coql_count, coql_probe, read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
@@ -307,6 +308,7 @@ class ModuleJob:
             target_state.deleted_watermark = target_state.watermark
             target_state.deleted_remembered = frozenset()
             self._commit_state(target_state)
+        report.tombstone_files.extend(empty_tombstones(run.store, target_state, run.run_id))
 
         if new_generation:
             self._remove_old_generation(target_state)

@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 DirArg = Annotated[
     str | None,
     typer.Argument(
-        metavar="[DIR]",
+        metavar="DIR",
         help="The extract's output directory or URL (the same as -o/--output).",
         show_default=False,
     ),

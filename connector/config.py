@@ -9,7 +9,8 @@ Sources, highest precedence first (each key is taken from the first source that 
 4. the TOML file (``--config``): a ``[connection]`` table or a ``connection = "..."`` string;
 5. the defaults.
 
-Tuning knobs come from the TOML ``[tuning]`` table and ``ZOHO_CRM_TUNING_<NAME>`` variables (the
+Tuning knobs come from the TOML ``[tuning]`` table and ``ZOHO_CRM_TUNING_<NAME>`` variables, output
+settings (``partition_by``) from the ``[output]`` table and ``ZOHO_CRM_OUTPUT_<NAME>`` variables (the
 environment wins).
 
 :func:`load_settings` reads the sources (:mod:`connector.config_sources`, which accept every key
@@ -149,6 +150,10 @@ class Tuning(BaseModel):
 
 
 TUNING_NAMES: tuple[str, ...] = tuple(Tuning.model_fields)
+# How extract groups a dataset's files into folders (connector.lake.layout): the values of the
+# [output] partition_by setting, ZOHO_CRM_OUTPUT_PARTITION_BY and extract --partition-by.
+PARTITION_BY_CHOICES = ("day", "month", "year", "none")
+OUTPUT_NAMES: tuple[str, ...] = ("partition_by",)
 
 
 class Settings(BaseModel):
@@ -171,6 +176,9 @@ class Settings(BaseModel):
     api_version: str = "v8"
     token_cache_path: Path | None = None
     tuning: Tuning = Field(default_factory=Tuning)
+    partition_by: str | None = None
+    """The partition granularity asked for (``PARTITION_BY_CHOICES``); None: a new dataset gets
+    month, an existing one keeps its own."""
 
     @property
     def refreshes_tokens(self) -> bool:
@@ -294,10 +302,50 @@ _REFRESH_KEYS = (
 )
 
 
-def build_settings(values: Mapping[str, str], tuning: Mapping[str, Any] | None = None) -> Settings:
-    """Validate canonical key -> raw value (and tuning knobs) into ``Settings``, or ConfigError."""
+# config.example.toml's credentials (and the README's "1000.XXXX; xxxx"): a copy of the example
+# that was never filled in is refused before any call, naming the keys, rather than sent to Zoho.
+_PLACEHOLDERS = frozenset(
+    {
+        "1000.your_client_id",
+        "your-client-secret",
+        "1000.your-refresh-token",
+        "1000.your-access-token",
+        "1000.xxxx",
+        "xxxx",
+    }
+)
+_CREDENTIAL_KEYS = ("OAuthClientId", "OAuthClientSecret", "OAuthRefreshToken", "OAuthAccessToken")
+NO_CONNECTION = "no connection: use --connection, ZOHO_CRM_CONNECTION or --config"
+
+
+def _check_placeholders(values: Mapping[str, str]) -> None:
+    """ConfigError naming the credentials that still hold the example's placeholder values."""
+    left = [
+        key for key in _CREDENTIAL_KEYS if (values.get(key) or "").strip().lower() in _PLACEHOLDERS
+    ]
+    if left:
+        raise ConfigError(
+            f"{', '.join(left)} still "
+            + (
+                "holds the example's placeholder value"
+                if len(left) == 1
+                else "hold the example's placeholder values"
+            )
+            + ": fill in the credentials from the Zoho API console (zoho-crm auth url, then "
+            "auth exchange)"
+        )
+
+
+def build_settings(
+    values: Mapping[str, str],
+    tuning: Mapping[str, Any] | None = None,
+    output: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Validate canonical key -> raw value (and tuning knobs, ``[output]`` settings) into
+    ``Settings``, or ConfigError."""
     for key in SECRET_KEYS:
         register_secret(values.get(key))
+    _check_placeholders(values)
     fields: dict[str, Any] = {}
     for key, (name, rule) in _VALUE_RULES.items():
         raw = (values.get(key) or "").strip()
@@ -307,6 +355,8 @@ def build_settings(values: Mapping[str, str], tuning: Mapping[str, Any] | None =
             fields[name] = _region_without_key(fields)
     _check_credentials(fields)
     fields["tuning"] = build_tuning(tuning or {})
+    if (output or {}).get("partition_by") is not None:
+        fields["partition_by"] = parse_partition_by(str((output or {})["partition_by"]))
     try:
         return Settings(**fields)
     except ValidationError as exc:  # pragma: no cover - every field is checked above
@@ -352,6 +402,17 @@ def build_tuning(values: Mapping[str, Any]) -> Tuning:
         raise ConfigError(f"tuning setting {name} is not valid: {error.get('msg')}") from None
 
 
+def parse_partition_by(value: str) -> str:
+    """A partition granularity (case-insensitive), else ConfigError naming the choices."""
+    lowered = value.strip().lower()
+    if lowered not in PARTITION_BY_CHOICES:
+        raise ConfigError(
+            f"partition_by={_show('partition_by', value)} is not valid: use one of "
+            f"{', '.join(PARTITION_BY_CHOICES)}"
+        )
+    return lowered
+
+
 # ----------------------------------------------------------------------------------------------
 # Precedence
 
@@ -368,12 +429,15 @@ def load_settings(
     if connection is not None:
         layers.append(connection_layer(connection, "the connection string", warnings))
     # ZOHO_CRM_<KEY> variables, then ZOHO_CRM_CONNECTION.
-    layers.extend(read_environment(environ, TUNING_NAMES, warnings))
+    layers.extend(read_environment(environ, TUNING_NAMES, warnings, OUTPUT_NAMES))
     if config_file is not None:
-        layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings))
+        layers.append(read_toml(Path(config_file), TUNING_NAMES, warnings, OUTPUT_NAMES))
     merged = merge_layers(layers)
+    if not any(value.strip() for value in merged.connection.values()):
+        # Nothing was given at all: say where settings come from, not which key is missing first.
+        raise ConfigError(NO_CONNECTION)
     try:
-        settings = build_settings(merged.connection, merged.tuning)
+        settings = build_settings(merged.connection, merged.tuning, merged.output)
     except ConfigError as error:
         if not warnings:
             raise

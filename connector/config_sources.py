@@ -33,16 +33,19 @@ else:  # pragma: no cover - Python 3.10
 ENV_PREFIX = "ZOHO_CRM_"
 ENV_CONNECTION = "ZOHO_CRM_CONNECTION"
 ENV_TUNING_PREFIX = "ZOHO_CRM_TUNING_"
+ENV_OUTPUT_PREFIX = "ZOHO_CRM_OUTPUT_"
 # Environment variables with our prefix that are not connection keys.
 _ENV_NOT_KEYS = frozenset({"CONNECTION", "TOKEN_CACHE_DIR"})
 
 
 @dataclass
 class RawLayer:
-    """What one source gives: canonical connection key -> raw text, tuning knob -> raw value."""
+    """What one source gives: canonical connection key -> raw text, tuning knob -> raw value,
+    output setting -> raw value."""
 
     connection: dict[str, str] = field(default_factory=dict)
     tuning: dict[str, Any] = field(default_factory=dict)
+    output: dict[str, Any] = field(default_factory=dict)
 
 
 def merge_layers(layers: Sequence[RawLayer]) -> RawLayer:
@@ -51,6 +54,7 @@ def merge_layers(layers: Sequence[RawLayer]) -> RawLayer:
     for layer in reversed(layers):
         merged.connection.update(layer.connection)
         merged.tuning.update(layer.tuning)
+        merged.output.update(layer.output)
     return merged
 
 
@@ -62,9 +66,13 @@ def connection_layer(text: str, where: str, warnings: list[str]) -> RawLayer:
 
 
 def read_environment(
-    environ: Mapping[str, str], tuning_names: Collection[str], warnings: list[str]
+    environ: Mapping[str, str],
+    tuning_names: Collection[str],
+    warnings: list[str],
+    output_names: Collection[str] = (),
 ) -> tuple[RawLayer, RawLayer]:
-    """The ``ZOHO_CRM_<KEY>`` and ``ZOHO_CRM_TUNING_<NAME>`` variables, then ``ZOHO_CRM_CONNECTION``.
+    """The ``ZOHO_CRM_<KEY>``, ``ZOHO_CRM_TUNING_<NAME>`` and ``ZOHO_CRM_OUTPUT_<NAME>``
+    variables, then ``ZOHO_CRM_CONNECTION``.
 
     Variable names are case-insensitive and underscores inside a key are ignored.
     """
@@ -83,6 +91,12 @@ def read_environment(
                 per_key.tuning[knob] = value
             else:
                 warnings.append(f"unknown tuning variable {name} is ignored")
+        elif upper.startswith(ENV_OUTPUT_PREFIX):
+            setting = rest[len("OUTPUT_") :].lower()
+            if setting in output_names:
+                per_key.output[setting] = value
+            else:
+                warnings.append(f"unknown output variable {name} is ignored")
         elif rest not in _ENV_NOT_KEYS:
             known = accept_key(per_key.connection, rest, value, "the environment", unique=False)
             # Only a near miss of a key is worth a warning; other ZOHO_CRM_ variables may belong
@@ -92,16 +106,23 @@ def read_environment(
     return per_key, whole
 
 
-def read_toml(path: Path, tuning_names: Collection[str], warnings: list[str]) -> RawLayer:
-    """A TOML file's ``[connection]`` table (or ``connection = "..."`` string) and ``[tuning]``."""
+def read_toml(
+    path: Path,
+    tuning_names: Collection[str],
+    warnings: list[str],
+    output_names: Collection[str] = (),
+) -> RawLayer:
+    """A TOML file's ``[connection]`` table (or ``connection = "..."`` string), ``[tuning]`` and
+    ``[output]``."""
     data = _load_toml(path)
     where = f"config file {path}"
     layer = RawLayer(
         connection=_toml_connection(data.get("connection"), where, warnings),
         tuning=_toml_tuning(data.get("tuning", {}), tuning_names, where, warnings),
+        output=_toml_tuning(data.get("output", {}), output_names, where, warnings, "output"),
     )
     for name in data:
-        if name not in ("connection", "tuning"):
+        if name not in ("connection", "tuning", "output"):
             warnings.append(f"unknown table or key {name!r} in {where} is ignored")
     return layer
 
@@ -135,10 +156,15 @@ def _toml_connection(section: object, where: str, warnings: list[str]) -> dict[s
 
 
 def _toml_tuning(
-    section: object, tuning_names: Collection[str], where: str, warnings: list[str]
+    section: object,
+    tuning_names: Collection[str],
+    where: str,
+    warnings: list[str],
+    table: str = "tuning",
 ) -> dict[str, Any]:
+    """The known settings of the ``[tuning]`` (or ``[output]``) table; unknown ones warned of."""
     if not isinstance(section, dict):
-        raise ConfigError(f"'tuning' in {where} must be a table")
+        raise ConfigError(f"'{table}' in {where} must be a table")
     tuning: dict[str, Any] = {}
     for name, value in section.items():
         if name in tuning_names:
@@ -146,7 +172,7 @@ def _toml_tuning(
         else:
             close = difflib.get_close_matches(name, tuning_names, n=1)
             hint = f"; did you mean {close[0]}?" if close else ""
-            warnings.append(f"unknown tuning setting {name!r} in {where} is ignored{hint}")
+            warnings.append(f"unknown {table} setting {name!r} in {where} is ignored{hint}")
     return tuning
 
 

@@ -69,7 +69,7 @@ def run_demo(
         yield "incremental extraction:"
         yield from (f"  {line}" for line in second.summary_lines())
 
-        yield f"Parquet datasets are in {Path(output).resolve()}/<Module>/ (hive-partitioned by modified_date)"
+        yield f"Parquet datasets are in {Path(output).resolve()}/<Module>/ (hive-partitioned by month: modified_month=YYYY-MM)"
         yield (
             f'read them with: {sys.executable} -c "import pyarrow.dataset as ds; '
             f"print(ds.dataset('{output}/{DEMO_MODULE}', partitioning='hive').to_table().num_rows)\""

@@ -8,25 +8,46 @@ from typing import Annotated, Any
 
 import typer
 
-from connector.cli.app import auth_app, run_command
+from connector.cli.app import auth_app, command_epilog, run_command
+
+ClientIdOpt = Annotated[
+    str,
+    typer.Option("--client-id", metavar="ID", help="OAuth client id from api-console.zoho.com."),
+]
+RedirectOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--redirect-uri",
+        metavar="URL",
+        help="The client's registered redirect URI, the same for url and exchange (default: "
+        "https://localhost/callback).",
+    ),
+]
+RegionOpt = Annotated[
+    str,
+    typer.Option(
+        "--region", metavar="REGION", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK."
+    ),
+]
 
 
-@auth_app.command("url")
+@auth_app.command(
+    "url", epilog=command_epilog("zoho-crm auth url --client-id 1000.ABCD --region EU")
+)
 def auth_url(
-    client_id: Annotated[
-        str, typer.Option("--client-id", help="OAuth client id from api-console.zoho.com.")
-    ],
-    region: Annotated[
-        str, typer.Option("--region", help="Data centre: US, EU, IN, AU, JP, CN, CA, SA, UK.")
-    ] = "US",
-    redirect_uri: Annotated[
-        str | None, typer.Option("--redirect-uri", help="The client's registered redirect URI.")
-    ] = None,
+    client_id: ClientIdOpt,
+    region: RegionOpt = "US",
+    redirect_uri: RedirectOpt = None,
     api_type: Annotated[
-        str, typer.Option("--api-type", help="Bulk or REST: decides the scopes.")
+        str, typer.Option("--api-type", metavar="Bulk|REST", help="Decides the scopes asked.")
     ] = "Bulk",
     accounts_server: Annotated[
-        str | None, typer.Option("--accounts-server", help="Override the accounts server URL.")
+        str | None,
+        typer.Option(
+            "--accounts-server",
+            metavar="URL",
+            help="Override the accounts server URL (default: the region's).",
+        ),
     ] = None,
 ) -> None:
     """Print the authorization URL to open in a browser, with the scopes the connector needs."""
@@ -45,32 +66,58 @@ def auth_url(
     run_command(action)
 
 
-@auth_app.command("exchange")
+@auth_app.command(
+    "exchange",
+    epilog=command_epilog(
+        "zoho-crm auth exchange --client-id 1000.ABCD --region EU --code 'https://localhost/"
+        "callback?code=…' --write ~/.zoho-crm.conn"
+    ),
+)
 def auth_exchange(
-    code: Annotated[str, typer.Option("--code", help="The grant code from the redirect.")],
-    client_id: Annotated[str, typer.Option("--client-id")],
-    client_secret: Annotated[
-        str, typer.Option("--client-secret", envvar="ZOHO_CRM_OAUTHCLIENTSECRET")
+    code: Annotated[
+        str,
+        typer.Option(
+            "--code",
+            metavar="CODE_OR_URL",
+            help="The grant code, or the whole address Zoho redirected to.",
+        ),
     ],
-    region: Annotated[str, typer.Option("--region")] = "US",
-    redirect_uri: Annotated[str | None, typer.Option("--redirect-uri")] = None,
+    client_id: ClientIdOpt,
+    client_secret: Annotated[
+        str,
+        typer.Option(
+            "--client-secret",
+            envvar="ZOHO_CRM_OAUTHCLIENTSECRET",
+            metavar="SECRET",
+            help="The client's secret; prefer the environment variable, which ps does not show.",
+            show_default=False,
+        ),
+    ],
+    region: RegionOpt = "US",
+    redirect_uri: RedirectOpt = None,
     accounts_server: Annotated[
         str | None,
         typer.Option(
-            "--accounts-server", help="The accounts-server value given back with the code."
+            "--accounts-server",
+            metavar="URL",
+            help="The accounts-server value given back with the code (default: the one in the "
+            "redirect address, else the region's).",
         ),
     ] = None,
     show_secrets: Annotated[
         bool,
         typer.Option(
-            "--show-secrets", help="Print the secret and tokens in the connection string."
+            "--show-secrets",
+            help="Print the secret and tokens in the connection string (default: off).",
         ),
     ] = False,
     write: Annotated[
         Path | None,
         typer.Option(
             "--write",
-            help="Also write the full connection string, secrets included, to this file (0600).",
+            metavar="FILE",
+            help="Also write the full connection string, secrets included, to this file (0600) "
+            "(default: none).",
         ),
     ] = None,
 ) -> None:

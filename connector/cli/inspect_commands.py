@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from connector.cli.app import app, run_command
+from connector.cli.app import app, command_epilog, run_command
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -31,12 +31,16 @@ OutputOpt = Annotated[
     typer.Option(
         "--output",
         "-o",
-        help="The extract's output directory or URL (s3://…), as given to extract.",
+        help="The extract's output directory or URL (s3://…), as given to extract (default: the "
+        "DIR argument).",
         show_default=False,
     ),
 ]
 JsonOpt = Annotated[
-    bool, typer.Option("--json", help="Print the same facts as one JSON document on stdout.")
+    bool,
+    typer.Option(
+        "--json", help="Print the same facts as one JSON document on stdout (default: a table)."
+    ),
 ]
 
 
@@ -64,20 +68,23 @@ def _json(doc: object) -> str:
     return json.dumps(doc, indent=2, ensure_ascii=False)
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm state -o ./lake --module Leads"))
 def state(
     directory: DirArg = None,
     output: OutputOpt = None,
     module: Annotated[
         str | None,
-        typer.Option("--module", "-m", help="One module only.", show_default=False),
+        typer.Option(
+            "--module",
+            "-m",
+            metavar="MODULE",
+            help="One module only (default: every module).",
+            show_default=False,
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Per module: rows, files, bytes, tombstones, watermark, last run and its status, reader.
-
-    Example: zoho-crm state -o ./zoho-out
-    """
+    """Per module: rows, files, bytes, tombstones, watermark, last run and its status, reader."""
 
     def action() -> None:
         from connector.lake.inventory import Inventory, pick_module, state_modules
@@ -178,20 +185,19 @@ def format_state(summaries: list[ModuleSummary]) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm runs -o ./lake --last 10"))
 def runs(
     directory: DirArg = None,
     output: OutputOpt = None,
     last: Annotated[
         int | None,
-        typer.Option("--last", min=1, help="Only the newest N runs.", show_default=False),
+        typer.Option(
+            "--last", min=1, help="Only the newest N runs (default: every run).", show_default=False
+        ),
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """The runs recorded in DIR/_runs/, newest first: when, modules, rows, credits, exit status.
-
-    Example: zoho-crm runs -o ./zoho-out --last 10
-    """
+    """The runs recorded in DIR/_runs/, newest first: when, modules, rows, credits, exit status."""
 
     def action() -> None:
         from connector.lake.manifest import read_runs
@@ -262,26 +268,25 @@ def format_runs(records: list[RunRecord]) -> str:
     return "\n".join(lines)
 
 
-@app.command()
+@app.command(
+    epilog=command_epilog("zoho-crm snapshot -o ./lake --module Leads --out leads_now.parquet")
+)
 def snapshot(
-    directory: DirArg = None,
-    output: OutputOpt = None,
     module: Annotated[
-        str, typer.Option("--module", "-m", help="Module to materialise.", show_default=False)
-    ] = "",
+        str, typer.Option("--module", "-m", metavar="MODULE", help="Module to materialise.")
+    ],
     out: Annotated[
         str,
         typer.Option(
             "--out",
+            metavar="FILE_OR_DIR",
             help="Where to write: FILE.parquet (one file) or a directory (a dataset), outside DIR.",
-            show_default=False,
         ),
-    ] = "",
+    ],
+    directory: DirArg = None,
+    output: OutputOpt = None,
 ) -> None:
-    """Write a module as it is now: latest version per id, minus deleted records.
-
-    Example: zoho-crm snapshot -o ./zoho-out --module Leads --out leads_now.parquet
-    """
+    """Write a module as it is now: latest version per id, minus deleted records."""
 
     def action() -> None:
         from connector.lake.snapshot import materialise_snapshot

@@ -13,11 +13,15 @@ from connector.cli.app import (
     ConfigOpt,
     ConnectionOpt,
     ModulesOpt,
+    PartitionByOpt,
     app,
     cli_globals,
+    command_epilog,
     load_cli_settings,
+    log_events,
     run_command,
     split_modules,
+    with_partition_by,
 )
 from connector.errors import ConfigError
 from connector.run.workers import MAX_WORKERS
@@ -26,7 +30,7 @@ if TYPE_CHECKING:
     from connector.run.planner import Plan
 
 
-@app.command()
+@app.command(epilog=command_epilog('ZOHO_CRM_CONNECTION="$(cat ~/.zoho-crm.conn)" zoho-crm check'))
 def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
     """Validate settings, obtain a token, read the org and compare granted and needed scopes."""
 
@@ -39,29 +43,40 @@ def check(connection: ConnectionOpt = None, config: ConfigOpt = None) -> None:
     run_command(action)
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm extract -o ./lake --modules Leads,Deals"))
 def extract(
     output: Annotated[
-        str, typer.Option("--output", "-o", help="Output directory or URL (s3://…).")
+        str,
+        typer.Option("--output", "-o", metavar="DIR", help="Output directory or URL (s3://…)."),
     ],
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,
     modules: ModulesOpt = None,
     full_refresh: Annotated[
-        bool, typer.Option("--full-refresh", help="Ignore saved watermarks and read everything.")
+        bool,
+        typer.Option(
+            "--full-refresh", help="Ignore saved watermarks and read everything (default: off)."
+        ),
     ] = False,
     workers: Annotated[
         int | None,
         typer.Option(
             "--workers",
             "-w",
-            help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls).",
+            metavar="N",
+            help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls; "
+            "default: workers in [tuning], 4).",
             show_default=False,
         ),
     ] = None,
     max_credits: Annotated[
         int | None,
-        typer.Option("--max-credits", min=1, help="Stop cleanly before spending more API credits."),
+        typer.Option(
+            "--max-credits",
+            min=1,
+            metavar="N",
+            help="Stop cleanly before spending more API credits (default: no limit).",
+        ),
     ] = None,
     progress: Annotated[
         bool | None,
@@ -69,6 +84,7 @@ def extract(
             "--progress/--no-progress", help="Progress bars (default: on a terminal only)."
         ),
     ] = None,
+    partition_by: PartitionByOpt = None,
 ) -> None:
     """Extract modules into DIR/<Module>/ as typed, incremental Parquet."""
 
@@ -78,7 +94,13 @@ def extract(
 
         _check_workers(workers)
         names = split_modules(modules)
-        settings = load_cli_settings(connection, config)
+        settings = with_partition_by(load_cli_settings(connection, config), partition_by)
+        if settings.partition_by is not None and not full_refresh:
+            # Before any credit is spent: an existing dataset keeps its layout.
+            from connector.lake.layout import refuse_mixed_layouts
+            from connector.lake.output import Output
+
+            refuse_mixed_layouts(Output.open(output), names, settings.partition_by)
         show = sys.stderr.isatty() if progress is None else progress
         manifest = run_extract(
             settings,
@@ -89,8 +111,12 @@ def extract(
             max_credits=max_credits,
             progress=make_progress(show and cli_globals.log_format == "text"),
         )
-        for line in manifest.summary_lines():
-            typer.echo(line)
+        if cli_globals.log_format == "json":
+            # JSON logs: the summary is events on stderr, and stdout carries nothing else.
+            log_events(manifest.summary_events())
+        else:
+            for line in manifest.summary_lines():
+                typer.echo(line)
         return int(manifest.exit_code)
 
     code = run_command(action)
@@ -108,11 +134,13 @@ def _check_workers(workers: int | None) -> None:
 
 JsonOpt = Annotated[
     bool,
-    typer.Option("--json", help="Print the same facts as one JSON document on stdout."),
+    typer.Option(
+        "--json", help="Print the same facts as one JSON document on stdout (default: a table)."
+    ),
 ]
 
 
-@app.command()
+@app.command(epilog=command_epilog("zoho-crm plan -o ./lake --modules Leads"))
 def plan(
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,
@@ -120,7 +148,11 @@ def plan(
     output: Annotated[
         str | None,
         typer.Option(
-            "--output", "-o", help="Output whose watermarks make this an incremental plan."
+            "--output",
+            "-o",
+            metavar="DIR",
+            help="Output whose watermarks make this an incremental plan (default: none, a full "
+            "load).",
         ),
     ] = None,
     as_json: JsonOpt = False,
@@ -138,7 +170,7 @@ def plan(
     run_command(action)
 
 
-@app.command("modules")
+@app.command("modules", epilog=command_epilog("zoho-crm modules --counts"))
 def modules_command(
     connection: ConnectionOpt = None,
     config: ConfigOpt = None,

@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
+from connector.logging_setup import counted
+
 if TYPE_CHECKING:
     from connector.lake.output import Output
 
@@ -77,6 +79,8 @@ class ModuleReport:
     jobs: int = 0
     checkpoints: int = 0
     skipped_fields: list[str] = field(default_factory=list)
+    unfit_values: dict[str, int] = field(default_factory=dict)
+    """Per field, the committed values that did not fit their column: kept in ``$raw_values``."""
     warnings: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # worth knowing, nothing to fix
     recovered_files: list[str] = field(default_factory=list)
@@ -229,15 +233,70 @@ class RunManifest:
             if m.fallback:
                 lines.append(f"{m.module}: {m.reason}")
             lines.extend(f"{m.module}: {note}" for note in m.notes)
-        duration = self.duration_s
-        lines.append(
-            f"run {self.run_id}: {self.status} (exit {self.exit_code}), {self.rows:,} rows, "
-            f"{self.credits_total:,} credits, {self.calls:,} calls"
-            + (f", {duration:.1f} s" if duration is not None else "")
-        )
+        lines.append(self._run_line())
         if self.message:
             lines.append(self.message)
         return lines
+
+    def _run_line(self) -> str:
+        duration = self.duration_s
+        return (
+            f"run {self.run_id}: {self.status} (exit {self.exit_code}), "
+            f"{counted(self.rows, 'row')}, {counted(self.credits_total, 'credit')}, "
+            f"{counted(self.calls, 'call')}"
+            + (f", {duration:.1f} s" if duration is not None else "")
+        )
+
+    def summary_events(self) -> list[dict[str, Any]]:
+        """The summary as events for JSON logs: one per module, then the run's.
+
+        Each holds ``event`` ("module" or "run"), ``level``, ``message`` (one line of text) and the
+        facts as fields (``run_id``, ``module``, ``status``, ``rows``, ``credits``, ``exit_code``…).
+        """
+        events = [self._module_event(m) for m in self.modules]
+        events.append(
+            {
+                "event": "run",
+                "level": "INFO" if self.exit_code == EXIT_OK else "ERROR",
+                "message": self._run_line() + (f": {self.message}" if self.message else ""),
+                "run_id": self.run_id,
+                "status": self.status,
+                "exit_code": self.exit_code,
+                "output": self.output,
+                "modules": len(self.modules),
+                "rows": self.rows,
+                "deleted": sum(m.tombstones for m in self.modules),
+                "credits": self.credits_total,
+                "calls": self.calls,
+                "duration_s": self.duration_s,
+                "reason": self.message,
+            }
+        )
+        return events
+
+    def _module_event(self, m: ModuleReport) -> dict[str, Any]:
+        level = {STATUS_OK: "INFO", STATUS_SKIPPED: "INFO", STATUS_FAILED: "ERROR"}
+        details = [m.error] if m.error else []
+        if m.fallback and m.reason:
+            details.append(m.reason)
+        details.extend(m.notes)
+        return {
+            "event": "module",
+            "level": level.get(m.status, "WARNING"),
+            "message": f"{m.module}: {m.status}, {counted(m.rows, 'row')}, "
+            f"{counted(m.credits_total, 'credit')}" + "".join(f"; {detail}" for detail in details),
+            "run_id": self.run_id,
+            "module": m.module,
+            "status": m.status,
+            "reader": m.reader,
+            "mode": m.mode,
+            "rows": m.rows,
+            "deleted": m.tombstones,
+            "credits": m.credits_total,
+            "error": m.error,
+            "reason": m.reason,
+            "notes": list(m.notes),
+        }
 
 
 # --- reading: the runs an output holds (zoho-crm runs, zoho-crm state) ---------------------------

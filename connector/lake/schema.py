@@ -22,8 +22,12 @@ Rules worth knowing:
 * ``5.0`` in an integer field is 5; a currency column's scale is the larger of ``decimal_place``
   and ``currency.precision``, so ``12.5000`` is exact. Nothing is rounded.
 * A polymorphic lookup (``What_Id``, ``Parent_Id``) gets a ``$se_module`` column next to it.
-* A value that cannot be converted raises :class:`~connector.errors.DataError` naming the module,
-  the field and the record id.
+* A value that cannot be represented exactly in its column (a fraction in an integer field, more
+  decimals than a currency's scale, a date that is no date) is never rounded and never fails the
+  module: the typed column holds null and the last column, ``$raw_values``, holds a JSON object of
+  Zoho's text for each such field of the row (``{"Quantity":"2.5"}``); it is null in every other
+  row. ``id`` and ``Modified_Time`` stay strict: a record without a readable id or time raises
+  :class:`~connector.errors.DataError` naming the module, the field and the record id.
 """
 
 from __future__ import annotations
@@ -88,6 +92,8 @@ JSON_TYPES = frozenset({"event_reminder", "ALARM", "RRULE", "multireminder"})
 _JSON_SHAPES = frozenset({"jsonobject", "jsonarray"})
 # Zoho names the module of these polymorphic lookups in a ``$se_module`` key of each record.
 SE_MODULE = "$se_module"
+# The last column of every module: Zoho's text of the values that do not fit their column exactly.
+RAW_VALUES = "$raw_values"
 POLYMORPHIC_LOOKUPS = frozenset({"What_Id", "Parent_Id"})
 # Leads keep converted records, which Zoho's reads leave out unless asked (zoho-api.md §11).
 CONVERTED_FIELD = "Converted__s"
@@ -107,7 +113,9 @@ _STRING, _JSON, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DAT
     "datetime",
     "list",
 )
-LOOKUP_KIND, LIST_KIND = _LOOKUP, _LIST
+# The kind of ``$raw_values``: built from the other columns' leftovers, never read from Zoho.
+_RAW = "raw"
+LOOKUP_KIND, LIST_KIND, RAW_KIND = _LOOKUP, _LIST, _RAW
 """The kinds whose JSON value is an object (lookup) or an array (multi-select list)."""
 _FIXED_KINDS: Mapping[str, str] = {
     "integer": _INT,
@@ -146,8 +154,9 @@ class ModuleSchema:
 
     @property
     def derived(self) -> list[str]:
-        """Columns that are no Zoho field: never asked for by name (``$se_module``)."""
-        return [name for name in self.arrow.names if name == SE_MODULE]
+        """Columns that are no Zoho field: never asked for by name (``$se_module``,
+        ``$raw_values``)."""
+        return [name for name in self.arrow.names if name in (SE_MODULE, RAW_VALUES)]
 
     @property
     def rich_text(self) -> list[str]:
@@ -160,7 +169,13 @@ class ModuleSchema:
         return self.module in CONVERTING_MODULES or CONVERTED_FIELD in self.arrow.names
 
     def select(self, names: Sequence[str]) -> ModuleSchema:
-        """This schema restricted to ``names``, in that order (a field group of a read)."""
+        """This schema restricted to ``names``, in that order (a field group of a read).
+
+        ``$raw_values`` comes along at the end even when not named: every part of a read keeps
+        the values of its own fields that do not fit their columns.
+        """
+        if RAW_VALUES in self.arrow.names and RAW_VALUES not in names:
+            names = [*names, RAW_VALUES]
         if list(names) == self.names:
             return self
         position = {name: i for i, name in enumerate(self.arrow.names)}
@@ -253,6 +268,9 @@ def module_schema(module: str, fields: Sequence[FieldMeta]) -> ModuleSchema:
             readable.append(FieldMeta(api_name=SE_MODULE, data_type="text"))
             kinds.append(_STRING)
             arrow_fields.append(pa.field(SE_MODULE, pa.string()))
+    readable.append(FieldMeta(api_name=RAW_VALUES, data_type="text"))
+    kinds.append(_RAW)
+    arrow_fields.append(pa.field(RAW_VALUES, pa.string()))
     return ModuleSchema(
         module=module,
         arrow=pa.schema(arrow_fields),
@@ -376,24 +394,104 @@ def from_text(
     text: pa.Array,
     ids: pa.Array | None,
 ) -> pa.Array:
-    """Cast a string column to the field's Arrow type (the one conversion all readers share)."""
-    if kind in (_STRING, _LOOKUP, _TIME_RANGE):
+    """Cast a string column to the field's Arrow type, strictly: a value that does not fit
+    raises :class:`DataError` (``id``, ``Modified_Time``, tombstones' ``deleted_time``)."""
+    if kind in (_STRING, _LOOKUP, _TIME_RANGE, _RAW):
         return text
     if kind == _JSON:
         return pa.array([_canonical_json(v) for v in text.to_pylist()], pa.string())
     if kind == _LIST:
         return pc.split_pattern(text, MULTISELECT_SEPARATOR)
     try:
-        return pc.cast(text, arrow_type)
+        return _cast(text, kind, arrow_type)
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        if kind == _INT:
-            # Zoho sometimes writes a whole number as 5.0 (peers see 0.0 in integer fields).
-            whole = pc.replace_substring_regex(text, pattern=_WHOLE, replacement=r"\1")
-            try:
-                return pc.cast(whole, arrow_type)
-            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-                pass
         raise _bad_value(module, name, arrow_type, text, ids) from exc
+
+
+def cast_text(
+    module: str,
+    name: str,
+    kind: str,
+    arrow_type: pa.DataType,
+    text: pa.Array,
+    ids: pa.Array | None,
+) -> tuple[pa.Array, pa.Array | None]:
+    """Cast a string column to the field's Arrow type (the one conversion all readers share).
+
+    Returns the typed column and, when some values do not fit it exactly, Zoho's text of those
+    values (null elsewhere; their typed value is null). ``id`` and ``Modified_Time`` stay strict.
+    """
+    if name in (ID, MODIFIED_TIME) or kind not in _CAST_KINDS:
+        return from_text(module, name, kind, arrow_type, text, ids), None
+    try:
+        return _cast(text, kind, arrow_type), None
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        pass
+    # Rare: look value by value for the ones that do not fit, then cast the rest in one go.
+    fits = pa.array([value is None or _fits(value, kind, arrow_type) for value in text.to_pylist()])
+    null = pa.scalar(None, pa.string())
+    typed = _cast(pc.if_else(fits, text, null), kind, arrow_type)
+    return typed, pc.if_else(fits, null, text)
+
+
+# The kinds whose text is cast to another Arrow type, where a value may not fit.
+_CAST_KINDS = frozenset({_INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DATETIME})
+
+
+def _cast(text: pa.Array, kind: str, arrow_type: pa.DataType) -> pa.Array:
+    try:
+        return pc.cast(text, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        if kind != _INT:
+            raise
+        # Zoho sometimes writes a whole number as 5.0 (peers see 0.0 in integer fields).
+        whole = pc.replace_substring_regex(text, pattern=_WHOLE, replacement=r"\1")
+        return pc.cast(whole, arrow_type)
+
+
+def _fits(value: str, kind: str, arrow_type: pa.DataType) -> bool:
+    try:
+        _cast(pa.array([value], pa.string()), kind, arrow_type)
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return False
+    return True
+
+
+def raw_values_column(unfit: Mapping[str, pa.Array], rows: int) -> pa.Array:
+    """The ``$raw_values`` column: per row, a JSON object of the field -> Zoho's text of the
+    values that did not fit their columns (``unfit`` from :func:`cast_text`), or null."""
+    if not unfit:
+        return pa.nulls(rows, pa.string())
+    texts = {name: column.to_pylist() for name, column in unfit.items()}
+    objects = [
+        {name: values[i] for name, values in texts.items() if values[i] is not None}
+        for i in range(rows)
+    ]
+    return pa.array([_compact_json(obj) if obj else None for obj in objects], pa.string())
+
+
+def merge_raw_values(columns: Sequence[pa.Array]) -> pa.Array:
+    """Join the ``$raw_values`` of several parts of the same rows (field groups) into one."""
+    filled = [column for column in columns if column.null_count < len(column)]
+    if len(filled) <= 1:
+        return filled[0] if filled else columns[0]
+    merged: list[str | None] = []
+    for texts in zip(*(column.to_pylist() for column in filled), strict=True):
+        obj: dict[str, Any] = {}
+        for text in texts:
+            if text is not None:
+                obj.update(json.loads(text))
+        merged.append(_compact_json(obj) if obj else None)
+    return pa.array(merged, pa.string())
+
+
+def unfit_counts(column: pa.Array) -> dict[str, int]:
+    """How many values of each field a ``$raw_values`` column holds."""
+    counts: dict[str, int] = {}
+    for text in column.drop_null().to_pylist():
+        for name in json.loads(text):
+            counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 # A whole number written with a fraction of zeros: "5.0", "-12.000", "0.".
@@ -427,17 +525,33 @@ def batch_from_records(rows: Sequence[Mapping[str, Any]], schema: ModuleSchema) 
     Keys missing from a row read as null; keys the schema does not know are ignored.
     """
     ids = pa.array([_scalar_text(row.get(ID)) for row in rows], pa.string())
-    columns: list[pa.Array] = []
+    columns: dict[str, pa.Array] = {}
+    unfit: dict[str, pa.Array] = {}
     for meta, kind, arrow_field in zip(schema.fields, schema.kinds, schema.arrow, strict=True):
         name = meta.api_name
+        if kind == _RAW:
+            continue
         values = [row.get(name) for row in rows]
         if kind == _LIST:
-            columns.append(pa.array([_list_value(v) for v in values], arrow_field.type))
+            columns[name] = pa.array([_list_value(v) for v in values], arrow_field.type)
             continue
         to_text = _JSON_TEXT.get(kind, _scalar_text)
         text = ids if name == ID else pa.array([to_text(v) for v in values], pa.string())
-        columns.append(from_text(schema.module, name, kind, arrow_field.type, text, ids))
-    return pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
+        columns[name], leftover = cast_text(schema.module, name, kind, arrow_field.type, text, ids)
+        if leftover is not None:
+            unfit[name] = leftover
+    return assemble(schema, columns, unfit, len(rows))
+
+
+def assemble(
+    schema: ModuleSchema, columns: Mapping[str, pa.Array], unfit: Mapping[str, pa.Array], rows: int
+) -> pa.RecordBatch:
+    """One batch of ``schema`` from its typed columns and the values that did not fit them."""
+    arrays = [
+        raw_values_column(unfit, rows) if name == RAW_VALUES else columns[name]
+        for name in schema.arrow.names
+    ]
+    return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow)
 
 
 class _Prefixed(io.RawIOBase):
@@ -531,13 +645,20 @@ def batches_from_csv(
 
 def _convert_csv_batch(raw: pa.RecordBatch, schema: ModuleSchema) -> pa.RecordBatch:
     ids = raw.column(ID)
-    columns = [
-        from_text(schema.module, meta.api_name, kind, arrow_field.type, raw.column(i), ids)
-        for i, (meta, kind, arrow_field) in enumerate(
-            zip(schema.fields, schema.kinds, schema.arrow, strict=True)
+    columns: dict[str, pa.Array] = {}
+    unfit: dict[str, pa.Array] = {}
+    for i, (meta, kind, arrow_field) in enumerate(
+        zip(schema.fields, schema.kinds, schema.arrow, strict=True)
+    ):
+        if kind == _RAW:
+            continue
+        name = meta.api_name
+        columns[name], leftover = cast_text(
+            schema.module, name, kind, arrow_field.type, raw.column(i), ids
         )
-    ]
-    return pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
+        if leftover is not None:
+            unfit[name] = leftover
+    return assemble(schema, columns, unfit, raw.num_rows)
 
 
 # --- deleted records --------------------------------------------------------------------------

@@ -167,6 +167,9 @@ class ModuleState:
     last_run_id: str | None = None
     updated_at: datetime | None = None
     reader: str | None = None
+    partition_by: str | None = None
+    """The granularity of the module's folders (:mod:`connector.lake.layout`), records and
+    tombstones alike; None in a state written before it was recorded: daily."""
 
     @property
     def ids_at_watermark(self) -> frozenset[str]:
@@ -213,6 +216,7 @@ class ModuleState:
             "last_run_id": self.last_run_id,
             "updated_at": iso(self.updated_at),
             "reader": self.reader,
+            "partition_by": self.partition_by,
             "committed_runs": {
                 run: (list(files) if files is not None else None)
                 for run, files in self.committed_runs.items()
@@ -284,6 +288,7 @@ class ModuleState:
             last_run_id=optional_text("last_run_id"),
             updated_at=when("updated_at"),
             reader=optional_text("reader"),
+            partition_by=optional_text("partition_by"),
         )
 
 

@@ -1,19 +1,22 @@
 """Hive-partitioned Parquet datasets, written with bounded memory and committed atomically.
 
 ``DatasetWriter`` takes record batches of one schema, splits them by the UTC date of a timestamp
-column (``Modified_Time`` for records, ``deleted_time`` for tombstones) and writes
-``<rel_dir>/<partition_name>=YYYY-MM-DD/part-<run_id>-<seq>.parquet``.
+column (``Modified_Time`` for records, ``deleted_time`` for tombstones) at the dataset's
+granularity (:mod:`connector.lake.layout`: day, month, year or none) and writes
+``<rel_dir>/<key>=<value>/part-<run_id>-<seq>.parquet`` (``modified_month=2024-06``), or
+``<rel_dir>/part-…`` without partitions.
 
-* Files: at each commit a partition gets one file (more only past ``target_file_rows`` rows, or
-  when one partition alone outgrows a row group before the commit). A module's records span
-  thousands of days, so the cost that matters is per file: the rows of a partition are gathered
+* Files: at each commit a partition gets one file, more only past ``target_file_rows`` rows or
+  ``target_file_bytes`` bytes (1M rows or 128 MB by default, the size engines scan best). Within
+  a file the rows are sorted by the partition column, in row groups of ``row_group_rows`` rows
+  (or, by the mean row size, ``row_group_bytes``), each with min/max statistics: a query on
+  ``Modified_Time`` skips the row groups it does not need. The rows of a partition are gathered
   and written with one Parquet writer, by a few threads at once.
 * Memory: batches are buffered as they come, up to ``max_buffer_bytes`` in all. Past that the
-  buffer is sorted by partition (one ``take``) and spilled to one Arrow IPC file in the scratch
-  area (a *run*, one record batch per partition), except partitions that fill a row group
-  (``row_group_rows`` rows or, by the mean row size, a quarter of the buffer bound), written at
-  once. At commit each partition reads its pieces back from the runs, a row group at a time.
-  Memory stays flat in the size of the module; spilled rows cost one extra local write and read.
+  buffer is sorted by partition and time (one ``take``) and spilled to one Arrow IPC file in the
+  scratch area (a *run*, :mod:`connector.lake.spill`). At commit each partition merges its
+  pieces from the runs in time order, holding one small chunk per run. Memory stays flat in the
+  size of the module; spilled rows cost one extra local write and read.
 * Ordered input (``ordered=True``: the batches come in ascending partition order, as the COQL and
   Records readers give them): a partition is complete once a batch starts past it, so its file is
   written at once, on background threads, while the reader goes on reading. Parquet encoding runs
@@ -27,7 +30,7 @@ column (``Modified_Time`` for records, ``deleted_time`` for tombstones) and writ
   (checkpoints); each commit returns the files it moved into place.
 * Format: zstd (snappy for files under ``SMALL_FILE_ROWS`` rows, see there), column statistics
   on, the Arrow schema stored (so ``Modified_Time`` keeps its UTC zone); dictionary encoding only
-  for files big enough to gain from it. The partition column is in the path, not in the files, as
+  for files big enough to gain from it. The partition key is in the path, not in the files, as
   hive readers expect.
 """
 
@@ -41,8 +44,8 @@ import threading
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta, timezone
+from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -53,17 +56,24 @@ import pyarrow.parquet as pq
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError
+from connector.lake import layout
+from connector.lake.layout import NULL_PARTITION
 from connector.lake.output import Output, _clean_rel
+from connector.lake.spill import Run, merge_sorted, open_sink, sort_times
 
 log = logging.getLogger(__name__)
 
-NULL_PARTITION = "__HIVE_DEFAULT_PARTITION__"
-_EPOCH = date(1970, 1, 1)
-_US_PER_DAY = 86_400_000_000
-_NULL_KEY = np.iinfo(np.int64).max
+__all__ = ["NULL_PARTITION", "DatasetWriter", "WrittenFile", "part_file_name"]
+
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-# Row groups much smaller than this make files slow to scan, so full buffers are written at once.
+# Row groups much smaller than this make files slow to scan.
 ROW_GROUP_ROWS = 128 * 1024
+# Upper bounds of a file: engines scan files of this size best, and no commit holds more.
+TARGET_FILE_ROWS = 1_000_000
+TARGET_FILE_BYTES = 128 << 20
+# A spilled partition is stored in chunks of about this share of the buffer bound: a commit
+# merges a partition from every run, holding one chunk of each.
+SPILL_CHUNKS_PER_BUFFER = 32
 # Small files gain nothing from dictionary pages (measured: larger and up to 2x slower to write
 # at 50-5,000 rows of 72 columns); big files of real CRM data (picklists, owners) do.
 DICTIONARY_MIN_ROWS = 10_000
@@ -74,10 +84,8 @@ DICTIONARY_MIN_ROWS = 10_000
 SMALL_FILE_ROWS = 100
 # Files written at once by a commit; Parquet encoding and compression run outside the GIL.
 COMMIT_THREADS = max(1, min(4, os.cpu_count() or 1))
-# Arrow's file streams are unbuffered: without this an IPC run costs a write(2) per column buffer
-# of every partition (measured: ~200 per partition of 72 columns, ten times the spill's time) and
-# a Parquet file one per page header and page.
-WRITE_BUFFER_BYTES = 1 << 20
+# Merging a partition holds one chunk of every run: with many runs, fewer partitions at once.
+MERGE_CHUNKS_IN_FLIGHT = 64
 
 
 @dataclass(frozen=True)
@@ -89,7 +97,7 @@ class WrittenFile:
     rows: int
     bytes: int
     partition: str
-    """The partition value, e.g. ``2024-06-05``."""
+    """The partition value, e.g. ``2024-06-05`` or ``2024-06``; empty without partitions."""
 
 
 def part_file_name(run_id: str, seq: int) -> str:
@@ -109,44 +117,6 @@ class _Finished:
     size: int
 
 
-@dataclass
-class _Run:
-    """One spill: every buffered partition as one record batch of an Arrow IPC file."""
-
-    path: Path
-    index: dict[str, int]
-    source: pa.OSFile | None = None
-    reader: ipc.RecordBatchFileReader | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def read(self, number: int) -> pa.RecordBatch:
-        """The run's ``number``-th record batch (read from disk, not memory-mapped)."""
-        with self.lock:
-            if self.reader is None:
-                self.source = pa.OSFile(str(self.path), "rb")
-                self.reader = ipc.open_file(self.source)
-            return self.reader.get_batch(number)
-
-    def remove(self) -> None:
-        """Close the reader and delete the file."""
-        with self.lock:
-            if self.source is not None:
-                with contextlib.suppress(OSError, pa.ArrowException):
-                    self.source.close()
-            self.source = self.reader = None
-        self.path.unlink(missing_ok=True)
-
-
-def _open_sink(path: Path) -> pa.NativeFile:
-    """A new local file behind a write buffer (its scratch directory recreated if removed)."""
-    try:
-        raw = pa.OSFile(str(path), "wb")
-    except FileNotFoundError:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        raw = pa.OSFile(str(path), "wb")
-    return pa.BufferedOutputStream(raw, WRITE_BUFFER_BYTES)
-
-
 class DatasetWriter:
     """Write one module's batches into a hive-partitioned Parquet dataset under ``rel_dir``."""
 
@@ -159,33 +129,43 @@ class DatasetWriter:
         *,
         partition_column: str = "Modified_Time",
         partition_name: str = "modified_date",
-        target_file_rows: int = 500_000,
+        granularity: str = layout.DAY,
+        target_file_rows: int = TARGET_FILE_ROWS,
+        target_file_bytes: int = TARGET_FILE_BYTES,
         max_buffer_bytes: int = 16 << 20,
         row_group_rows: int = ROW_GROUP_ROWS,
+        row_group_bytes: int | None = None,
         first_seq: int = 0,
         threads: int = COMMIT_THREADS,
         ordered: bool = False,
     ) -> None:
+        """``partition_name`` is the daily key (``modified_date``); ``granularity`` picks the
+        key actually used (:func:`connector.lake.layout.folder_key`). ``row_group_bytes``
+        defaults to ``max_buffer_bytes``."""
         if not _RUN_ID_RE.match(run_id):
             raise DataError(f"run id {run_id!r} cannot be part of a file name")
         if partition_column not in schema.names:
             raise DataError(f"{rel_dir}: no {partition_column} column to partition the files by")
         if not pa.types.is_timestamp(schema.field(partition_column).type):
             raise DataError(f"{rel_dir}: {partition_column} must be a timestamp column")
-        if partition_name in schema.names:
+        folder_key = layout.folder_key(partition_name, granularity)
+        if folder_key is not None and folder_key in schema.names:
             raise DataError(
-                f"{rel_dir}: a field is named {partition_name!r}, like the partition column"
+                f"{rel_dir}: a field is named {folder_key!r}, like the partition column"
             )
         self.output = output
         self.rel_dir = _clean_rel(rel_dir)
         self.schema = schema
         self.run_id = run_id
         self.partition_column = partition_column
-        self.partition_name = partition_name
+        self.partition_name = folder_key
+        """The hive key of the folders (None: files directly under ``rel_dir``)."""
+        self.granularity = granularity
         self.target_file_rows = max(1, target_file_rows)
+        self.target_file_bytes = max(1, target_file_bytes)
         self.max_buffer_bytes = max(1, max_buffer_bytes)
         self.row_group_rows = max(1, row_group_rows)
-        self.row_group_bytes = max(1, self.max_buffer_bytes // 4)
+        self.row_group_bytes = max(1, row_group_bytes or self.max_buffer_bytes)
         self.threads = max(1, threads)
         self.rows_written = 0
         self.max_value: datetime | None = None
@@ -195,9 +175,10 @@ class DatasetWriter:
         self._token = uuid.uuid4().hex[:8]
         self._scratch_dir: Path | None = None
         self._bytes_seen = 0
-        self._pending: list[tuple[pa.RecordBatch, np.ndarray]] = []
+        # Each buffered batch with its rows' partition keys and sort times.
+        self._pending: list[tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = []
         self._buffered_bytes = 0
-        self._runs: list[_Run] = []
+        self._runs: list[Run] = []
         self._finished: list[_Finished] = []
         self.ordered = ordered
         # Complete partitions being written in the background (ordered input), with their size.
@@ -224,14 +205,12 @@ class DatasetWriter:
         batch = self._conform(batch)
         times = batch.column(self.partition_column)
         self._observe_max(times)
-        micros = pc.cast(times.cast(pa.timestamp("us", tz="UTC")), pa.int64())
-        valid = pc.is_valid(micros).to_numpy(zero_copy_only=False)
-        days = np.floor_divide(pc.fill_null(micros, 0).to_numpy(zero_copy_only=False), _US_PER_DAY)
+        micros = sort_times(times)
         # Null times get the largest key, so they sort into a partition of their own.
-        keys = np.where(valid, days, _NULL_KEY)
+        keys = layout.partition_keys(micros, micros != layout.NULL_KEY, self.granularity)
         if self.ordered and self._pending:
             self._seal_below(int(keys.min()))
-        self._pending.append((batch, keys))
+        self._pending.append((batch, keys, micros))
         nbytes = batch.nbytes
         self._buffered_bytes += nbytes
         self._bytes_seen += nbytes
@@ -245,16 +224,18 @@ class DatasetWriter:
         return self._grouped(pending)
 
     def _grouped(
-        self, pending: list[tuple[pa.RecordBatch, np.ndarray]]
+        self, pending: list[tuple[pa.RecordBatch, np.ndarray, np.ndarray]]
     ) -> Iterator[tuple[str, pa.Table]]:
-        """The rows of ``pending`` grouped by partition, in arrival order within each."""
+        """The rows of ``pending`` grouped by partition, sorted by time within each (ties in
+        arrival order)."""
         if not pending:
             return
-        table = pa.Table.from_batches([batch for batch, _ in pending], schema=self.schema)
-        keys = np.concatenate([k for _, k in pending])
+        table = pa.Table.from_batches([batch for batch, _, _ in pending], schema=self.schema)
+        keys = np.concatenate([k for _, k, _ in pending])
+        times = np.concatenate([t for _, _, t in pending])
         del pending
-        # One stable sort groups each partition's rows together, in the order they came.
-        order = np.argsort(keys, kind="stable")
+        # One stable sort groups each partition's rows together, in time order.
+        order = np.lexsort((times, keys))
         keys = keys[order]
         if not np.array_equal(order, np.arange(len(order))):
             table = table.take(pa.array(order))
@@ -281,36 +262,37 @@ class DatasetWriter:
         """
         return rows * self._bytes_seen // max(1, self.rows_written)
 
-    def _full_row_group(self, rows: int) -> bool:
-        return rows >= self.row_group_rows or self._estimate_bytes(rows) >= self.row_group_bytes
+    def _partition_value(self, key: int) -> str:
+        return layout.partition_value(key, self.granularity)
 
-    @staticmethod
-    def _partition_value(day: int) -> str:
-        if day == _NULL_KEY:
-            return NULL_PARTITION
-        return (_EPOCH + timedelta(days=int(day))).isoformat()
+    def _chunk_rows(self) -> int:
+        """Rows per record batch of a spilled partition (see ``SPILL_CHUNKS_PER_BUFFER``)."""
+        row_bytes = max(1, self._bytes_seen // max(1, self.rows_written))
+        return max(256, self.max_buffer_bytes // SPILL_CHUNKS_PER_BUFFER // row_bytes)
 
     def _spill(self) -> None:
-        """Write the buffer to one scratch run, sorted by partition; full row groups as Parquet."""
+        """Write the buffer to one scratch run, sorted by partition and time, in chunks."""
         path = self._scratch(f"spill-{self.run_id}-{uuid.uuid4().hex[:12]}.arrow")
-        index: dict[str, int] = {}
+        index: dict[str, list[int]] = {}
+        chunk = self._chunk_rows()
+        written = 0
         try:
             with (
-                _open_sink(path) as sink,
+                open_sink(path) as sink,
                 ipc.new_file(sink, self.schema) as out,
             ):
                 for key, part in self._partitions():
-                    if self._full_row_group(part.num_rows):
-                        self._write_partition(key, iter(part.to_batches()))
-                        continue
-                    batches = part.to_batches()
-                    out.write_batch(batches[0] if len(batches) == 1 else pa.concat_batches(batches))
-                    index[key] = len(index)
+                    numbers = index.setdefault(key, [])
+                    for offset in range(0, part.num_rows, chunk):
+                        piece = part.slice(offset, chunk).combine_chunks().to_batches()
+                        out.write_batch(piece[0] if len(piece) == 1 else pa.concat_batches(piece))
+                        numbers.append(written)
+                        written += 1
         except BaseException:
             path.unlink(missing_ok=True)
             raise
         if index:
-            self._runs.append(_Run(path, index))
+            self._runs.append(Run(path, index))
         else:
             path.unlink(missing_ok=True)
         crashpoint("writer_row_group_written")
@@ -322,21 +304,21 @@ class DatasetWriter:
 
         With ordered input no later row belongs to such a partition, so its file can be built now.
         """
-        done: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        kept: list[tuple[pa.RecordBatch, np.ndarray]] = []
-        for batch, keys in self._pending:
+        done: list[tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = []
+        kept: list[tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = []
+        for batch, keys, times in self._pending:
             if keys.max() < bound:
-                done.append((batch, keys))
+                done.append((batch, keys, times))
             elif keys.min() >= bound:
-                kept.append((batch, keys))
+                kept.append((batch, keys, times))
             else:
                 below = keys < bound
-                done.append((batch.filter(pa.array(below)), keys[below]))
-                kept.append((batch.filter(pa.array(~below)), keys[~below]))
+                done.append((batch.filter(pa.array(below)), keys[below], times[below]))
+                kept.append((batch.filter(pa.array(~below)), keys[~below], times[~below]))
         if not done:
             return
         self._pending = kept
-        self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _ in kept))
+        self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
         if self._sealer is None:
             self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
         for key, part in self._grouped(done):
@@ -414,7 +396,7 @@ class DatasetWriter:
             while offset < table.num_rows:
                 if current is None:
                     order, tmp = self._new_file()
-                    sink = _open_sink(tmp)
+                    sink = open_sink(tmp)
                     try:
                         writer = pq.ParquetWriter(
                             sink,
@@ -432,12 +414,15 @@ class DatasetWriter:
                         tmp.unlink(missing_ok=True)
                         raise
                     current = (writer, sink, order, tmp)
-                chunk = table.slice(offset, self.target_file_rows - in_file)
+                # One row group at a time, so a file closes at the byte target too.
+                chunk = table.slice(
+                    offset, min(self.row_group_rows, self.target_file_rows - in_file)
+                )
                 current[0].write_table(chunk, row_group_size=self.row_group_rows)
                 crashpoint("writer_row_group_written")
                 in_file += chunk.num_rows
                 offset += chunk.num_rows
-                if in_file >= self.target_file_rows:
+                if in_file >= self.target_file_rows or current[1].tell() >= self.target_file_bytes:
                     close()
 
         try:
@@ -462,22 +447,21 @@ class DatasetWriter:
             raise
 
     @staticmethod
-    def _take_spilled(key: str, runs: list[_Run]) -> list[tuple[_Run, int]]:
-        """Where ``key``'s rows are in ``runs`` (run, batch number), taken out of the runs'
+    def _take_spilled(key: str, runs: list[Run]) -> list[tuple[Run, list[int]]]:
+        """Where ``key``'s rows are in ``runs`` (run, batch numbers), taken out of the runs'
         indexes so that no later write reads them again (a partition written early, while
         reading goes on, is not written a second time by the commit)."""
         return [(run, run.index.pop(key)) for run in runs if key in run.index]
 
-    @staticmethod
-    def _pieces(spilled: list[tuple[_Run, int]], tail: pa.Table | None) -> Iterator[pa.RecordBatch]:
-        """A partition's rows: its spilled pieces (read when the writer gets to them), then the
-        rows still buffered."""
-        for run, number in spilled:
-            piece = run.read(number)
-            if piece.num_rows:
-                yield piece
+    def _pieces(
+        self, spilled: list[tuple[Run, list[int]]], tail: pa.Table | None
+    ) -> Iterator[pa.RecordBatch]:
+        """A partition's rows in time order: its spilled pieces (read when the writer gets to
+        them) merged with the rows still buffered."""
+        sources = [run.pieces(numbers) for run, numbers in spilled]
         if tail is not None:
-            yield from tail.to_batches()
+            sources.append(iter(tail.to_batches()))
+        return merge_sorted(sources, self.partition_column)
 
     def commit(self) -> list[WrittenFile]:
         """Write out every buffer and spilled run, then move the files into place, durably.
@@ -488,9 +472,10 @@ class DatasetWriter:
         buffers = dict(self._partitions())
         runs, self._runs = self._runs, []
         keys = sorted(set(buffers).union(*(run.index for run in runs)))
+        threads = min(self.threads, max(1, MERGE_CHUNKS_IN_FLIGHT // max(1, len(runs))))
         try:
-            if self.threads > 1 and len(keys) > 1:
-                with ThreadPoolExecutor(max_workers=self.threads) as pool:
+            if threads > 1 and len(keys) > 1:
+                with ThreadPoolExecutor(max_workers=threads) as pool:
                     jobs = [
                         pool.submit(
                             self._write_partition,
@@ -517,7 +502,9 @@ class DatasetWriter:
         written: list[WrittenFile] = []
         try:
             for handle in finished:
-                folder = f"{self.rel_dir}/{self.partition_name}={handle.partition}"
+                folder = layout.partition_folder(
+                    self.rel_dir, self.partition_name, handle.partition
+                )
                 # Never replace a committed file: another writer of the same run (a retry, a
                 # second pass) may have used this sequence number already.
                 while True:

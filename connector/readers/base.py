@@ -237,6 +237,8 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from connector.lake.schema import RAW_VALUES, merge_raw_values
+
     first = groups[0]
     ids = first.column(ID)
     keep = pa.repeat(pa.scalar(True), first.num_rows)
@@ -251,9 +253,14 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
             same = pc.is_valid(where)
         keep = pc.and_(keep, pc.fill_null(same, False))
         new = [name for name in other.column_names if name not in columns]
+        if RAW_VALUES in other.column_names:
+            new.append(RAW_VALUES)  # every group keeps its own fields' unfit values: join them
         # One take for the whole group (a call per column was a tenth of a Records page's time).
         taken = other.select(new).take(where)
-        columns.update(zip(new, taken.columns, strict=True))
+        for name, column in zip(new, taken.columns, strict=True):
+            if name == RAW_VALUES and name in columns:
+                column = merge_raw_values([columns[name], column])
+            columns[name] = column
     names = [name for name in schema.names if name in columns]
     merged = pa.Table.from_arrays(
         [columns[name] for name in names], schema=schema.select(names).arrow

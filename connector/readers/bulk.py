@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
-from connector.lake.schema import CONVERTED_FIELD
+from connector.lake.schema import CONVERTED_FIELD, RAW_VALUES, merge_raw_values
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
@@ -394,13 +394,15 @@ class BulkReader(ReaderBase):
         """Join one page's field groups by id; collect the ids of records that changed between."""
         others: list[dict[str, pa.Array]] = []
         for job, fields in zip(jobs[1:], groups[1:], strict=True):
-            batches = [b.select(list(fields)) for b in self._batches(job, schema)]
+            # Each job keeps its own fields' unfit values: they are joined below.
+            kept = [*fields, RAW_VALUES] if RAW_VALUES in schema.names else list(fields)
+            batches = [b.select(kept) for b in self._batches(job, schema)]
             others.append(
                 {
                     f: pa.concat_arrays([b.column(f) for b in batches])
                     if batches
                     else pa.array([], schema.arrow.field(f).type)
-                    for f in fields
+                    for f in kept
                 }
             )
         owner: dict[str, int] = {}
@@ -426,6 +428,12 @@ class BulkReader(ReaderBase):
                 )
                 for index, field in enumerate(schema.arrow)
             ]
+            if RAW_VALUES in schema.names:
+                at = schema.names.index(RAW_VALUES)
+                columns[at] = merge_raw_values(
+                    [columns[at]]
+                    + [t[RAW_VALUES].take(p) for t, p in zip(others, positions, strict=True)]
+                )
             merged = pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
             unstable.update(ids.filter(pc.invert(keep)).to_pylist())
             yield merged.filter(keep)

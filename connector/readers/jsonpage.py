@@ -35,9 +35,11 @@ from connector.lake.schema import (
     LIST_KIND,
     LOOKUP_KIND,
     MODIFIED_TIME,
+    RAW_KIND,
     ModuleSchema,
+    assemble,
     batch_from_records,
-    from_text,
+    cast_text,
     parse_kind,
 )
 from connector.redact import redact
@@ -138,6 +140,8 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
         return None
     parse_fields = []
     for arrow_field, kind in zip(part.arrow, part.kinds, strict=True):
+        if kind == RAW_KIND:
+            continue  # built from the other columns, never read from the answer
         parse_type = parse_kind(kind, arrow_field.type)
         if parse_type is None:
             return None
@@ -182,15 +186,19 @@ def _decode_with_arrow(body: bytes, part: ModuleSchema) -> JsonPage | None:
         ids = gates.text(raw_columns[part.names.index(ID)])
         if ids.null_count:
             return None
-    columns = []
-    for raw, arrow_field, kind in zip(raw_columns, part.arrow, part.kinds, strict=True):
-        column = _finish(raw, kind, arrow_field, part.module, ids, gates)
-        if column is None:
+    columns: dict[str, pa.Array] = {}
+    unfit: dict[str, pa.Array] = {}
+    read = [(f, k) for f, k in zip(part.arrow, part.kinds, strict=True) if k != RAW_KIND]
+    for raw, (arrow_field, kind) in zip(raw_columns, read, strict=True):
+        finished = _finish(raw, kind, arrow_field, part.module, ids, gates)
+        if finished is None:
             return None
-        columns.append(column)
+        columns[arrow_field.name], leftover = finished
+        if leftover is not None:
+            unfit[arrow_field.name] = leftover
     info = parsed.column("info")[0].as_py() or {}
     return JsonPage(
-        pa.Table.from_arrays(columns, schema=part.arrow),
+        pa.Table.from_batches([assemble(part, columns, unfit, len(rows))]),
         {key: value for key, value in info.items() if value is not None},
     )
 
@@ -245,18 +253,19 @@ def _finish(
     module: str,
     ids: pa.Array | None,
     gates: _Gates,
-) -> pa.Array | None:
-    """One parsed column in its schema type, as the shared normalisation would give it."""
+) -> tuple[pa.Array, pa.Array | None] | None:
+    """One parsed column in its schema type, as the shared normalisation would give it, with
+    Zoho's text of the values that do not fit it (see :func:`cast_text`)."""
     if kind == LOOKUP_KIND:
         # The related record's id; an empty id stays empty text, as in batch_from_records.
-        return raw.flatten()[0]
+        return raw.flatten()[0], None
     if kind == LIST_KIND:
         if raw.flatten().null_count:
             return None  # batch_from_records spells a null item "null"
-        return gates.lists(raw)
+        return gates.lists(raw), None
     if pa.types.is_string(raw.type):
-        return from_text(module, arrow_field.name, kind, arrow_field.type, gates.text(raw), ids)
-    return raw
+        return cast_text(module, arrow_field.name, kind, arrow_field.type, gates.text(raw), ids)
+    return raw, None
 
 
 # --- the fallback ----------------------------------------------------------------------------

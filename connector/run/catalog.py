@@ -22,7 +22,8 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from connector.errors import AuthError, ConfigError, ModuleUnavailable, ZohoAPIError
-from connector.lake.schema import module_schema
+from connector.lake.schema import RAW_VALUES, module_schema
+from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
@@ -261,7 +262,8 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
                 fields = list_fields(client, module.api_name)
                 field_count = len(fields)
                 schema = module_schema(module.api_name, fields)
-                readable = len(schema.fields)
+                # The columns Zoho fills (and $se_module), not the connector's $raw_values.
+                readable = len([f for f in schema.fields if f.api_name != RAW_VALUES])
                 notes.extend(read_notes(module.api_name, fields))
                 if schema.skipped:
                     notes.append(f"{len(schema.skipped)} field(s) no list API returns")
@@ -376,5 +378,5 @@ def format_catalog(rows: Sequence[ModuleInfo]) -> str:
         ]
         lines.append("  ".join(cells).rstrip())
     readable = sum(1 for row in rows if row.readers)
-    lines.append(f"{len(rows)} modules, {readable} readable through the API")
+    lines.append(f"{counted(len(rows), 'module')}, {readable} readable through the API")
     return "\n".join(lines)

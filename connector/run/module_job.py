@@ -57,6 +57,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -74,9 +75,16 @@ from connector.errors import (
     RetriableAPIError,
     ZohoAPIError,
 )
+from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
-from connector.lake.schema import TOMBSTONE_SCHEMA, ModuleSchema, module_schema
+from connector.lake.schema import (
+    RAW_VALUES,
+    TOMBSTONE_SCHEMA,
+    ModuleSchema,
+    module_schema,
+    unfit_counts,
+)
 from connector.lake.state import (
     DELETED_DIR,
     TOMBSTONE_TIME,
@@ -204,6 +212,8 @@ class _Sink:
     defer_cap: datetime | None = None
     """Records only: rows modified at or after it are left for the next run."""
     pending: int = 0
+    pending_unfit: Counter[str] = field(default_factory=Counter)
+    """Per field, the values written since the last commit that are kept in ``$raw_values``."""
 
 
 class ModuleJob:
@@ -220,6 +230,7 @@ class ModuleJob:
         # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
         self.full_each_run, self.layout = self.users, MODIFIED_TIME
         self.learned_refused: list[str] = []  # columns COQL refused during this run
+        self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
 
     # progress ---------------------------------------------------------------------------------
 
@@ -266,6 +277,14 @@ class ModuleJob:
         everything = run.full_refresh or self.full_each_run
         incremental = state.watermark is not None and not everything
         new_generation = everything and had_data
+        # One layout per dataset: a different granularity only with a new generation.
+        self.granularity = resolve_granularity(
+            name,
+            state.partition_by,
+            has_data=had_data,
+            requested=run.settings.partition_by,
+            replacing=everything,
+        )
         report.mode = (
             "incremental" if incremental else ("full_refresh" if new_generation else "full")
         )
@@ -278,6 +297,7 @@ class ModuleJob:
 
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
+        target_state.partition_by = self.granularity
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
         report.reader, report.reason, report.fallback = (
@@ -484,7 +504,14 @@ class ModuleJob:
         """Dedupe and write ``batches``; commit at checkpoints and at the end."""
         run = self.run
         # Ordered readers let the writer build each day's file as soon as the day is complete.
-        writer = odd.records_writer(run.output, schema, run.run_id, self.layout, ordered=ordered)
+        writer = odd.records_writer(
+            run.output,
+            schema,
+            run.run_id,
+            self.layout,
+            ordered=ordered,
+            granularity=self.granularity,
+        )
         tracker = odd.tracker(target, self.cap, full_each_run=self.full_each_run)
         # A restart reads the deferred rows again: count this attempt's only.
         self.report.deferred_rows = 0
@@ -530,6 +557,8 @@ class ModuleJob:
                 crashpoint(sink.written_point)
                 sink.tracker.observe(batch)
                 sink.pending += batch.num_rows
+                if RAW_VALUES in batch.schema.names:
+                    sink.pending_unfit.update(unfit_counts(batch.column(RAW_VALUES)))
                 if checkpoint_rows is not None and sink.pending >= checkpoint_rows:
                     self._commit(sink)
                     self.report.checkpoints += 1
@@ -554,6 +583,19 @@ class ModuleJob:
         self._commit_state(sink.state)
         sink.landed(_entries(files), sink.pending)
         sink.pending = 0
+        self._note_unfit(sink.pending_unfit)
+        sink.pending_unfit.clear()
+
+    def _note_unfit(self, counts: Counter[str]) -> None:
+        """Count the committed values kept in ``$raw_values``; warn once per field."""
+        unfit = self.report.unfit_values
+        for name, count in sorted(counts.items()):
+            if name not in unfit:
+                self.report.warnings.append(
+                    f"{name}: values that do not fit the column exactly are kept as Zoho's text "
+                    f"in {RAW_VALUES} (the column holds null there)"
+                )
+            unfit[name] = unfit.get(name, 0) + count
 
     def _commit_state(self, target: ModuleState) -> None:
         target.last_run_id = self.run.run_id
@@ -572,6 +614,7 @@ class ModuleJob:
             run.run_id,
             partition_column=TOMBSTONE_TIME,
             partition_name="deleted_date",
+            granularity=self.granularity,
         )
         base = replace(target)
         # Deletions made while this read pages are stamped at or after its start: cap there.

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING
 import pyarrow as pa
 
 from connector.errors import FatalAPIError, ModuleUnavailable, ZohoAPIError
+from connector.lake.layout import day_key
 from connector.lake.manifest import ModuleReport
 from connector.lake.output import Output
 from connector.lake.schema import ModuleSchema
@@ -118,9 +119,16 @@ def full_read_choice(
 
 
 def records_writer(
-    output: Output, schema: ModuleSchema, run_id: str, layout: str, *, ordered: bool
+    output: Output,
+    schema: ModuleSchema,
+    run_id: str,
+    layout: str,
+    *,
+    ordered: bool,
+    granularity: str,
 ) -> DatasetWriter:
-    """The writer of a module's records, partitioned by the date of ``layout``."""
+    """The writer of a module's records, partitioned by the date of ``layout`` at
+    ``granularity`` (day, month, year or none)."""
     return DatasetWriter(
         output,
         schema.module,
@@ -129,14 +137,14 @@ def records_writer(
         ordered=ordered,
         partition_column=layout,
         partition_name=partition_name(layout),
+        granularity=granularity,
     )
 
 
 def partition_name(column: str) -> str:
     """The hive partition key for ``column``: ``Modified_Time`` -> ``modified_date``,
     ``Action_Performed_Time`` -> ``action_performed_date``."""
-    base = column.lower()
-    return (base[: -len("_time")] if base.endswith("_time") else base) + "_date"
+    return day_key(column)
 
 
 def module_reader(

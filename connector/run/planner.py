@@ -31,6 +31,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, RECORDS
 from connector.zoho.limits import (
     BULK_CREATE_CREDITS,
@@ -303,12 +304,13 @@ def format_plan(plan: Plan) -> str:
         lines.append("  ".join([*cells, r[5]]).rstrip())
     lines.append(
         f"APIType={plan.api_type}, UseCOQL={'true' if plan.use_coql else 'false'}; "
-        f"module list {plan.discovery_credits:,} credit(s); each module's estimate includes its "
+        f"module list {counted(plan.discovery_credits, 'credit')}; each module's estimate "
+        "includes its "
         "fields call"
     )
     unknown = any(m.estimated_rows is None and m.error is None for m in plan.modules)
     lines.append(
-        f"estimated total: {plan.total_credits:,} credits"
+        f"estimated total: {counted(plan.total_credits, 'credit')}"
         + (" or more (rows unknown where marked +)" if unknown else "")
         + f"; making this plan spent {plan.spent_credits:,}"
     )

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, TextIO
 
+from connector.logging_setup import FACTS, counted
+
 logger = logging.getLogger("connector.run.progress")
 
 
@@ -102,25 +104,26 @@ class LogProgress(Progress):
             if last is not None and now - last < self._interval:
                 return
         self._last[state.module] = now
+        # With JSON logs the facts go out as fields too: one object per line, no parsing needed.
+        fields = {
+            "event": "progress",
+            "module": state.module,
+            "reader": state.reader,
+            "rows": state.rows,
+            "pages": state.pages,
+            "credits": state.credits,
+        }
+        counts = (
+            f"{counted(state.rows, 'row')}, {counted(state.pages, 'page')}, "
+            f"{counted(state.credits, 'credit')}"
+        )
         if started:
-            logger.info("%s: reading with %s", state.module, state.reader)
+            logger.info("%s: reading with %s", state.module, state.reader, extra={FACTS: fields})
         elif finished:
-            logger.info(
-                "%s: %s, %s rows, %s pages, %s credits",
-                state.module,
-                state.status,
-                f"{state.rows:,}",
-                state.pages,
-                state.credits,
-            )
+            fields["status"] = state.status
+            logger.info("%s: %s, %s", state.module, state.status, counts, extra={FACTS: fields})
         else:
-            logger.info(
-                "%s: %s rows, %s pages, %s credits so far",
-                state.module,
-                f"{state.rows:,}",
-                state.pages,
-                state.credits,
-            )
+            logger.info("%s: %s so far", state.module, counts, extra={FACTS: fields})
 
 
 class RichProgress(Progress):

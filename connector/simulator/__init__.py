@@ -38,6 +38,10 @@ __all__ = [
 
 # Fixed, clearly fake credentials, so a connection string pasted from `zoho-crm simulate` works
 # against any simulator started with the defaults.
+# What ``zoho-crm simulate`` prints as its example of changing the org between runs.
+MUTATE_EXAMPLE = (
+    '[{"op": "insert", "module": "Leads", "values": {"Last_Name": "Ng", "Company": "Zylker"}}]'
+)
 DEFAULT_CLIENT_ID = "1000.SIMULATORCLIENTID0000000000000"
 DEFAULT_CLIENT_SECRET = "sim-client-secret-not-a-real-secret"
 DEFAULT_REFRESH_TOKEN = "1000.simrefreshtoken0000000000000000.notarealtoken00000000000000000"
@@ -229,7 +233,7 @@ def serve_forever(
     """Run a simulator in the foreground until Ctrl-C or SIGTERM (``zoho-crm simulate``).
 
     Prints the base URL, then a line beginning ``connection: `` with a ready-to-paste connection
-    string. ``stop`` (set it to end the loop) is for callers that run it in a thread.
+    string, then how to change the org's data between runs (``POST /_sim/mutate``). ``stop`` (set it to end the loop) is for callers that run it in a thread.
     """
     stop_event = stop or threading.Event()
 
@@ -243,6 +247,9 @@ def serve_forever(
         sim.start()
         echo(f"Zoho CRM simulator listening on {sim.url}")
         echo(f"connection: {sim.connection_string()}")
+        echo(f"change data: POST a JSON list of operations to {sim.url}/_sim/mutate, e.g.")
+        echo(f"  curl -s -X POST {sim.url}/_sim/mutate -d '{MUTATE_EXAMPLE}'")
+        echo('  (ops: insert; update with "values" and delete name a record\'s "id")')
         try:
             while not stop_event.wait(0.5):
                 pass

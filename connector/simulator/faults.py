@@ -39,18 +39,56 @@ class FaultConfig:
     expire_page_token_next: bool = False
     token_lifetime: int | None = None
 
+    def __post_init__(self) -> None:
+        self.check()
+
+    def check(self) -> None:
+        """ValueError naming the first setting out of its range (a share above 1, a negative
+        latency, a cap of 0, ...): a fault that cannot happen is a typo, not "no fault"."""
+        for name, value in dataclasses.asdict(self).items():
+            problem = _problem(name, value)
+            if problem:
+                raise ValueError(f"{name} {problem}, not {value!r}")
+
     def update(self, values: Mapping[str, Any]) -> None:
-        """Set fields from a mapping (``POST /_sim/faults``); unknown names raise ValueError."""
+        """Set fields from a mapping (``POST /_sim/faults``); unknown names or values out of
+        range raise ValueError and change nothing."""
         names = {f.name for f in dataclasses.fields(self)}
         unknown = set(values) - names
         if unknown:
             raise ValueError(f"unknown fault settings: {sorted(unknown)}")
+        dataclasses.replace(self, **values)  # checks the new values before any is set
         for key, value in values.items():
             setattr(self, key, value)
 
     def as_dict(self) -> dict[str, Any]:
         """The settings as a JSON-friendly dict."""
         return dataclasses.asdict(self)
+
+
+# Each setting's allowed values: (what it must be, a test). None means "off" where allowed.
+_SHARES = frozenset({"rate_429", "rate_5xx"})
+_AT_LEAST_ONE = frozenset({"concurrency_cap", "token_lifetime"})
+_OPTIONAL = frozenset({"concurrency_cap", "token_lifetime"})
+
+
+def _problem(name: str, value: Any) -> str | None:
+    """What is wrong with ``value`` for setting ``name`` (None when it is fine)."""
+    if value is None and name in _OPTIONAL:
+        return None
+    if name == "expire_page_token_next":
+        return None if isinstance(value, bool) else "must be true or false"
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return "must be a number"
+    if name in _SHARES:
+        return None if 0 <= value <= 1 else "must be a share of calls from 0 to 1"
+    if not float(value).is_integer():
+        return "must be a whole number"
+    if name == "seed":
+        return None
+    if name in _AT_LEAST_ONE:
+        return None if value >= 1 else "must be at least 1"
+    return None if value >= 0 else "must be 0 or more"
 
 
 # Zoho answers 429 TOO_MANY_REQUESTS both when the org's credits are spent and when too many

@@ -14,6 +14,15 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 
+# Small waits, so bulk polls and retries cost milliseconds instead of seconds.
+FAST_TUNING = {
+    "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
+    "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0.05",
+    "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
+    "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+    "ZOHO_CRM_TUNING_MAX_ATTEMPTS": "2",
+}
+
 
 def clean_env(tmp_path: Path, tuning: Mapping[str, str]) -> dict[str, str]:
     """A clean environment: no inherited ZOHO_CRM_* settings, a private token cache under

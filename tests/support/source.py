@@ -15,7 +15,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 
 from connector.config import Tuning
-from connector.lake.schema import SE_MODULE, ModuleSchema, batch_from_records, module_schema
+from connector.lake.schema import (
+    RAW_VALUES,
+    SE_MODULE,
+    ModuleSchema,
+    batch_from_records,
+    module_schema,
+)
 from connector.readers.users import USERS, users_schema
 from connector.simulator import Simulator
 from connector.zoho.http import ZohoClient
@@ -40,9 +46,12 @@ def source_table(sim: Simulator, schema: ModuleSchema) -> pa.Table:
         rows = [user.to_api() for user in sim.org.users]
         return pa.Table.from_batches([batch_from_records(rows, schema)]).sort_by("id")
     store = sim.org.module(schema.module)
-    raw = store.current_table([name for name in schema.arrow.names if name != SE_MODULE])
+    raw = store.current_table([name for name in schema.arrow.names if name not in schema.derived])
     columns = []
     for field in schema.arrow:
+        if field.name == RAW_VALUES:  # the simulator's values all fit their columns
+            columns.append(pa.nulls(raw.num_rows, pa.string()))
+            continue
         if field.name == SE_MODULE:
             lookup = next(f for f in store.meta.fields if f.sim.get("se_module"))
             linked = pc.is_valid(raw.column(lookup.api_name))

@@ -372,12 +372,79 @@ def test_bad_tuning_env() -> None:
         load_settings(BASE, None, {"ZOHO_CRM_TUNING_WORKERS": "many"})
 
 
-def test_example_config_loads() -> None:
-    example = Path(__file__).resolve().parents[2] / "config.example.toml"
-    loaded = load_settings(None, example, {})
+EXAMPLE = Path(__file__).resolve().parents[2] / "config.example.toml"
+
+
+def test_example_config_loads_once_its_credentials_come_from_the_environment() -> None:
+    # The example's own credentials are placeholders (refused below); the environment wins.
+    environ = {
+        "ZOHO_CRM_OAUTHCLIENTID": "1000.REALCLIENTID",
+        "ZOHO_CRM_OAUTHCLIENTSECRET": "a-real-client-secret",
+        "ZOHO_CRM_OAUTHREFRESHTOKEN": "1000.real.refresh-token",
+    }
+    loaded = load_settings(None, EXAMPLE, environ)
     assert loaded.warnings == []
     assert loaded.settings.region is Region.US
+    assert loaded.settings.client_id == "1000.REALCLIENTID"
     assert loaded.settings.tuning == Tuning()
+
+
+def test_the_example_config_as_it_is_is_refused_naming_the_keys_to_fill_in() -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, EXAMPLE, {})
+    message = str(caught.value)
+    assert message.startswith(
+        "OAuthClientId, OAuthClientSecret, OAuthRefreshToken still hold the example's "
+        "placeholder values"
+    ), message
+    assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("connection", "named"),
+    [
+        pytest.param(
+            "Region=US; OAuthClientId=1000.abcdef; OAuthClientSecret=your-client-secret; "
+            "OAuthRefreshToken=1000.r.tttttt",
+            "OAuthClientSecret still holds",
+            id="one-left",
+        ),
+        pytest.param(
+            "Region=EU; OAuthClientId=1000.XXXX; OAuthClientSecret=xxxx; "
+            "OAuthRefreshToken=1000.xxxx",
+            "OAuthClientId, OAuthClientSecret, OAuthRefreshToken still hold",
+            id="readme-placeholders",
+        ),
+        pytest.param(
+            "Region=US; InitiateOAuth=OFF; OAuthAccessToken=1000.your-access-token",
+            "OAuthAccessToken still holds",
+            id="access-token",
+        ),
+    ],
+)
+def test_placeholder_credentials_are_refused_before_any_call(connection: str, named: str) -> None:
+    with pytest.raises(ConfigError, match=named):
+        load_settings(connection, None, {})
+
+
+@pytest.mark.parametrize(
+    "environ",
+    [
+        pytest.param({}, id="nothing"),
+        pytest.param({"ZOHO_CRM_TUNING_WORKERS": "2"}, id="only-tuning"),
+        pytest.param({"ZOHO_CRM_CONNECTION": "  "}, id="blank-connection"),
+        pytest.param({"ZOHO_CRM_REGION": ""}, id="blank-key"),
+    ],
+)
+def test_no_connection_at_all_says_where_settings_come_from(environ: dict[str, str]) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, None, environ)
+    assert str(caught.value) == "no connection: use --connection, ZOHO_CRM_CONNECTION or --config"
+
+
+def test_an_incomplete_connection_still_names_the_missing_key() -> None:
+    with pytest.raises(ConfigError, match="Region is required"):
+        load_settings(None, None, {"ZOHO_CRM_OAUTHCLIENTID": "1000.abcdef"})
 
 
 # -- property: any text -> Settings or ConfigError ------------------------------------------

@@ -183,7 +183,7 @@ def test_json_valued_fields_whole_numbers_and_se_module_equal_the_reference() ->
         (b'{"data": [1]}', "row that is not a record with an id"),
         (b'{"data": [{"Name": "x"}]}', "row that is not a record with an id"),
         (b'{"data": [], "info": [1]}', "'info' that is not an object"),
-        (b'{"data": [{"id": "1", "Pieces": 1.5}]}', "Shipments.Pieces: cannot read '1.5'"),
+        (b'{"data": [{"id": "1", "Modified_Time": "soon"}]}', "Shipments.Modified_Time: cannot"),
     ],
 )
 def test_malformed_pages_raise_a_data_error_naming_the_problem(body: bytes, message: str) -> None:
@@ -194,14 +194,21 @@ def test_malformed_pages_raise_a_data_error_naming_the_problem(body: bytes, mess
 def test_no_body_is_an_empty_page_of_the_columns() -> None:
     page = decode_page(None, SCHEMA, ["id", "Modified_Time", "Pieces"], what="a test page")
     assert page.num_rows == 0 and page.info == {}
-    assert page.table.schema.names == ["id", "Modified_Time", "Pieces"]
+    assert page.table.schema.names == ["id", "Modified_Time", "Pieces", "$raw_values"]
+
+
+def test_a_value_that_does_not_fit_its_column_is_kept_in_raw_values() -> None:
+    body = b'{"data": [{"id": "1", "Pieces": 1.5}, {"id": "2", "Pieces": 2}]}'
+    page = decode_page(body, SCHEMA, ["id", "Pieces"], what="a test page")
+    assert page.table.column("Pieces").to_pylist() == [None, 2]
+    assert page.table.column("$raw_values").to_pylist() == ['{"Pieces":"1.5"}', None]
 
 
 def test_a_group_of_columns_comes_back_in_the_order_asked() -> None:
     columns = ["id", "Modified_Time", "Weight", "Name"]
     body = body_of([good_row(i) for i in range(3)])
     page = decode_page(body, SCHEMA, columns, what="a test page")
-    assert page.table.schema.names == columns
+    assert page.table.schema.names == [*columns, "$raw_values"]  # never asked, always there
     assert page.table.equals(reference(body, columns))
 
 

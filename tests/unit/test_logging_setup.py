@@ -18,10 +18,13 @@ SECRET = "very-secret-token-value-123"
 @pytest.fixture(autouse=True)
 def _restore() -> Iterator[None]:
     logger = logging.getLogger("connector")
-    handlers, level = list(logger.handlers), logger.level
+    root = logging.getLogger()
+    handlers, level, root_handlers = list(logger.handlers), logger.level, list(root.handlers)
     yield
     logger.handlers[:] = handlers
     logger.setLevel(level)
+    root.handlers[:] = root_handlers
+    logging.captureWarnings(False)
 
 
 def test_json_lines_with_fields_and_masking() -> None:
@@ -68,3 +71,36 @@ def test_idempotent() -> None:
         if getattr(h, "_connector_handler", False)
     ]
     assert len(marked) == 1
+
+
+def test_json_mode_writes_other_libraries_warnings_and_python_warnings_as_json() -> None:
+    import warnings
+
+    stream = io.StringIO()
+    configure_logging("INFO", "json", stream)
+    logging.getLogger("urllib3.connectionpool").warning("pool is full, discarding %s", SECRET)
+    logging.getLogger("urllib3.connectionpool").info("below WARNING: not shown")
+    logging.getLogger("connector.test").info(
+        "own record", extra={"facts": {"event": "x", "rows": 1}}
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("always")
+        warnings.warn("old API", DeprecationWarning, stacklevel=1)
+    records = [json.loads(line) for line in stream.getvalue().splitlines()]
+    assert [r["logger"] for r in records] == [
+        "urllib3.connectionpool",
+        "connector.test",
+        "py.warnings",
+    ]
+    assert records[0]["message"] == "pool is full, discarding ***"
+    assert (records[1]["event"], records[1]["rows"]) == ("x", 1)
+    assert "old API" in records[2]["message"]
+
+
+def test_facts_are_json_keys_but_not_repeated_in_text_lines() -> None:
+    stream = io.StringIO()
+    configure_logging("INFO", "text", stream)
+    logging.getLogger("connector.test").info("Leads: 1 row", extra={"facts": {"rows": 1}})
+    assert stream.getvalue().rstrip().endswith("connector.test: Leads: 1 row")
+    # Text mode leaves other libraries to Python's defaults, as before.
+    assert not [h for h in logging.getLogger().handlers if getattr(h, "_connector_handler", False)]

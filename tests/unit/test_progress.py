@@ -32,3 +32,23 @@ def test_base_progress_keeps_totals_silently() -> None:
     progress.update("Deals", rows=5)
     progress.update("Deals", credits=3)
     assert (progress.modules["Deals"].rows, progress.modules["Deals"].credits) == (5, 3)
+
+
+def test_log_progress_says_1_row_1_page_1_credit_and_carries_the_facts(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    progress = LogProgress(interval=10, clock=lambda: 0.0)
+    with caplog.at_level(logging.INFO, logger="connector.run.progress"):
+        progress.update("Users", rows=1, pages=1, credits=1)
+        progress.finish_module("Users", "ok")
+    assert caplog.records[-1].getMessage() == "Users: ok, 1 row, 1 page, 1 credit"
+    facts = caplog.records[-1].facts  # type: ignore[attr-defined]
+    assert facts == {
+        "event": "progress",
+        "module": "Users",
+        "reader": "",
+        "rows": 1,
+        "pages": 1,
+        "credits": 1,
+        "status": "ok",
+    }

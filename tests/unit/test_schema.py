@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
@@ -15,13 +16,16 @@ from hypothesis import strategies as st
 
 from connector.errors import DataError
 from connector.lake.schema import (
+    RAW_VALUES,
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     batch_from_records,
     batches_from_csv,
+    merge_raw_values,
     module_schema,
     parse_zoho_datetime,
     tombstones_from_json,
+    unfit_counts,
 )
 from connector.zoho.metadata import FieldMeta
 
@@ -287,15 +291,16 @@ def test_schema_order_id_first_and_modified_time_is_utc_timestamp() -> None:
         FieldMeta("Custom_1", "integer", custom_field=True),
     ]
     schema = module_schema("Leads", fields)
-    assert schema.arrow.names == ["id", "Last_Name", "Modified_Time", "Custom_1"]
+    assert schema.arrow.names == ["id", "Last_Name", "Modified_Time", "Custom_1", RAW_VALUES]
     assert [f.api_name for f in schema.fields] == schema.arrow.names
+    assert schema.derived == [RAW_VALUES]  # never asked of Zoho
     assert schema.arrow.field("Modified_Time").type == pa.timestamp("us", tz="UTC")
     assert schema.arrow.field("id").type == pa.string()
 
 
 def test_id_is_added_when_metadata_lacks_it() -> None:
     schema = module_schema("Leads", [FieldMeta("Name", "text")])
-    assert schema.arrow.names == ["id", "Name"]
+    assert schema.arrow.names == ["id", "Name", RAW_VALUES]
 
 
 def test_skipped_fields_are_reported_not_invented() -> None:
@@ -309,7 +314,7 @@ def test_skipped_fields_are_reported_not_invented() -> None:
         FieldMeta("Tag", "text", json_type="jsonarray"),
     ]
     schema = module_schema("Deals", fields)
-    assert schema.arrow.names == ["id", "Name"]
+    assert schema.arrow.names == ["id", "Name", RAW_VALUES]
     skipped = dict(schema.skipped)
     assert set(skipped) == {"Items", "Partners", "Reviewers", "Doc", "Pic", "Tag"}
     assert all(reason for reason in skipped.values())
@@ -335,7 +340,10 @@ def test_missing_and_extra_json_keys() -> None:
     batch = batch_from_records(
         [{"id": "1", "A": "x", "Zzz": "ignored"}, {"id": "2", "B": 3}], schema
     )
-    assert batch.to_pylist() == [{"id": "1", "A": "x", "B": None}, {"id": "2", "A": None, "B": 3}]
+    assert batch.to_pylist() == [
+        {"id": "1", "A": "x", "B": None, RAW_VALUES: None},
+        {"id": "2", "A": None, "B": 3, RAW_VALUES: None},
+    ]
 
 
 def test_empty_json_page_gives_empty_batch() -> None:
@@ -362,24 +370,71 @@ def test_empty_json_page_gives_empty_batch() -> None:
         ("integer", {}, Decimal("1E+2"), "1e2"),
     ],
 )
-def test_bad_values_raise_data_error_naming_module_field_and_id(
+def test_values_that_do_not_fit_their_column_are_kept_exactly_in_raw_values(
     data_type: str, meta: dict[str, Any], json_value: Any, csv_text: str
 ) -> None:
+    # Never rounded, never a failed module: the typed cell is null and Zoho's text is kept.
     schema = _one_field(data_type, **meta)
     good = {"id": "100", "F": None, "Modified_Time": MT_TEXT}
     bad = {"id": "3652397000009851001", "F": json_value, "Modified_Time": MT_TEXT}
-    with pytest.raises(DataError) as from_json:
-        batch_from_records([good, bad], schema)
+    from_json = pa.Table.from_batches([batch_from_records([good, bad], schema)])
     data = _csv_bytes(
         ["id", "F", "Modified_Time"], [["100", None, MT_TEXT], [bad["id"], csv_text, MT_TEXT]]
     )
-    with pytest.raises(DataError) as from_csv:
-        _read_csv(data, schema)
-    for err in (from_json.value, from_csv.value):
-        message = str(err)
-        assert "Leads" in message and ".F" in message and "3652397000009851001" in message
-        assert err.module == "Leads" and err.field == "F" and err.record_id == bad["id"]
-        assert "Traceback" not in message
+    from_csv = _read_csv(data, schema)
+    json_text = json_value if isinstance(json_value, str) else str(json_value)
+    for table, text in ((from_json, json_text), (from_csv, csv_text)):
+        assert table.schema == schema.arrow
+        assert table.column("F").to_pylist() == [None, None]
+        assert table.column(RAW_VALUES).to_pylist() == [
+            None,
+            json.dumps({"F": text}, separators=(",", ":")),
+        ]
+        assert unfit_counts(table.column(RAW_VALUES).combine_chunks()) == {"F": 1}
+
+
+def test_an_unreadable_modified_time_still_fails_naming_module_field_and_id() -> None:
+    # The watermark and the partitions hang on Modified_Time: no row may go without it.
+    schema = _one_field("integer")
+    bad = {"id": "3652397000009851001", "F": 1, "Modified_Time": "yesterday"}
+    with pytest.raises(DataError) as error:
+        batch_from_records([bad], schema)
+    message = str(error.value)
+    assert "Leads.Modified_Time" in message and "3652397000009851001" in message
+    assert error.value.field == "Modified_Time" and "Traceback" not in message
+
+
+def test_a_row_keeps_every_unfit_value_and_fitting_values_beside_them_stay_typed() -> None:
+    schema = module_schema(
+        "Deals",
+        [
+            FieldMeta("Qty", "integer"),
+            FieldMeta("Amount", "currency", decimal_place=2),
+            FieldMeta("Won", "boolean"),
+        ],
+    )
+    rows = [
+        {"id": "1", "Qty": 2.5, "Amount": Decimal("10.125"), "Won": True},
+        {"id": "2", "Qty": 3, "Amount": Decimal("10.10"), "Won": "maybe"},
+        {"id": "3", "Qty": 4.0, "Amount": Decimal("1.5"), "Won": False},
+    ]
+    table = pa.Table.from_batches([batch_from_records(rows, schema)])
+    assert table.column("Qty").to_pylist() == [None, 3, 4]
+    assert table.column("Amount").to_pylist() == [None, Decimal("10.10"), Decimal("1.50")]
+    assert table.column("Won").to_pylist() == [True, None, False]
+    assert [json.loads(v) if v else None for v in table.column(RAW_VALUES).to_pylist()] == [
+        {"Qty": "2.5", "Amount": "10.125"},
+        {"Won": "maybe"},
+        None,
+    ]
+
+
+def test_raw_values_of_field_groups_are_joined_row_by_row() -> None:
+    first = pa.array([None, '{"A":"1.5"}', None], pa.string())
+    second = pa.array(['{"B":"x"}', '{"B":"y"}', None], pa.string())
+    merged = merge_raw_values([first, second])
+    assert merged.to_pylist() == ['{"B":"x"}', '{"A":"1.5","B":"y"}', None]
+    assert merge_raw_values([first, pa.nulls(3, pa.string())]) is first
 
 
 def test_csv_header_order_missing_and_extra_columns() -> None:
@@ -391,15 +446,15 @@ def test_csv_header_order_missing_and_extra_columns() -> None:
     table = _read_csv(data, schema)
     assert table.schema == schema.arrow
     assert table.to_pylist() == [
-        {"id": "1", "A": "x", "B": None, "C": True},
-        {"id": "2", "A": None, "B": None, "C": False},
+        {"id": "1", "A": "x", "B": None, "C": True, RAW_VALUES: None},
+        {"id": "2", "A": None, "B": None, "C": False, RAW_VALUES: None},
     ]
 
 
 def test_csv_with_bom_and_lf_newlines() -> None:
     schema = module_schema("Leads", [FieldMeta("A", "text")])
     data = b"\xef\xbb\xbf" + _csv_bytes(["id", "A"], [["1", "v"]], newline="\n")
-    assert _read_csv(data, schema).to_pylist() == [{"id": "1", "A": "v"}]
+    assert _read_csv(data, schema).to_pylist() == [{"id": "1", "A": "v", RAW_VALUES: None}]
 
 
 def test_csv_without_id_column_is_a_data_error() -> None:
@@ -550,14 +605,17 @@ def test_a_polymorphic_lookup_gets_its_module_next_to_it_never_asked_for() -> No
         FieldMeta("Modified_Time", "datetime"),
     ]
     schema = module_schema("Tasks", fields)
-    assert schema.names == ["id", "What_Id", "$se_module", "Who_Id", "Modified_Time"]
-    assert schema.derived == ["$se_module"]
+    assert schema.names == ["id", "What_Id", "$se_module", "Who_Id", "Modified_Time", RAW_VALUES]
+    assert schema.derived == ["$se_module", RAW_VALUES]
     assert "$se_module" not in field_names(schema)
     row = {"id": "1", "What_Id": {"id": "9", "name": "D"}, "$se_module": "Deals"}
     batch = batch_from_records([{**row, "Modified_Time": MT_TEXT}], schema)
     assert batch.column("$se_module").to_pylist() == ["Deals"]
-    assert module_schema("Notes", [FieldMeta("Parent_Id", "lookup")]).derived == ["$se_module"]
-    assert module_schema("Deals", [FieldMeta("Account_Name", "lookup")]).derived == []
+    assert module_schema("Notes", [FieldMeta("Parent_Id", "lookup")]).derived == [
+        "$se_module",
+        RAW_VALUES,
+    ]
+    assert module_schema("Deals", [FieldMeta("Account_Name", "lookup")]).derived == [RAW_VALUES]
 
 
 def test_rich_text_fields_and_converting_modules() -> None:

@@ -40,6 +40,7 @@ def batch(rows: Iterable[tuple[str, datetime | None]]) -> pa.RecordBatch:
             pa.array([r[0] for r in rows], pa.string()),
             pa.array([f"name {r[0]}" for r in rows], pa.string()),
             pa.array([r[1] for r in rows], pa.timestamp("us", tz="UTC")),
+            pa.nulls(len(rows), pa.string()),  # $raw_values
         ],
         schema=SCHEMA.arrow,
     )

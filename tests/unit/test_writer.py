@@ -108,7 +108,7 @@ def test_files_appear_only_at_commit_and_abort_cleans_up(tmp_path: Path) -> None
     writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "r", max_buffer_bytes=1, target_file_rows=5)
     writer.write(make_batch(0, 50))
     assert not (tmp_path / "Leads").exists()
-    assert list((tmp_path / "_tmp" / "Leads").glob("*.parquet"))  # written out to scratch
+    assert list((tmp_path / "_tmp" / "Leads").glob("spill-*"))  # spilled to scratch
     writer.abort()
     assert not (tmp_path / "Leads").exists()
     assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]

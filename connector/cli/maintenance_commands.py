@@ -1,0 +1,31 @@
+"""Commands that maintain what an output DIR holds, without calling Zoho: compact."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from connector.cli.app import PartitionByOpt, app, command_epilog, run_command
+
+
+@app.command(
+    epilog=command_epilog("zoho-crm compact ./zoho-out --module Leads --partition-by month")
+)
+def compact(
+    output: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
+    module: Annotated[str, typer.Option("--module", "-m", help="Module to compact.")],
+    partition_by: PartitionByOpt = None,
+) -> None:
+    """Merge a module's small files into few large ones (every row version kept), or rewrite
+    them at another granularity with --partition-by; locally, no credits."""
+
+    def action() -> None:
+        from connector.config import parse_partition_by
+        from connector.lake.compact import compact_module
+
+        wanted = parse_partition_by(partition_by) if partition_by is not None else None
+        result = compact_module(output, module, partition_by=wanted)
+        typer.echo(result.summary())
+
+    run_command(action)

@@ -19,12 +19,24 @@ changes in a 1M module at most 5 credits.
                                         # incremental: every reader at 10k/100k/1M
     python -m bench.credits --quick     # 10k and 100k (Bulk), 10k (COQL, Records)
     python -m bench.credits --json-1m   # also full COQL and Records loads of 1M (slow)
+
+The settings: ``bulk`` is ``APIType=Bulk`` (the default), which reads each module the cheapest
+way (a COQL count, 1 credit, prices Bulk Read, COQL and the Records API), so its minimum is the
+least of the three; ``coql`` and ``records`` are ``APIType=REST`` with ``UseCOQL`` true and false.
+The demo (``zoho-crm demo``: a full load of the simulated org, then changes and an incremental
+run) is measured too, from the credits its two runs report.
+
+    python -m bench.credits --demo-only # the demo's two runs only
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import os
+import re
+import subprocess
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -33,6 +45,8 @@ import pyarrow.dataset as ds
 
 from bench.common import (
     BIG_MODULE,
+    CONNECTOR_ENV,
+    PYTHON,
     Sim,
     extract,
     fresh_dir,
@@ -77,6 +91,36 @@ def minimum_full(reader: str, rows: int, fields: int) -> int:
     return 1 + max(1, math.ceil(rows / 200)) * groups(fields, 50)
 
 
+def minimum_for(settings: str, rows: int, fields: int) -> int:
+    """The least a full load with ``settings`` can cost: with APIType=Bulk, the cheapest reader."""
+    if settings == "bulk":
+        return min(minimum_full(reader, rows, fields) for reader in ("bulk", "coql", "records"))
+    return minimum_full(settings, rows, fields)
+
+
+_RUN_LINE = re.compile(
+    r"run \S+: (?P<status>[^(]+) \(exit \d+\), (?P<rows>[\d,]+) rows, (?P<credits>[\d,]+) credits"
+)
+
+
+def demo_credits() -> list[list[object]]:
+    """``zoho-crm demo`` in a scratch directory: (run, rows, credits) of its two runs."""
+    with tempfile.TemporaryDirectory(prefix="bench-demo-") as cwd:
+        proc = subprocess.run(
+            [PYTHON, "-m", "connector", "demo"],
+            cwd=cwd,
+            env={**os.environ, **CONNECTOR_ENV},
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+    runs = [m for line in proc.stdout.splitlines() if (m := _RUN_LINE.search(line))]
+    return [
+        [name, m["status"].strip(), m["rows"], m["credits"]]
+        for name, m in zip(("full load", "incremental"), runs, strict=True)
+    ]
+
+
 def minimum_incremental(fields: int) -> int:
     """Metadata, deleted records, and one cheapest page per column group."""
     return 1 + 2 + groups(fields, 50)
@@ -115,7 +159,12 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--json-1m", action="store_true", help="Full COQL/Records loads of 1M.")
     parser.add_argument("--dir")
+    parser.add_argument("--demo-only", action="store_true", help="Only the demo's two runs.")
     args = parser.parse_args()
+    demo = demo_credits()
+    print(table(["demo run", "status", "rows", "credits"], demo, title="zoho-crm demo"))
+    if args.demo_only:
+        return
     root = scratch_root(args.dir)
     module = BIG_MODULE
     fields = field_count(module)
@@ -138,12 +187,14 @@ def main() -> None:
                     extra_env=DEFAULT_POLLS,
                 )
                 total, kinds = spent(sim, before)
-                low = minimum_full(reader, size, fields)
+                low = minimum_for(reader, size, fields)
                 over = total / low - 1
+                used = m.extra["manifest"]["modules"][0].get("reader")
                 full_rows.append(
                     [
                         reader,
                         size,
+                        used,
                         total,
                         low,
                         f"{over * 100:+.1f}%",
@@ -184,7 +235,16 @@ def main() -> None:
     print()
     print(
         table(
-            ["reader", "rows", "credits (ledger)", "minimum", "over", "target", "by kind"],
+            [
+                "settings",
+                "rows",
+                "reader used",
+                "credits (ledger)",
+                "minimum",
+                "over",
+                "target",
+                "by kind",
+            ],
             full_rows,
             title=f"Full load credits, {module} ({fields} columns)",
         )

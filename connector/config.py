@@ -139,6 +139,10 @@ class Tuning(BaseModel):
     workers: int = Field(default=4, ge=1, le=10)
     group_calls: int = Field(default=1, ge=1)
     checkpoint_rows: int = Field(default=200_000, ge=1)
+    # APIType=Bulk: each read by the cheapest reader the settings allow (a full load's priced
+    # with a COQL count), or (false) Bulk Read for full loads wherever it can export the module
+    # and COQL otherwise.
+    price_readers: bool = True
     # Zoho's 429s (see connector.zoho.retry): seconds of waiting per call before 429s that
     # persist are taken as spent credits, and the first wait (it doubles, up to a minute).
     rate_limit_budget: float = Field(default=300.0, ge=0)

@@ -156,15 +156,27 @@ def plan(
         ),
     ] = None,
     as_json: JsonOpt = False,
+    full_refresh: Annotated[
+        bool,
+        typer.Option(
+            "--full-refresh",
+            help="Price full loads, as extract --full-refresh reads them (default: off).",
+        ),
+    ] = False,
 ) -> None:
-    """Dry run: the reader, estimated rows and credits per module, reading no records."""
+    """Dry run: the reader, estimated rows and credits per module, and what the other readers
+    would cost, reading no records."""
 
     def action() -> None:
         from connector.run.plan import build_plan
         from connector.run.planner import format_plan
 
-        names = split_modules(modules)
-        result = build_plan(load_cli_settings(connection, config), modules=names, output=output)
+        result = build_plan(
+            load_cli_settings(connection, config),
+            modules=split_modules(modules),
+            output=output,
+            full_refresh=full_refresh,
+        )
         typer.echo(_json(_plan_doc(result)) if as_json else format_plan(result))
 
     run_command(action)

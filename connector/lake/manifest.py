@@ -59,6 +59,8 @@ class ModuleReport:
     status: str = STATUS_NOT_RUN
     reader: str | None = None
     reason: str | None = None
+    # What each reader considered would have cost (credits, estimated), when the run chose.
+    reader_prices: dict[str, int] = field(default_factory=dict)
     fallback: str | None = None
     # "full" | "incremental" | "full_refresh" | "full_every_run" (no Modified_Time; Users)
     mode: str | None = None
@@ -222,6 +224,10 @@ class RunManifest:
             )
             for m in self.modules
         ]
+        own = sum(self.discovery_credits.values())
+        if own:
+            # The run's own calls (the modules list): with it, the column adds up to the total.
+            rows.append(("(run)", "-", "-", "-", "", "", f"{own:,}"))
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         lines = []
         for r in [header, *rows]:

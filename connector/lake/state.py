@@ -167,6 +167,13 @@ class ModuleState:
     last_run_id: str | None = None
     updated_at: datetime | None = None
     reader: str | None = None
+    full_rows: int | None = None
+    """Rows the last full load (or full refresh) wrote: the planner's size when it skips a count."""
+    coql_refused: tuple[str, ...] = ()
+    """Columns COQL refused in an earlier run: later runs read the module without COQL."""
+    completed_at: datetime | None = None
+    """When a run last read the module to the end (records and deletions): under a credit
+    budget, the module completed longest ago goes first."""
     partition_by: str | None = None
     """The granularity of the module's folders (:mod:`connector.lake.layout`), records and
     tombstones alike; None in a state written before it was recorded: daily."""
@@ -216,6 +223,9 @@ class ModuleState:
             "last_run_id": self.last_run_id,
             "updated_at": iso(self.updated_at),
             "reader": self.reader,
+            "full_rows": self.full_rows,
+            "coql_refused": list(self.coql_refused),
+            "completed_at": iso(self.completed_at),
             "partition_by": self.partition_by,
             "committed_runs": {
                 run: (list(files) if files is not None else None)
@@ -273,6 +283,7 @@ class ModuleState:
         module = doc["module"]
         if not isinstance(module, str):
             raise TypeError("module is not text")
+        full_rows = _optional_count(doc, "full_rows")
         watermark = when("watermark")
         deleted_watermark = when("deleted_watermark")
         return cls(
@@ -288,8 +299,19 @@ class ModuleState:
             last_run_id=optional_text("last_run_id"),
             updated_at=when("updated_at"),
             reader=optional_text("reader"),
+            full_rows=full_rows,
+            coql_refused=tuple(texts("coql_refused")),
+            completed_at=when("completed_at"),
             partition_by=optional_text("partition_by"),
         )
+
+
+def _optional_count(doc: Mapping[str, Any], key: str) -> int | None:
+    """``doc[key]`` as a whole number, or None when absent (older state files)."""
+    value = doc.get(key)
+    if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+        raise TypeError(f"{key} is not a number")
+    return value
 
 
 def data_dirs(module: str) -> tuple[str, str]:

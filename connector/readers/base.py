@@ -19,6 +19,7 @@ last committed watermark.
 
 from __future__ import annotations
 
+import contextvars
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor, wait
@@ -106,6 +107,16 @@ class ReaderBase:
             self.on_progress(self.stats)
 
 
+def in_context(pool: ThreadPoolExecutor, call: Callable[..., T], *args: object) -> Future[T]:
+    """Submit ``call(*args)`` to ``pool`` inside a copy of the caller's context.
+
+    Threads do not inherit context variables; the run's credit attribution
+    (:mod:`connector.run.credits`) is one, so a call made on a helper thread is billed to the
+    module whose reader started it.
+    """
+    return pool.submit(contextvars.copy_context().run, call, *args)
+
+
 class Prefetch(Generic[T]):
     """The reader's next call, made on a background thread while its caller writes the last page.
 
@@ -122,7 +133,7 @@ class Prefetch(Generic[T]):
         """Begin ``call`` in the background (one at a time)."""
         if self._pool is None:
             self._pool = ThreadPoolExecutor(1, thread_name_prefix="prefetch")
-        self._future = self._pool.submit(call)
+        self._future = in_context(self._pool, call)
 
     def take(self, call: Callable[[], T]) -> T:
         """The started call's result (its error raised here), or ``call()`` made now."""

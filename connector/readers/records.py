@@ -64,6 +64,7 @@ from connector.readers.base import (
     LastSecond,
     Prefetch,
     ReaderBase,
+    in_context,
     merge_groups,
     split_fields,
     zoho_time,
@@ -358,7 +359,7 @@ class RecordsReader(ReaderBase):
             return [call(fields, token) for fields, token in jobs]
         if self._pool is None:
             self._pool = ThreadPoolExecutor(at_once, thread_name_prefix="records-groups")
-        futures = [self._pool.submit(call, fields, token) for fields, token in jobs]
+        futures = [in_context(self._pool, call, fields, token) for fields, token in jobs]
         # Every call ends before an error goes up: a restart must not race a call still out.
         wait(futures)
         return [future.result() for future in futures]

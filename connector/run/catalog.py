@@ -27,6 +27,7 @@ from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
+from connector.run.credits import billed_to
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
@@ -139,9 +140,13 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
     targets: list[Target] = []
     for meta in resolve_names(names, listing):
         try:
-            targets.append(Target(meta, fields=list_fields(client, meta.api_name)))
+            # The module's own call: its credit shows in its line of the run (and plan).
+            with billed_to(meta.api_name):
+                fields = list_fields(client, meta.api_name)
         except ModuleUnavailable as exc:
             targets.append(Target(meta, error=exc))
+            continue
+        targets.append(Target(meta, fields=fields))
     return targets
 
 

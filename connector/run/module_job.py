@@ -42,6 +42,7 @@ Decisions:
   and tombstones (capped at the start of the deleted-records read) follow the same rule. The
   manifest records the server time per module (``read_started_at_server``). Without a ``Date``
   header the local clock stands in, with the wider ``LOCAL_TIME_MARGIN`` and a warning.
+* **Which reader.** :mod:`connector.run.choosing` (the planner's rules, the budget).
 * **Odd modules.** Modules without ``Modified_Time``, ``Users``, fields COQL refuses and modules
   Zoho refuses: see :mod:`connector.run.odd`.
 * **Deferring the live edge.** Rows whose ``Modified_Time`` is at or after the cap are read but
@@ -68,7 +69,6 @@ import pyarrow.compute as pc
 from connector.config import Settings
 from connector.crashpoints import crashpoint
 from connector.errors import (
-    AuthError,
     BudgetExceeded,
     CreditsExhausted,
     FatalAPIError,
@@ -96,20 +96,22 @@ from connector.lake.state import (
 )
 from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter, WrittenFile
-from connector.readers import coql_count, coql_probe, read_deleted
-from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers import read_deleted
+from connector.readers.base import COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.coql import CoqlReader
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target
+from connector.run.choosing import OverBudget, ReaderChooser
 from connector.run.credits import CreditAttribution
-from connector.run.planner import ReaderChoice, cheapest_incremental, static_choice
+from connector.run.planner import (
+    ReaderChoice,
+)
 from connector.run.progress import Progress
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
-from connector.zoho.quirks import coql_refused
-from connector.zoho.scopes import bulk_allowed, coql_allowed
 
-__all__ = ["ModuleJob", "RunContext", "Stopped", "defer_live_edge"]
+__all__ = ["ModuleJob", "OverBudget", "RunContext", "Stopped", "defer_live_edge"]
 
 # The run's log lines keep one logger name, whichever of its modules writes them.
 log = logging.getLogger("connector.run.sync")
@@ -229,7 +231,8 @@ class ModuleJob:
         self.users = target.meta is USERS_META
         # Read in full every run, as a new generation, and partitioned by ``layout``: odd.py.
         self.full_each_run, self.layout = self.users, MODIFIED_TIME
-        self.learned_refused: list[str] = []  # columns COQL refused during this run
+        self.learned_refused: list[str] = []  # columns COQL refused, this run or an earlier one
+        self.known_rows: int | None = None  # rows of the module's last full load, if known
         self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
 
     # progress ---------------------------------------------------------------------------------
@@ -298,6 +301,7 @@ class ModuleJob:
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
         target_state.partition_by = self.granularity
+        self._remember(state, target_state, full=not incremental)
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
         report.reader, report.reason, report.fallback = (
@@ -321,6 +325,8 @@ class ModuleJob:
                     f"read (at or after {_iso(self.cap)}) are left for the next run"
                 )
 
+        # Committed with the module's last commit only: a read stopped before it keeps the old.
+        target_state.completed_at = datetime.now(timezone.utc)
         if incremental:
             self._read_deleted(target_state)
         else:
@@ -365,6 +371,23 @@ class ModuleJob:
             target.remembered = frozenset()
         return target
 
+    def _remember(self, state: ModuleState, target: ModuleState, *, full: bool) -> None:
+        """Carry what earlier runs learned about reading the module into this one, and have
+        every commit of this run record what it learns (the live lists, not copies)."""
+        self.learned_refused = list(dict.fromkeys([*state.coql_refused, *self.learned_refused]))
+        self.known_rows = state.full_rows
+        self._target = target
+        self._full = full
+
+    def _learned_into_state(self) -> None:
+        """Note in the state being committed what this run learned (called before a commit)."""
+        target = getattr(self, "_target", None)
+        if target is None:
+            return
+        target.coql_refused = tuple(self.learned_refused)
+        if self._full:
+            target.full_rows = self.report.rows
+
     def _remove_old_generation(self, target: ModuleState) -> None:
         """Delete the data and tombstone files the committed ``target`` does not list."""
         output = self.run.output
@@ -378,47 +401,9 @@ class ModuleJob:
     def _choose(
         self, schema: ModuleSchema, since: datetime | None
     ) -> tuple[ReaderChoice, pa.RecordBatch | None]:
-        """The reader, and the rows a COQL probe already read when that probe was the read."""
-        run, meta = self.run, self.target.meta
-        settings = run.settings
-        if self.users:
-            return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
-        coql_ok = coql_allowed(settings.use_coql, run.client.tokens.granted_scopes)
-        choice = static_choice(
-            meta,
-            api_type=settings.api_type.value,
-            use_coql=settings.use_coql,
-            coql_ok=coql_ok,
-            incremental=since is not None,
-            bulk_ok=bulk_allowed(run.client.tokens.granted_scopes),
-            coql_refused=[
-                *coql_refused(self.name, frozenset(schema.names)),
-                *self.learned_refused,
-            ],
-        )
-        if self.full_each_run and choice.reader == BULK and coql_ok:
-            return odd.full_read_choice(run.client, schema, self._coql_refused), None
-        if not choice.probe:
-            return choice, None
-        try:
-            probe = coql_probe(run.client, schema, since)
-        except AuthError as exc:
-            # The COQL scope turned out to be missing: Bulk reads everything anyway.
-            self.report.warnings.append(f"COQL probe refused ({exc}); reading with Bulk")
-            return ReaderChoice(BULK, "APIType=Bulk, incremental (COQL refused)"), None
-        except ZohoAPIError as exc:
-            if self._coql_refused(exc, schema) is None:
-                raise
-            return self._choose(schema, since)
-        if not probe.more_records:
-            reason = f"APIType=Bulk, incremental: {probe.rows} changes fit one COQL page"
-            rows = probe.table
-            first = pa.RecordBatch.from_arrays(
-                [column.combine_chunks() for column in rows.columns], schema=rows.schema
-            )
-            return ReaderChoice(COQL, reason), first
-        count = coql_count(run.client, self.name, since)
-        return cheapest_incremental(count, len(schema.arrow)), None
+        """The reader (:mod:`connector.run.choosing`), and the rows a COQL probe already read
+        when that probe was the read."""
+        return ReaderChooser(self, schema).choose(since)
 
     # data ------------------------------------------------------------------------------------
 
@@ -446,6 +431,9 @@ class ModuleJob:
                 # run's files are then swept by the next run's recover().
                 scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
             )
+            if choice.page_limit is not None and isinstance(reader, CoqlReader):
+                # The count says the module fits one page: ask for the cheapest LIMIT holding it.
+                reader.max_limit = choice.page_limit
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True
@@ -598,6 +586,7 @@ class ModuleJob:
             unfit[name] = unfit.get(name, 0) + count
 
     def _commit_state(self, target: ModuleState) -> None:
+        self._learned_into_state()
         target.last_run_id = self.run.run_id
         self.run.store.commit(target)
         crashpoint("sync_state_committed")

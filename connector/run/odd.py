@@ -7,8 +7,9 @@
   (:class:`NoWatermark`), no live-edge deferral, no tombstones (a deleted record is simply absent
   from the next generation). Its files are partitioned by the date of its first datetime field
   (:func:`layout_column`: ``action_performed_date=`` for ``Action_Performed_Time``); a module with
-  no datetime field at all is skipped with that reason. With ``APIType=Bulk`` a COQL count
-  (1 credit) picks COQL when it is cheaper than a 50-credit Bulk job on every run.
+  no datetime field at all is skipped with that reason. With ``APIType=Bulk`` the planner picks
+  its reader like a full load's (a COQL count, 1 credit, says whether COQL is cheaper than a
+  50-credit Bulk job on every run).
 * **``Users``** (:mod:`connector.readers.users`) is read the same way, in full every run.
 * **Fields COQL refuses.** A module with a field COQL is known to refuse (line items,
   ``Participants``, :mod:`connector.zoho.quirks`) is read by the Records API. A column COQL
@@ -28,7 +29,7 @@ from typing import TYPE_CHECKING
 
 import pyarrow as pa
 
-from connector.errors import FatalAPIError, ModuleUnavailable, ZohoAPIError
+from connector.errors import ModuleUnavailable, ZohoAPIError
 from connector.lake.layout import day_key
 from connector.lake.manifest import ModuleReport
 from connector.lake.output import Output
@@ -43,10 +44,8 @@ from connector.readers.base import (
     Reader,
     make_reader,
 )
-from connector.readers.coql import coql_count
 from connector.readers.scan import make_scan_reader
 from connector.readers.users import UsersReader
-from connector.run.planner import ReaderChoice, cheapest_full
 from connector.zoho.quirks import refused_column, refuses_module
 
 if TYPE_CHECKING:
@@ -100,22 +99,6 @@ def read_shape(schema: ModuleSchema, *, users: bool) -> tuple[str, bool, str | N
             f"replacing the last (files partitioned by {layout})",
         )
     return layout, False, None
-
-
-def full_read_choice(
-    client: ZohoClient,
-    schema: ModuleSchema,
-    refused: Callable[[ZohoAPIError, ModuleSchema], object],
-) -> ReaderChoice:
-    """COQL or Bulk for a module read in full every run with ``APIType=Bulk``: a Bulk job costs
-    50 credits on every run, so a COQL count (1 credit) says whether COQL is cheaper. ``refused``
-    turns a COQL refusal of the module into a skip."""
-    try:
-        rows = coql_count(client, schema.module, None)
-    except FatalAPIError as exc:
-        refused(exc, schema)
-        raise
-    return cheapest_full(rows, len(schema.arrow))
 
 
 def records_writer(

@@ -1,13 +1,19 @@
 """``zoho-crm plan``: a dry run that prices the run that would follow it, reading no records.
 
 Per module: the reader the planner picks (:mod:`connector.run.planner`), the rows it would read (a
-COQL count, 1 credit, when COQL may be used) and the credits it would spend. With an output whose
-state holds a module's watermark, that module is planned as an incremental run.
+COQL count, 1 credit, when COQL may be used), the credits it would spend, and what the other
+readers the settings allow would cost. With an output whose state holds a module's watermark,
+that module is planned as an incremental run (``full_refresh``: as a full load), and its rows are
+the changes since the watermark: the count from the watermark's second, less the rows of that
+second the output already holds, so an unchanged org shows 0. A module whose last full load shows
+it is large is not counted (its rows are that load's).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
 
 from connector.config import Settings
 from connector.errors import AuthError, ModuleUnavailable, ZohoAPIError
@@ -18,7 +24,14 @@ from connector.readers import coql_count
 from connector.readers.base import MODIFIED_TIME
 from connector.readers.users import USERS_META
 from connector.run.catalog import Target, discover_run
-from connector.run.planner import ModulePlan, Plan, estimate_module
+from connector.run.planner import (
+    ModulePlan,
+    Plan,
+    Shape,
+    allowed_readers,
+    estimate_module,
+    known_large,
+)
 from connector.zoho.http import ZohoClient
 from connector.zoho.limits import METADATA_CREDITS
 from connector.zoho.metadata import list_fields
@@ -44,11 +57,13 @@ def build_plan(
     modules: Sequence[str] | None = None,
     output: str | None = None,
     client: ZohoClient | None = None,
+    full_refresh: bool = False,
 ) -> Plan:
     """A dry run: per module the reader, estimated rows (a COQL count, 1 credit, when COQL may
     be used) and estimated credits, without reading records.
 
-    With ``output``, modules with a committed watermark there are planned as incremental runs.
+    With ``output``, modules with a committed watermark there are planned as incremental runs,
+    unless ``full_refresh``.
     """
     own_client = client is None
     client = client or ZohoClient(settings)
@@ -69,7 +84,17 @@ def build_plan(
         plans: list[ModulePlan] = []
         warnings: list[str] = []
         for target in targets:
-            plans.append(_plan_module(settings, client, target, states, coql_ok, warnings))
+            plans.append(
+                _plan_module(
+                    settings,
+                    client,
+                    target,
+                    states.get(target.meta.api_name),
+                    coql_ok,
+                    warnings,
+                    full_refresh=full_refresh,
+                )
+            )
         plans.extend(
             ModulePlan(meta.api_name, "-", "", "full", 0, None, 0, error=f"skipped: {why}")
             for meta, why in found.skipped
@@ -91,17 +116,18 @@ def _plan_module(
     settings: Settings,
     client: ZohoClient,
     target: Target,
-    states: dict[str, ModuleState],
+    state: ModuleState | None,
     coql_ok: bool,
     warnings: list[str],
+    *,
+    full_refresh: bool,
 ) -> ModulePlan:
     name = target.meta.api_name
     if target.meta is USERS_META:
         return ModulePlan(
             name, "users", "the Users API, in full every run", "full", 0, None, METADATA_CREDITS
         )
-    state = states.get(name)
-    since = state.watermark if state is not None else None
+    since = state.watermark if state is not None and not full_refresh else None
     mode = "incremental" if since is not None else "full"
     fields = target.fields
     try:
@@ -116,27 +142,33 @@ def _plan_module(
     if full_each_run:
         # Read in full every run (see connector.run.module_job).
         since, mode = None, "full"
-    rows: int | None = None
-    count_credits = 0
-    if coql_ok:
-        try:
-            rows = coql_count(client, name, since)
-            count_credits = 1
-        except (ZohoAPIError, AuthError) as exc:
-            warnings.append(f"{name}: could not count rows with COQL ({exc})")
+    shape = Shape.of(schema)
+    refused = [*coql_refused(name, frozenset(schema.names)), *(state.coql_refused if state else ())]
+    options: dict[str, Any] = {
+        "api_type": settings.api_type.value,
+        "use_coql": settings.use_coql,
+        "coql_ok": coql_ok,
+        "bulk_ok": bulk_allowed(client.tokens.granted_scopes),
+        "coql_refused": refused,
+    }
+    known = state.full_rows if state is not None and since is None else None
+    readers = allowed_readers(target.meta, **options)
+    rows: int | None
+    if known is not None and known_large(readers, known, shape):
+        # As the run does: no count, the last full load's rows stand in.
+        rows, count_credits = known, 0
     else:
-        warnings.append(f"{name}: rows unknown (COQL scope not granted: no cheap count)")
+        rows, count_credits = _rows(client, name, since, state, coql_ok, warnings)
     choice, credits = estimate_module(
         target.meta,
         n_columns=len(schema.arrow),
         rows=rows,
         incremental=since is not None,
-        api_type=settings.api_type.value,
-        use_coql=settings.use_coql,
-        coql_ok=coql_ok,
-        bulk_ok=bulk_allowed(client.tokens.granted_scopes),
-        coql_refused=coql_refused(name, frozenset(schema.names)),
         full_each_run=full_each_run,
+        shape=shape,
+        known_rows=known,
+        price_full=settings.tuning.price_readers,
+        **options,
     )
     return ModulePlan(
         module=name,
@@ -149,4 +181,28 @@ def _plan_module(
         count_credits=count_credits,
         fallback=choice.fallback,
         skipped_fields=[n for n, _ in schema.skipped],
+        alternatives={r: c for r, c in choice.prices if r != choice.reader},
     )
+
+
+def _rows(
+    client: ZohoClient,
+    name: str,
+    since: datetime | None,
+    state: ModuleState | None,
+    coql_ok: bool,
+    warnings: list[str],
+) -> tuple[int | None, int]:
+    """(rows the run would read, the credits counting them cost): a COQL count, less the rows of
+    the watermark's second the output holds already (an unchanged org: 0)."""
+    if not coql_ok:
+        warnings.append(f"{name}: rows unknown (COQL scope not granted: no cheap count)")
+        return None, 0
+    try:
+        rows = coql_count(client, name, since)
+    except (ZohoAPIError, AuthError) as exc:
+        warnings.append(f"{name}: could not count rows with COQL ({exc})")
+        return None, 0
+    if since is not None and state is not None:
+        rows = max(0, rows - len(state.ids_at_watermark))
+    return rows, 1

@@ -1,36 +1,51 @@
 """Which reader serves each module, and what it will cost in API credits.
 
 Zoho bills every call against a daily budget, so the planner prices each way of reading a module
-with Zoho's rules and picks the cheapest one that reads everything:
+with Zoho's rules and picks the cheapest one that reads everything. What the settings promise:
 
-* ``APIType=REST``: COQL when ``UseCOQL=true``, else the Records API.
-* ``APIType=Bulk``, full load: Bulk Read when the module supports it; otherwise COQL (when
-  ``UseCOQL`` is on or the COQL scope is granted or not known to be missing), else Records. The
-  fallback and its reason go into the run manifest.
-* ``APIType=Bulk``, incremental: a Bulk job costs at least 50 credits, while a COQL page of up to
-  200 rows costs 1. So the run first *probes* with COQL (the first page, LIMIT 200, 1 credit). When
-  that page holds every change, the probe is the read. Otherwise one COQL count (1 credit) prices
-  both ways and the cheaper one wins.
+* ``APIType=REST``: never Bulk Read. COQL when ``UseCOQL=true``, else the Records API.
+* ``APIType=Bulk`` (the default): each module the cheapest way Zoho allows, among Bulk Read (where
+  Zoho can export the module and the token has ``ZohoCRM.bulk.READ``), COQL (when ``UseCOQL`` is
+  on, or its scope is granted or not known to be missing) and the Records API. ``UseCOQL=false``
+  does not forbid COQL here: it only says which REST API ``APIType=REST`` reads with.
+* Whatever the settings, a module with a field COQL refuses is read by the Records API.
 
-Estimates (``zoho-crm plan``) use the same formulas, with rows from a COQL count when COQL may be
-used (1 credit per module), or "unknown" otherwise.
+Full loads with ``APIType=Bulk`` (:func:`full_choice`): when Bulk Read is among the readers, a
+COQL count (1 credit) gives the rows and each reader is priced with them; the cheapest wins and
+the manifest says why, with the prices of the others. The count is skipped when the module is
+known to be large (its last full load read so many rows that Bulk Read is cheaper even at half
+of them) or when COQL may not be used. Without Bulk Read, COQL and the Records API cost a fixed
+amount per row, so the cheaper one is known without a count.
+
+Incremental runs with ``APIType=Bulk``: a Bulk job costs at least 50 credits, while a COQL page of
+up to 200 rows costs 1. So the run first *probes* with COQL (the first page, LIMIT 200, 1 credit).
+When that page holds every change, the probe is the read. Otherwise one COQL count (1 credit)
+prices both ways and the cheaper one wins.
 
 Credit formulas, from Zoho's prices and limits in :mod:`connector.zoho.limits` (metadata 1; Bulk
 create 50, status poll 1, download 1; COQL by LIMIT: ≤200 → 1, ≤1000 → 2, ≤2000 → 3; record list
 page 1; deleted-records page 2):
 
 * Bulk: ``ceil(rows / 200,000)`` jobs per field group of ≤200 fields, each 50 + polls + 1 download.
-* COQL: 1 for the first page (LIMIT 200), then 3 per 2,000 rows, per group of ≤50 columns.
+* COQL: 1 for the first page (LIMIT 200), then 3 per 2,000 rows, per group of ≤50 columns; a full
+  load whose count is known reads at the cheapest LIMIT that holds it (≤200 rows: 1 credit).
 * Records: ``ceil(rows / 200)`` pages per group of ≤50 fields.
 * Deleted records: 2 per 200 tombstones, at least 2 on every incremental run.
+* What the answers leave out (:func:`extra_credits`), read by id: ``$se_module`` of polymorphic
+  lookups for COQL and Bulk (1 credit per 100 linked records, priced as if every record links
+  one), and rich-text values that may be cut (``fetch_full_data``, 1 per 200, then their
+  ``Modified_Time`` again, 1 per 100; priced as if a quarter of the records hold one; the
+  Records API pays both per page of 200).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
 
+from connector.lake.schema import SE_MODULE, ModuleSchema
 from connector.logging_setup import counted
 from connector.readers.base import BULK, COQL, RECORDS
 from connector.zoho.limits import (
@@ -41,6 +56,7 @@ from connector.zoho.limits import (
     BULK_STATUS_CREDITS,
     COQL_COLUMNS_PER_CALL,
     COQL_FIRST_LIMIT,
+    COQL_LIMIT_PRICES,
     COQL_MAX_LIMIT,
     DELETED_PAGE_CREDITS,
     DELETED_PER_PAGE,
@@ -55,6 +71,17 @@ from connector.zoho.scopes import BULK_READ
 
 # An estimate, not a rule: a job is usually COMPLETED after two or three status polls.
 BULK_POLLS_PER_JOB = 3
+# Assumptions for what a read must complete by id (Zoho's data decides; the manifest reports what
+# it cost): every record's polymorphic lookup is set (the most it can cost), and a quarter of the
+# records hold a rich-text value long enough to have been cut.
+LINKED_SHARE = 1.0
+RICH_TEXT_CUT_SHARE = 0.25
+# Records read by id per call (Records API ``ids``) and per fetch_full_data call.
+IDS_PER_CALL = 100
+FULL_DATA_IDS_PER_CALL = 200
+# A module whose last full load read this many times the rows at which Bulk Read becomes the
+# cheapest reader is "known to be large": no count before its next full load.
+KNOWN_LARGE_FACTOR = 2
 
 
 def group_count(reader: str, n_columns: int) -> int:
@@ -118,6 +145,73 @@ def reader_credits(reader: str, rows: int, n_columns: int, *, full: bool = False
     return records_credits(rows, groups)
 
 
+def fitted_limit(rows: int) -> int:
+    """The cheapest COQL LIMIT that reads ``rows`` rows in one page (2,000 past that)."""
+    for largest, _ in COQL_LIMIT_PRICES:
+        if rows <= largest:
+            return largest
+    return COQL_MAX_LIMIT
+
+
+@dataclass(frozen=True)
+class Shape:
+    """What in a module's schema decides what a read costs besides its pages."""
+
+    columns: int
+    polymorphic: bool = False
+    """A polymorphic lookup whose module (``$se_module``) only the Records API names."""
+    rich_text: bool = False
+    """Rich-text fields, whose values a list answer may cut at 500 characters."""
+
+    @classmethod
+    def of(cls, schema: ModuleSchema) -> Shape:
+        """The shape of ``schema``."""
+        return cls(len(schema.arrow), SE_MODULE in schema.names, bool(schema.rich_text))
+
+
+def extra_credits(reader: str, rows: int, shape: Shape) -> int:
+    """Credits a read of ``rows`` rows spends completing them by id (see the module docstring).
+
+    The Records API names ``$se_module`` itself but completes rich text page by page (one
+    ``fetch_full_data`` and one ``Modified_Time`` call per page of 200 holding a cut value); COQL
+    and Bulk Read complete both for the rows that need it.
+    """
+    if rows <= 0:
+        return 0
+    cut = math.ceil(rows * RICH_TEXT_CUT_SHARE) if shape.rich_text else 0
+    if reader == RECORDS:
+        return 2 * math.ceil(rows / RECORDS_PER_PAGE) if cut else 0
+    linked = math.ceil(rows * LINKED_SHARE) if shape.polymorphic else 0
+    fetched = math.ceil(cut / FULL_DATA_IDS_PER_CALL)
+    return fetched + math.ceil(max(cut, linked) / IDS_PER_CALL)
+
+
+def full_read_credits(reader: str, rows: int, shape: Shape, *, fitted: bool = False) -> int:
+    """Credits ``reader`` spends reading all ``rows`` rows of a module, completion included.
+
+    ``fitted``: the rows are counted, so a COQL read of at most 2,000 rows asks for the cheapest
+    LIMIT that holds them.
+    """
+    groups = group_count(reader, shape.columns)
+    if reader == COQL and fitted and rows <= COQL_MAX_LIMIT:
+        read = coql_limit_credits(fitted_limit(rows)) * groups
+    else:
+        read = reader_credits(reader, rows, shape.columns, full=True)
+    return read + extra_credits(reader, rows, shape)
+
+
+def least_credits(reader: str, rows: int, shape: Shape) -> int:
+    """The least a full load by ``reader`` must spend before anything of it can be committed.
+
+    A Bulk read commits only at the end, so all of it; COQL and the Records API commit what they
+    have when the run stops, so one page (with its completion).
+    """
+    if reader == BULK:
+        return full_read_credits(BULK, rows, shape)
+    page = min(rows, COQL_MAX_LIMIT if reader == COQL else RECORDS_PER_PAGE)
+    return full_read_credits(reader, page, shape, fitted=True)
+
+
 @dataclass(frozen=True)
 class ReaderChoice:
     """The reader picked for a module and why; ``probe`` asks for a COQL probe first."""
@@ -126,6 +220,12 @@ class ReaderChoice:
     reason: str
     fallback: str | None = None
     probe: bool = False
+    prices: tuple[tuple[str, int], ...] = ()
+    """What each reader considered would cost (credits), the chosen one included."""
+    page_limit: int | None = None
+    """The COQL LIMIT of a counted full load that fits in one page."""
+    rows: int | None = None
+    """The rows the choice was priced with (a count, or the last full load's)."""
 
 
 def static_choice(
@@ -175,6 +275,111 @@ def static_choice(
     return ReaderChoice(BULK, "APIType=Bulk, full load")
 
 
+def allowed_readers(
+    module: ModuleMeta,
+    *,
+    api_type: str,
+    use_coql: bool,
+    coql_ok: bool,
+    bulk_ok: bool = True,
+    coql_refused: Sequence[str] = (),
+) -> tuple[str, ...]:
+    """The readers the settings allow for ``module`` (see the module docstring for the rules)."""
+    if coql_refused:
+        return (RECORDS,)
+    if api_type.lower() == "rest":
+        return (COQL,) if use_coql else (RECORDS,)
+    readers = [BULK] if module.bulk_supported and bulk_ok else []
+    if coql_ok or use_coql:
+        readers.append(COQL)
+    return (*readers, RECORDS)
+
+
+_NAMES = {BULK: "Bulk Read", COQL: "COQL", RECORDS: "the Records API"}
+# Equal prices: the readers that commit as they go first.
+_PREFERENCE = {COQL: 0, RECORDS: 1, BULK: 2}
+
+
+def priced_choice(
+    readers: Sequence[str], rows: int, shape: Shape, *, fitted: bool, what: str
+) -> ReaderChoice:
+    """The cheapest of ``readers`` for a full read of ``rows`` rows, its reason naming the
+    prices of the others."""
+    prices = {reader: full_read_credits(reader, rows, shape, fitted=fitted) for reader in readers}
+    best = min(readers, key=lambda reader: (prices[reader], _PREFERENCE[reader]))
+    others = ", ".join(f"{r} ~{prices[r]:,}" for r in readers if r != best)
+    reason = f"{what}: {rows:,} rows, {best} ~{prices[best]:,} credits" + (
+        f" (vs {others})" if others else ""
+    )
+    fits = best == COQL and fitted and rows <= COQL_MAX_LIMIT
+    return ReaderChoice(
+        best,
+        reason,
+        prices=tuple(prices.items()),
+        page_limit=fitted_limit(rows) if fits else None,
+        rows=rows,
+    )
+
+
+def known_large(readers: Sequence[str], rows: int, shape: Shape) -> bool:
+    """Whether Bulk Read is the cheapest even at a fraction of ``rows`` (the last full load's
+    rows): the module is then read by Bulk without a count."""
+    if BULK not in readers:
+        return False
+    smaller = rows // KNOWN_LARGE_FACTOR
+    return priced_choice(readers, smaller, shape, fitted=False, what="").reader == BULK
+
+
+def full_choice(
+    static: ReaderChoice,
+    readers: Sequence[str],
+    shape: Shape,
+    *,
+    count: Callable[[], int] | None,
+    known_rows: int | None = None,
+    what: str = "full load",
+    fitted: bool = True,
+) -> ReaderChoice:
+    """The reader of a full load among ``readers`` (:func:`allowed_readers`).
+
+    ``static`` is the settings' choice (:func:`static_choice`), kept when there is nothing to
+    choose from. With Bulk Read among the readers, ``count`` (a COQL count, 1 credit; None when
+    COQL may not be used) gives the rows, unless ``known_rows`` (the last full load's) shows the
+    module is large. Without Bulk Read, COQL and the Records API cost a fixed rate per row, so
+    they are compared without a count. ``fitted``: the reader can fit its COQL LIMIT to a
+    counted module (not the id-order scan of a module read in full every run).
+    """
+    if len(readers) <= 1:
+        return static
+    fallback = static.fallback
+    prefix = f"{fallback}; " if fallback else ""
+    if BULK not in readers:
+        # A fixed rate per row: any size ranks them alike.
+        choice = priced_choice(readers, 10 * COQL_MAX_LIMIT, shape, fitted=False, what="")
+        cheaper = ", ".join(
+            f"{_NAMES[r]} {full_read_credits(r, COQL_MAX_LIMIT, shape)}" for r in readers
+        )
+        reason = (
+            f"{prefix}{_NAMES[choice.reader]} instead, the cheapest per row "
+            f"({cheaper} credits per 2,000 rows)"
+        )
+        return replace(choice, reason=reason, rows=None, fallback=fallback)
+    if known_rows is not None and known_large(readers, known_rows, shape):
+        choice = priced_choice(
+            readers, known_rows, shape, fitted=False, what=f"{what}, known large (no count)"
+        )
+        return replace(choice, fallback=fallback)
+    if count is not None:
+        choice = priced_choice(readers, count(), shape, fitted=fitted, what=f"{prefix}{what}")
+        return replace(choice, fallback=fallback)
+    if known_rows is not None:
+        choice = priced_choice(
+            readers, known_rows, shape, fitted=False, what=f"{what}, rows of the last full load"
+        )
+        return replace(choice, fallback=fallback)
+    return static
+
+
 def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> ReaderChoice:
     coql = reader_credits(COQL, rows, n_columns, full=full)
     bulk = reader_credits(BULK, rows, n_columns)
@@ -186,12 +391,6 @@ def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> 
 def cheapest_incremental(rows: int, n_columns: int) -> ReaderChoice:
     """Pick the cheaper of COQL and Bulk for an incremental read of ``rows`` changed rows."""
     return _cheaper(rows, n_columns, full=False, what="APIType=Bulk, incremental", unit="changes")
-
-
-def cheapest_full(rows: int, n_columns: int) -> ReaderChoice:
-    """Pick the cheaper of COQL and Bulk for a module read in full on every run (no
-    ``Modified_Time``): a Bulk job costs 50 credits each time, a small module far less by COQL."""
-    return _cheaper(rows, n_columns, full=True, what="read in full every run", unit="rows")
 
 
 @dataclass
@@ -209,6 +408,8 @@ class ModulePlan:
     fallback: str | None = None
     error: str | None = None
     skipped_fields: list[str] = field(default_factory=list)
+    alternatives: dict[str, int] = field(default_factory=dict)
+    """What the other readers the settings allow would cost to read the same rows."""
 
 
 @dataclass
@@ -245,27 +446,48 @@ def estimate_module(
     bulk_ok: bool = True,
     coql_refused: Sequence[str] = (),
     full_each_run: bool = False,
+    shape: Shape | None = None,
+    known_rows: int | None = None,
+    price_full: bool = True,
 ) -> tuple[ReaderChoice, int]:
     """Reader and estimated credits (fields metadata and deleted records included) for a module.
 
     ``rows`` is the number of rows the run would read (changes since the watermark when
     incremental), or None when unknown: the estimate is then the cost of reading nothing more
-    than the first page, i.e. a lower bound.
+    than the first page, i.e. a lower bound. ``shape`` (default: ``n_columns`` columns, nothing
+    to complete by id) prices what the read completes by id; ``known_rows`` is the last full
+    load's rows (a full load then skips its count when the module is large). ``price_full``
+    False: a full load keeps the settings' reader (``price_readers`` in ``[tuning]``).
     """
-    choice = static_choice(
-        module,
-        api_type=api_type,
-        use_coql=use_coql,
-        coql_ok=coql_ok,
-        incremental=incremental,
-        bulk_ok=bulk_ok,
-        coql_refused=coql_refused,
-    )
+    shape = shape or Shape(n_columns)
+    options: dict[str, Any] = {
+        "api_type": api_type,
+        "use_coql": use_coql,
+        "coql_ok": coql_ok,
+        "bulk_ok": bulk_ok,
+        "coql_refused": coql_refused,
+    }
+    choice = static_choice(module, incremental=incremental, **options)
     known = rows if rows is not None else 0
-    if full_each_run and choice.reader == BULK and coql_ok and rows is not None:
-        # One COQL count prices both (see connector.run.module_job).
-        choice = cheapest_full(known, n_columns)
-        read = 1 + reader_credits(choice.reader, known, n_columns, full=True)
+    if not incremental or full_each_run:
+        readers = allowed_readers(module, **options) if price_full else (choice.reader,)
+        counted = (
+            BULK in readers
+            and COQL in readers
+            and rows is not None
+            and not (known_rows is not None and known_large(readers, known_rows, shape))
+        )
+        choice = full_choice(
+            choice,
+            readers,
+            shape,
+            count=(lambda: known) if counted else None,
+            known_rows=known_rows if known_rows is not None else rows,
+            what="read in full every run" if full_each_run else "full load",
+            fitted=not full_each_run,
+        )
+        fitted = choice.page_limit is not None
+        read = int(counted) + full_read_credits(choice.reader, known, shape, fitted=fitted)
     elif choice.probe:
         # The probe page is the read when it holds every change; past it, one count and the
         # cheaper reader (the probe's credit is spent either way).
@@ -277,9 +499,19 @@ def estimate_module(
         else:
             choice = cheapest_incremental(known, n_columns)
             read = 2 + reader_credits(choice.reader, known, n_columns)
+        read += extra_credits(choice.reader, known, shape)
     else:
-        read = reader_credits(choice.reader, known, n_columns, full=not incremental)
-    deleted = deleted_credits(0) if incremental else 0
+        read = reader_credits(choice.reader, known, n_columns) + extra_credits(
+            choice.reader, known, shape
+        )
+    if incremental and not full_each_run:
+        # What each reader the settings allow would cost for the same changes.
+        prices = {
+            reader: reader_credits(reader, known, n_columns) + extra_credits(reader, known, shape)
+            for reader in allowed_readers(module, **options)
+        }
+        choice = replace(choice, prices=tuple(prices.items()))
+    deleted = deleted_credits(0) if incremental and not full_each_run else 0
     return choice, fields_credits + read + deleted
 
 
@@ -287,26 +519,45 @@ def _fmt_int(value: int | None) -> str:
     return "unknown" if value is None else f"{value:,}"
 
 
+def _alternatives(m: ModulePlan) -> str:
+    others = [f"{reader} {credits:,}" for reader, credits in m.alternatives.items()]
+    return ", ".join(others) or "-"
+
+
 def format_plan(plan: Plan) -> str:
-    """The plan as a plain-text table for humans (what ``zoho-crm plan`` prints)."""
-    header = ("module", "mode", "reader", "rows", "credits", "why")
+    """The plan as a plain-text table for humans (what ``zoho-crm plan`` prints): per module the
+    reader, rows, credits, what the other readers would cost, and why."""
+    header = ("module", "mode", "reader", "rows", "credits", "others", "why")
     rows: list[tuple[str, ...]] = []
     for m in plan.modules:
         if m.error is not None:
-            rows.append((m.module, m.mode, "-", "-", "-", m.error))
+            rows.append((m.module, m.mode, "-", "-", "-", "-", m.error))
             continue
         credits = f"{m.estimated_credits:,}" + ("+" if m.estimated_rows is None else "")
-        rows.append((m.module, m.mode, m.reader, _fmt_int(m.estimated_rows), credits, m.reason))
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header) - 1)]
+        rows.append(
+            (
+                m.module,
+                m.mode,
+                m.reader,
+                _fmt_int(m.estimated_rows),
+                credits,
+                _alternatives(m),
+                m.reason,
+            )
+        )
+    last = len(header) - 1
+    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(last)]
     lines = []
     for r in [header, *rows]:
-        cells = [r[i].ljust(widths[i]) if i < 3 else r[i].rjust(widths[i]) for i in range(5)]
-        lines.append("  ".join([*cells, r[5]]).rstrip())
+        cells = [
+            r[i].rjust(widths[i]) if i in (3, 4) else r[i].ljust(widths[i]) for i in range(last)
+        ]
+        lines.append("  ".join([*cells, r[last]]).rstrip())
     lines.append(
         f"APIType={plan.api_type}, UseCOQL={'true' if plan.use_coql else 'false'}; "
         f"module list {counted(plan.discovery_credits, 'credit')}; each module's estimate "
-        "includes its "
-        "fields call"
+        "includes its fields call (and the COQL count a full load is priced with); others: what "
+        "the other readers the settings allow would cost"
     )
     unknown = any(m.estimated_rows is None and m.error is None for m in plan.modules)
     lines.append(

@@ -15,7 +15,10 @@ Decisions:
   manifest splits what it billed by module (:mod:`connector.run.credits`), and reports what
   discovery spent as the run's own.
 * **Workers.** At most :data:`~connector.run.workers.MAX_WORKERS` modules are read at once, and
-  no more than there are modules.
+  no more than there are modules; under ``--max-credits`` one at a time, the module read to the
+  end longest ago first (:func:`_budget_order`), so that each rerun with the same budget gets
+  further. A module whose least read does not fit what is left does not start
+  (:mod:`connector.run.choosing`).
 """
 
 from __future__ import annotations
@@ -53,7 +56,7 @@ from connector.lake.state import StateStore
 from connector.redact import redact
 from connector.run.catalog import Discovery, Target, discover_run
 from connector.run.credits import CreditAttribution
-from connector.run.module_job import ModuleJob, RunContext, Stopped
+from connector.run.module_job import ModuleJob, OverBudget, RunContext, Stopped
 from connector.run.progress import Progress
 from connector.run.workers import pool_size
 from connector.zoho.http import CreditMeter, ZohoClient
@@ -86,6 +89,9 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
     except CreditsExhausted as exc:
         report.status, report.error = STATUS_STOPPED_CREDITS, str(exc)
         run.request_stop(STATUS_STOPPED_CREDITS)
+    except OverBudget as exc:
+        # This module's least read does not fit what is left; a smaller module's may.
+        report.status, report.error = STATUS_STOPPED_BUDGET, str(exc)
     except BudgetExceeded as exc:
         report.status, report.error = STATUS_STOPPED_BUDGET, str(exc)
         run.request_stop(STATUS_STOPPED_BUDGET)
@@ -104,9 +110,13 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         report.status = STATUS_FAILED
         report.error = f"unexpected error: {type(exc).__name__}: {exc}"
     finally:
+        # Credits a Bulk read held and did not spend go back to the budget.
+        run.client.meter.drop_hold()
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
         run.attribution.bind(None)
+        # The last line of the module in the log shows what its line in the summary table shows.
+        run.progress.update(name, rows=report.rows, credits=spend.total)
         run.progress.finish_module(name, report.status)
         if report.error:
             log.warning("%s: %s", name, report.error)
@@ -193,7 +203,10 @@ def run_extract(
             sleep=sleep,
         )
         n_workers = pool_size(workers, settings.tuning.workers, len(targets))
-        _run_modules(run, targets, manifest.modules[: len(targets)], n_workers)
+        reports = manifest.modules[: len(targets)]
+        if max_credits is not None:
+            targets, reports, n_workers = _budget_order(run.store, targets, reports)
+        _run_modules(run, targets, reports, n_workers)
         if run.stop_status is not None:
             manifest.status = run.stop_status
     except BaseException as exc:
@@ -237,6 +250,29 @@ def _discover(
         manifest.status, manifest.message = STATUS_STOPPED_BUDGET, str(exc)
         return Discovery([])
     return found
+
+
+def _budget_order(
+    store: StateStore, targets: Sequence[Target], reports: Sequence[ModuleReport]
+) -> tuple[list[Target], list[ModuleReport], int]:
+    """Under ``--max-credits``: the modules one at a time, the one read to the end longest ago
+    (or never) first.
+
+    Spread over workers at once, a small budget pays every module's fields call and count and
+    may leave none enough to land a page; one at a time, the first gets what is left, and a
+    module that a budget stopped goes first until it completes, so a rerun with the same budget
+    always gets further.
+    """
+    oldest = datetime.min.replace(tzinfo=timezone.utc)
+
+    def committed(pair: tuple[Target, ModuleReport]) -> datetime:
+        try:
+            return store.load(pair[0].meta.api_name).completed_at or oldest
+        except ConnectorError:
+            return oldest  # the module's own job reports a bad state file
+
+    pairs = sorted(zip(targets, reports, strict=True), key=committed)
+    return [t for t, _ in pairs], [r for _, r in pairs], 1
 
 
 def _run_modules(

@@ -28,7 +28,6 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type
 from connector.config import Settings
 from connector.errors import (
     AuthError,
-    BudgetExceeded,
     DataError,
     FatalAPIError,
     RetriableAPIError,
@@ -43,6 +42,7 @@ from connector.zoho.endpoints import (
     relative_path,
     resolve_endpoints,
 )
+from connector.zoho.meter import CreditMeter
 from connector.zoho.pacing import ConcurrencyLimiter, DownloadPacer
 from connector.zoho.responses import INVALID_TOKEN_CODES, parse_error_body, raise_for_response
 from connector.zoho.retry import CallRetries
@@ -121,104 +121,6 @@ TRANSPORT_ERRORS = (
     requests.Timeout,
     requests.exceptions.ChunkedEncodingError,
 )
-
-
-class CreditMeter:
-    """Adds up the API credits spent, thread-safely, and stops before a budget would be passed.
-
-    Only answers Zoho served (2xx and 304) are recorded: Zoho does not bill a call it refused
-    (429, 5xx, 4xx). Token refreshes go to the accounts server and cost no API credits; they are
-    counted in ``token_refreshes``.
-    """
-
-    def __init__(self, budget: int | None = None) -> None:
-        self.budget = budget
-        self._lock = threading.Lock()
-        self._total = 0
-        self._calls = 0
-        self._pending = 0
-        self._by_kind: dict[str, int] = {}
-        self._token_refreshes = 0
-        self._listeners: list[Callable[[str, int], None]] = []
-
-    @property
-    def total(self) -> int:
-        """Credits spent so far."""
-        with self._lock:
-            return self._total
-
-    @property
-    def calls(self) -> int:
-        """Billed calls so far."""
-        with self._lock:
-            return self._calls
-
-    @property
-    def by_kind(self) -> dict[str, int]:
-        """Credits spent per kind of call (a copy)."""
-        with self._lock:
-            return dict(self._by_kind)
-
-    @property
-    def token_refreshes(self) -> int:
-        """Token refresh calls made (they cost no API credits)."""
-        with self._lock:
-            return self._token_refreshes
-
-    def reserve(self, credits: int) -> None:
-        """Hold ``credits`` for a call about to be made; BudgetExceeded if it would pass the budget.
-
-        Pair with :meth:`release` once the call is answered.
-        """
-        with self._lock:
-            if self.budget is not None and self._total + self._pending + credits > self.budget:
-                raise BudgetExceeded(
-                    f"stopping before a call that costs {credits} credits: the budget is "
-                    f"{self.budget} credits and {self._total} are spent"
-                    + (f" ({self._pending} held by calls in flight)" if self._pending else "")
-                )
-            self._pending += credits
-
-    def release(self, credits: int) -> None:
-        """Give back credits held by :meth:`reserve`."""
-        with self._lock:
-            self._pending = max(0, self._pending - credits)
-
-    def record(self, kind: str, credits: int) -> None:
-        """Add one billed call, and tell the listeners (on the calling thread)."""
-        with self._lock:
-            self._total += credits
-            self._calls += 1
-            self._by_kind[kind] = self._by_kind.get(kind, 0) + credits
-            listeners = list(self._listeners)
-        for listener in listeners:
-            listener(kind, credits)
-
-    def add_listener(self, listener: Callable[[str, int], None]) -> None:
-        """Call ``listener(kind, credits)`` after every billed call (e.g. to attribute credits)."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def remove_listener(self, listener: Callable[[str, int], None]) -> None:
-        """Stop calling ``listener``."""
-        with self._lock:
-            self._listeners.remove(listener)
-
-    def record_token_refresh(self) -> None:
-        """Count one token refresh."""
-        with self._lock:
-            self._token_refreshes += 1
-
-    def snapshot(self) -> dict[str, Any]:
-        """Everything counted, as plain data (for run manifests)."""
-        with self._lock:
-            return {
-                "total": self._total,
-                "calls": self._calls,
-                "by_kind": dict(self._by_kind),
-                "token_refreshes": self._token_refreshes,
-                "budget": self.budget,
-            }
 
 
 # ----------------------------------------------------------------------------------------------

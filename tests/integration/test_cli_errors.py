@@ -262,7 +262,7 @@ def test_an_invalid_access_token_with_initiate_oauth_off_exits_3(
 # --- a token without the Bulk scope ----------------------------------------------------------
 
 
-def test_missing_bulk_scope_check_warns_and_extract_falls_back_to_coql(
+def test_missing_bulk_scope_check_warns_and_extract_falls_back_to_coql_or_records(
     make_simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
     sim = make_simulator(records=60)
@@ -289,8 +289,10 @@ def test_missing_bulk_scope_check_warns_and_extract_falls_back_to_coql(
     )
     assert extract.returncode == 0, extract.stderr
     assert "Traceback" not in extract.stderr + extract.stdout
-    # The cheapest plan that reads everything: COQL is granted, so Leads needs no Bulk scope.
-    assert re.search(r"^Notes\s+ok\s+coql", extract.stdout, re.M), extract.stdout
+    # The cheapest plan that reads everything: COQL is granted, so Leads needs no Bulk scope;
+    # Notes (Parent_Id, a polymorphic lookup) costs least by the Records API, which names
+    # $se_module itself.
+    assert re.search(r"^Notes\s+ok\s+records", extract.stdout, re.M), extract.stdout
     assert re.search(r"^Leads\s+ok\s+coql", extract.stdout, re.M), extract.stdout
     assert "Leads: the token lacks ZohoCRM.bulk.READ; COQL instead" in extract.stdout
     assert not [r for r in sim.requests if r.path.startswith("/crm/bulk/")]

@@ -21,7 +21,9 @@ from support.extract import READERS, client_for, extract, schema_of, settings_fo
 from support.source import assert_output_equals_source, assert_same_table, read_local
 
 from connector.lake.manifest import STATUS_OK, STATUS_SKIPPED, RunManifest
+from connector.lake.output import Output
 from connector.lake.schema import ModuleSchema
+from connector.lake.state import StateStore
 from connector.readers.users import USERS, users_schema
 from connector.run import sync as sync_module
 from connector.run.catalog import unavailable_reason
@@ -146,6 +148,12 @@ def test_a_column_coql_refuses_unannounced_is_learned_with_one_failed_call(
         assert "COQL refuses Description" in (report.reason or "")
         assert any("COQL refused Description (INVALID_QUERY)" in n for n in report.notes)
         assert _refused(simulator) == ["POST /crm/v8/coql 400"]
+        assert_output_equals_source(simulator, out, schema_of(client, "Deals"), required=True)
+        # The state remembers the refusal: later runs (and their plans) do not pay for it again.
+        assert StateStore(Output.open(out)).load("Deals").coql_refused == ("Description",)
+        again = extract(settings, client, out, modules=["Deals"], full_refresh=True)
+        assert again.exit_code == 0 and again.module("Deals").reader == "records"
+        assert _refused(simulator) == ["POST /crm/v8/coql 400"]  # still the one
         assert_output_equals_source(simulator, out, schema_of(client, "Deals"), required=True)
 
 

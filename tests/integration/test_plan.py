@@ -6,6 +6,7 @@ credit ledger show exactly what the plan called and what the following ``extract
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,7 +27,8 @@ FAST_TUNING = {
 }
 PLAN_ROW = re.compile(
     r"^(?P<module>\S+)\s+(?P<mode>full|incremental)\s+(?P<reader>bulk|coql|records)\s+"
-    r"(?P<rows>[\d,]+|unknown)\s+(?P<credits>[\d,]+)\+?\s+(?P<why>.+)$"
+    r"(?P<rows>[\d,]+|unknown)\s+(?P<credits>[\d,]+)\+?\s+(?P<others>-|\w+ [\d,]+(?:, \w+ [\d,]+)*)"
+    r"\s+(?P<why>.+)$"
 )
 TOTAL = re.compile(
     r"^estimated total: (?P<total>[\d,]+) credits.*; making this plan spent (?P<spent>[\d,]+)$"
@@ -42,11 +44,20 @@ class PlanRow:
     reader: str
     rows: int | None
     credits: int
+    others: dict[str, int]
     why: str
 
 
 def _int(text: str) -> int:
     return int(text.replace(",", ""))
+
+
+def _others(text: str) -> dict[str, int]:
+    """``bulk 54, records 2`` -> {"bulk": 54, "records": 2}; ``-`` -> {}."""
+    if text == "-":
+        return {}
+    pairs = (item.split() for item in text.split(", "))
+    return {reader: _int(credits) for reader, credits in pairs}
 
 
 def parse_plan(stdout: str) -> tuple[dict[str, PlanRow], int, int]:
@@ -61,6 +72,7 @@ def parse_plan(stdout: str) -> tuple[dict[str, PlanRow], int, int]:
                 reader=match["reader"],
                 rows=None if match["rows"] == "unknown" else _int(match["rows"]),
                 credits=_int(match["credits"]),
+                others=_others(match["others"]),
                 why=match["why"],
             )
         elif match := TOTAL.match(line):
@@ -125,9 +137,6 @@ def test_plan_reads_no_records_and_prices_the_full_load_within_10_percent(
     assert _record_reads(sim) == []
     assert coql_queries and all(coql_queries)
     assert spent == plan_spent
-    # A reader per module: Bulk for a full load, except Notes which Bulk cannot export, the
-    # modules with fields COQL refuses (Records API) and the small module without Modified_Time,
-    # read in full every run (COQL, cheaper than a 50-credit job each time).
     readable = [
         name
         for name, store in sim.org.modules.items()
@@ -136,14 +145,22 @@ def test_plan_reads_no_records_and_prices_the_full_load_within_10_percent(
         and store.meta.refuse is None
     ]
     assert sorted(rows) == sorted(readable)
-    special = {"Notes": "coql", "Events": "records", "Quotes": "records"}
-    special["Actions_Performed"] = "coql"
+    # A small org: no module is worth a 50-credit Bulk job. Each module's reader is the cheapest
+    # of those the settings allow, and the others are priced next to it.
     for name, row in rows.items():
         assert row.mode == "full"
-        assert row.reader == special.get(name, "bulk"), row
         assert row.rows == sim.org.module(name).count(), row
-    assert "Bulk Read cannot export Notes" in rows["Notes"].why
-    assert "COQL refuses Participants" in rows["Events"].why
+        assert row.reader != "bulk", row
+        # No other reader reads it for less (the row adds the fields call and the count).
+        assert all(credits >= row.credits - 2 for credits in row.others.values()), row
+    # Bulk Read cannot export Notes; Events and Quotes hold fields COQL refuses; Notes and Tasks
+    # link polymorphic lookups, whose modules only the Records API names.
+    assert {rows[m].reader for m in ("Notes", "Tasks", "Events", "Quotes")} == {"records"}
+    assert (
+        "bulk" not in rows["Notes"].others and "Bulk Read cannot export Notes" in rows["Notes"].why
+    )
+    assert rows["Leads"].reader == "coql" and rows["Leads"].others["bulk"] > 50
+    assert rows["Events"].others == {} and "COQL refuses Participants" in rows["Events"].why
     skipped = [line for line in stdout.splitlines() if "skipped: " in line]
     assert sorted(line.split()[0] for line in skipped) == ["CTI_Entry", "Email_Analytics", "Visits"]
     assert total >= sum(row.credits for row in rows.values())
@@ -154,8 +171,16 @@ def test_plan_reads_no_records_and_prices_the_full_load_within_10_percent(
     run_ok("extract", "--connection", connection, "--output", str(out_dir), env=env)
     extract_spent = sim.credits.total - before
     assert abs(total - extract_spent) <= 0.10 * extract_spent, (total, extract_spent)
+    manifest = json.loads(next((out_dir / "_runs").glob("*.json")).read_text())
+    # The run chose what the plan said, and its manifest says why, with the prices.
+    for report in manifest["modules"]:
+        if report["module"] in rows:
+            assert report["reader"] == rows[report["module"]].reader, report
+            assert report["reason"], report
+    assert manifest["modules"][0]["reader_prices"]
 
-    # After one extract: an incremental plan, a few credits per module instead of a bulk job.
+    # After one extract, nothing changed: an incremental plan finds 0 changes everywhere, and
+    # prices a few credits per module.
     requests_before = len(sim.requests)
     before = sim.credits.total
     rows, total, spent = parse_plan(
@@ -165,16 +190,24 @@ def test_plan_reads_no_records_and_prices_the_full_load_within_10_percent(
     assert sorted(rows) == sorted(readable)
     for name, row in rows.items():
         assert row.mode == ("full" if name == "Actions_Performed" else "incremental"), row
-        assert row.reader == ("records" if name in ("Events", "Quotes") else "coql"), row
+        if row.mode == "incremental":
+            assert row.rows == 0, row
         assert row.credits <= 10, row
-    assert total <= extract_spent // 5
-    assert all(coql_queries[-len(rows) :])
     new_reads = [
         r
         for r in sim.requests[requests_before:]
         if r.path.startswith("/crm/bulk/") or r.path.endswith("/deleted")
     ]
     assert new_reads == []
+
+    # --full-refresh prices full loads again, whatever the output holds.
+    rows, _, _ = parse_plan(
+        run_ok(
+            "plan", "--connection", connection, "--output", str(out_dir), "--full-refresh", env=env
+        )
+    )
+    assert {row.mode for row in rows.values()} == {"full"}
+    assert rows["Leads"].rows == sim.org.module("Leads").count()
 
 
 def test_plan_of_named_modules_reads_the_module_list_once(

@@ -32,6 +32,7 @@ FAULT_TUNING = Tuning(
     retry_initial_wait=0.002,
     retry_max_wait=0.02,
     max_attempts=12,
+    price_readers=False,
 )
 
 

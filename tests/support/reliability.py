@@ -56,6 +56,8 @@ TINY_ENV = {
     "ZOHO_CRM_TUNING_BULK_POLL_MAX": "0",
     "ZOHO_CRM_TUNING_RETRY_INITIAL_WAIT": "0",
     "ZOHO_CRM_TUNING_RETRY_MAX_WAIT": "0",
+    # Bulk settings read small orgs by Bulk Read, as these tests mean (see support.source.TINY).
+    "ZOHO_CRM_TUNING_PRICE_READERS": "false",
 }
 READERS: dict[str, dict[str, str]] = {
     "bulk": {"APIType": "Bulk", "UseCOQL": "false"},

@@ -8,14 +8,15 @@ from connector.readers.base import BULK, COQL, RECORDS
 from connector.run.planner import (
     ModulePlan,
     Plan,
+    Shape,
     bulk_credits,
-    cheapest_full,
     cheapest_incremental,
     coql_read_credits,
     deleted_credits,
     estimate_module,
     format_plan,
     group_count,
+    priced_choice,
     records_credits,
     static_choice,
 )
@@ -161,7 +162,8 @@ def test_full_load_estimate_includes_metadata_and_no_deleted() -> None:
         coql_ok=True,
     )
     assert choice.reader == BULK
-    assert credits == 1 + 5 * 54
+    # fields 1 + the COQL count that priced it 1 + five jobs.
+    assert credits == 1 + 1 + 5 * 54
 
 
 def test_big_incremental_estimate_counts_probe_and_count() -> None:
@@ -231,8 +233,8 @@ def test_a_module_with_fields_coql_refuses_is_read_by_records(
 
 
 def test_a_module_read_in_full_every_run_takes_the_cheaper_of_coql_and_bulk() -> None:
-    assert cheapest_full(200, 8).reader == COQL
-    assert cheapest_full(2_000_000, 8).reader == BULK
+    assert priced_choice([BULK, COQL], 200, Shape(8), fitted=False, what="").reader == COQL
+    assert priced_choice([BULK, COQL], 2_000_000, Shape(8), fitted=False, what="").reader == BULK
     choice, credits = estimate_module(
         ModuleMeta("Actions_Performed", "Actions_Performed"),
         n_columns=8,
@@ -243,5 +245,7 @@ def test_a_module_read_in_full_every_run_takes_the_cheaper_of_coql_and_bulk() ->
         coql_ok=True,
         full_each_run=True,
     )
-    # fields 1 + count 1 + one COQL page of 2,000 (3).
-    assert (choice.reader, credits) == (COQL, 5)
+    # fields 1 + count 1 + one Records page of 200 (1): cheaper than its id scan by COQL, whose
+    # pages are LIMIT 2,000 (3), and than a 50-credit Bulk job.
+    assert (choice.reader, credits) == (RECORDS, 3)
+    assert dict(choice.prices) == {BULK: 54, COQL: 3, RECORDS: 1}

@@ -1,0 +1,44 @@
+"""Credits per module are exact: every billed call, on whichever thread it was made (the module's
+worker, a reader's prefetch thread, a Records read's field-group pool), goes to the module whose
+read made it, and the modules' credits plus the run's own (the modules list) are the run's total,
+which is what the simulator billed."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from support.extract import READERS, client_for, extract, settings_for
+
+from connector.simulator import Simulator
+
+
+@pytest.mark.parametrize("reader", list(READERS))
+def test_module_credits_add_up_to_the_run_total_with_workers(
+    make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str
+) -> None:
+    sim = make_simulator(seed=12, records=2_000, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS[reader])
+    # Two field-group calls at once: a Records read of Shipments (72 fields) uses the pool.
+    settings = settings.model_copy(
+        update={"tuning": settings.tuning.model_copy(update={"group_calls": 2})}
+    )
+    client = client_for(settings)
+    before = sim.credits.total
+    run = extract(settings, client, tmp_path / "out", modules=None, workers=4)
+    assert run.exit_code == 0, run.summary_lines()
+    billed = sim.credits.total - before
+    modules = sum(m.credits_total for m in run.modules)
+    own = sum(run.discovery_credits.values())
+    assert modules + own == run.credits_total == billed
+    assert own == 1  # the modules list, and nothing that a module's read made
+    assert sum(m.calls for m in run.modules) + 1 == run.calls
+    leads = run.module("Leads")
+    if reader == "records":
+        # Every page is billed to Leads (most are asked for on the prefetch thread).
+        assert leads.credits.get("records", 0) >= math.ceil(leads.rows / 200)
+    # The summary's last line and the table agree with the manifest.
+    lines = run.summary_lines()
+    assert any(line.startswith("(run)") and line.rstrip().endswith(f"{own:,}") for line in lines)

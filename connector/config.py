@@ -151,6 +151,9 @@ class Tuning(BaseModel):
     # refused download keeps being tried again before its module fails.
     downloads_per_minute: int = Field(default=10, ge=1)
     download_wait_budget: float = Field(default=3600.0, ge=0)
+    # A module's lock is a lease of this many seconds, renewed every third of it while the
+    # extract runs; a lock not renewed for that long (its holder died) is taken over.
+    lock_lease_seconds: float = Field(default=300.0, ge=1)
 
 
 TUNING_NAMES: tuple[str, ...] = tuple(Tuning.model_fields)

@@ -11,6 +11,7 @@ global comparison), so the calls can stay in production code.
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import threading
@@ -74,3 +75,44 @@ def crash_on_write(stream: BinaryIO, name: str) -> BinaryIO:
 def armed() -> str | None:
     """The point this process will crash at (``name:N``), or None; for diagnostics."""
     return None if _TARGET is None else f"{_TARGET[0]}:{_TARGET[1]}"
+
+
+# ----------------------------------------------------------------------------------------------
+# Write faults: a full disk on demand (a test hook, like the crash points).
+
+FAIL_WRITE_ENV_VAR = "ZOHO_CRM_FAIL_WRITE_AT"
+"""``N`` or ``ERRNO:N`` (``ENOSPC``, ``EDQUOT``, ``EIO``): the N-th write to the output fails.
+
+Read once, at import. The writes counted are the output's durable writes (a state file, a run
+manifest, a commit's data files), each through :func:`write_fault`; the N-th raises ``OSError``
+with that errno (``ENOSPC`` by default) as a full disk would. Tests set it on a subprocess to
+prove a full disk mid-run stops cleanly and a rerun resumes.
+"""
+
+
+def _parse_write_fault(spec: str | None) -> tuple[int, int] | None:
+    """``"N"`` -> (ENOSPC, N); ``"EIO:N"`` -> (EIO, N); empty or malformed -> None."""
+    if not spec:
+        return None
+    name, _, count = spec.strip().rpartition(":")
+    code = getattr(errno, name or "ENOSPC", None)
+    if not isinstance(code, int) or not count.isdigit() or int(count) < 1:
+        return None
+    return code, int(count)
+
+
+_WRITE_FAULT = _parse_write_fault(os.environ.get(FAIL_WRITE_ENV_VAR))
+_writes = 0
+
+
+def write_fault(where: str) -> None:
+    """Raise the armed ``OSError`` if this is the N-th write (see :data:`FAIL_WRITE_ENV_VAR`)."""
+    if _WRITE_FAULT is None:
+        return
+    global _writes
+    with _lock:
+        _writes += 1
+        if _writes != _WRITE_FAULT[1]:
+            return
+    code = _WRITE_FAULT[0]
+    raise OSError(code, f"{os.strerror(code)} (test hook {FAIL_WRITE_ENV_VAR})", where)

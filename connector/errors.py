@@ -12,7 +12,10 @@
     │       └── ModuleUnavailable   skip this module, report it, go on with the rest
     ├── DataError                   a value or payload that cannot be converted (module, field, id)
     ├── LockError                   another extract holds this module's lock in this output
-    └── BudgetExceeded              --max-credits would be passed: stop cleanly, resumable
+    ├── BudgetExceeded              --max-credits would be passed: stop cleanly, resumable
+    ├── ZohoUnreachable             DNS, connection refused or timed out, TLS: exit 6 (network)
+    ├── OutputWriteError            no space left, quota, I/O error writing the output: exit 7
+    └── StopRequested               SIGINT or SIGTERM: no new call starts; exit 130 or 143
 
 Messages are one line, say what to fix, and never contain a secret: callers pass values that
 may be secret through :func:`connector.redact.redact` before building a message.
@@ -112,3 +115,34 @@ class BudgetExceeded(ConnectorError):
     """The run stopped before spending more API credits than ``--max-credits`` allows."""
 
     exit_code = 4
+
+
+class ZohoUnreachable(ConnectorError):
+    """Zoho's accounts server or API host could not be reached (DNS, refused, timed out, TLS).
+
+    A network problem, not a credential: exit 6, so a scheduler can retry it apart from exit 3.
+    """
+
+    exit_code = 6
+
+
+class OutputWriteError(ConnectorError):
+    """Writing the output failed mid-run (no space left, quota exceeded, I/O error): exit 7.
+
+    Nothing partial is committed; a rerun with space resumes from the last commit.
+    """
+
+    exit_code = 7
+
+
+class StopRequested(ConnectorError):
+    """The run was asked to stop (SIGINT, SIGTERM): no new module or paid call starts.
+
+    ``exit_code`` is the shell's for the signal: 130 for SIGINT, 143 for SIGTERM.
+    """
+
+    exit_code = 130
+
+    def __init__(self, message: str, *, exit_code: int = 130) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

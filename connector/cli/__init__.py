@@ -1,5 +1,5 @@
-"""The ``zoho-crm`` command line: extract, check, modules, plan, state, snapshot, compact, auth,
-simulate, demo.
+"""The ``zoho-crm`` command line: extract, check, modules, plan, state, snapshot, compact, unlock,
+auth, simulate, demo.
 
 ``app.py`` holds the Typer app and what every command shares; each ``*_commands`` module adds a
 family of commands to it when imported.
@@ -11,6 +11,7 @@ from __future__ import annotations
 # isort: off
 from connector.cli import zoho_commands  # noqa: F401  (importing a module registers its commands)
 from connector.cli import inspect_commands  # noqa: F401
+from connector.cli import lock_commands  # noqa: F401
 from connector.cli import maintenance_commands  # noqa: F401
 from connector.cli import auth_commands  # noqa: F401
 from connector.cli import simulator_commands  # noqa: F401

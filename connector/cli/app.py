@@ -3,7 +3,8 @@
 Every command turns a :class:`~connector.errors.ConnectorError` into one line on stderr and the
 error's exit code (:data:`EXIT_CODES`); a JSON object with ``--log-format json``. A traceback is
 shown only with ``--debug``. The global options ``--debug`` and ``--log-format`` may come before or
-after the command's name.
+after the command's name. ``extract`` handles SIGINT and SIGTERM itself (see ``zoho_commands.py``);
+for the other commands Ctrl-C is one line and exit 130.
 """
 
 from __future__ import annotations

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
+import signal
 import sys
+import threading
+from collections.abc import Iterator
 from dataclasses import asdict
+from types import FrameType
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -24,7 +31,10 @@ from connector.cli.app import (
     with_partition_by,
 )
 from connector.errors import ConfigError
-from connector.run.workers import MAX_WORKERS
+from connector.run.workers import MAX_WORKERS, StopSignal
+
+_STOPPING = "stopping: finishing calls in flight (send the signal again to stop at once)"
+_STOPPING_NOW = "stopping now: abandoning calls in flight, releasing locks"
 
 if TYPE_CHECKING:
     from connector.run.planner import Plan
@@ -102,26 +112,72 @@ def extract(
 
             refuse_mixed_layouts(Output.open(output), names, settings.partition_by)
         show = sys.stderr.isatty() if progress is None else progress
-        manifest = run_extract(
-            settings,
-            output,
-            modules=names,
-            full_refresh=full_refresh,
-            workers=workers,
-            max_credits=max_credits,
-            progress=make_progress(show and cli_globals.log_format == "text"),
-        )
+        stop = StopSignal()
+        with _stop_on_signals(stop):
+            manifest = run_extract(
+                settings,
+                output,
+                modules=names,
+                full_refresh=full_refresh,
+                workers=workers,
+                max_credits=max_credits,
+                progress=make_progress(show and cli_globals.log_format == "text"),
+                stop=stop,
+            )
         if cli_globals.log_format == "json":
             # JSON logs: the summary is events on stderr, and stdout carries nothing else.
             log_events(manifest.summary_events())
         else:
             for line in manifest.summary_lines():
                 typer.echo(line)
+        if stop.abandon:
+            # The abandoned threads are still inside their calls, and the interpreter would
+            # wait for them on its way out: their locks are released and the manifest is
+            # written, so leave now.
+            logging.shutdown()
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(manifest.exit_code)
         return int(manifest.exit_code)
 
     code = run_command(action)
     if code:
         raise typer.Exit(code)
+
+
+def _say(message: str, signum: int) -> None:
+    """One line on stderr from a signal handler: ``os.write``, which takes no Python lock (the
+    interrupted code may be inside ``sys.stderr.write``)."""
+    if cli_globals.log_format == "json":
+        name = signal.Signals(signum).name
+        line = json.dumps(
+            {"event": "stopping", "level": "WARNING", "signal": name, "message": message}
+        )
+    else:
+        line = message
+    with contextlib.suppress(OSError):
+        os.write(2, (line + "\n").encode("utf-8"))
+
+
+@contextlib.contextmanager
+def _stop_on_signals(stop: StopSignal) -> Iterator[None]:
+    """SIGINT and SIGTERM ask ``stop`` to stop the run (the first at the next call, the second
+    at once) instead of killing the process mid-write; the old handlers come back after."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # only the main thread may install handlers (an embedding caller's thread)
+        return
+
+    def handler(signum: int, _frame: FrameType | None) -> None:
+        count = stop.request(signum)
+        _say(_STOPPING if count == 1 else _STOPPING_NOW, signum)
+        stop.interrupt()
+
+    previous = {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
 
 
 def _check_workers(workers: int | None) -> None:

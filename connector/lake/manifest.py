@@ -32,6 +32,9 @@ STATUS_SKIPPED = "skipped"
 STATUS_LOCKED = "locked"
 STATUS_STOPPED_CREDITS = "stopped: credits"
 STATUS_STOPPED_BUDGET = "stopped: budget"
+STATUS_STOPPED_SIGNAL = "stopped: signal"
+STATUS_UNREACHABLE = "stopped: Zoho unreachable"
+STATUS_OUTPUT_FAILED = "stopped: output write failed"
 STATUS_NOT_RUN = "not run"
 
 

@@ -13,8 +13,13 @@ Every file becomes visible only once it is complete:
   PUT is atomic, so the file is built in a local scratch file and uploaded to its final key only
   once it is complete. Nothing is written to the bucket before that.
 
-Locks (:meth:`Output.acquire_lock`) are files created only if absent: see
+Locks (:meth:`Output.acquire_lock`) are leases in files created only if absent: see
 :mod:`connector.lake.locks`.
+
+Before a run spends anything, :meth:`Output.check_writable` proves the location takes a file (a
+missing directory whose parent exists is created). A write that fails mid-run because the disk
+is full (or over quota, or failing) becomes :class:`OutputWriteError` through
+:func:`write_failure`.
 """
 
 from __future__ import annotations
@@ -34,12 +39,35 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from connector.crashpoints import crashpoint
-from connector.errors import ConfigError
-from connector.lake.locks import Lock, acquire_lock
+from connector.crashpoints import crashpoint, write_fault
+from connector.errors import ConfigError, OutputWriteError
+from connector.lake.locks import DEFAULT_LEASE_SECONDS, Lock, acquire_lock
+from connector.redact import redact
 
 TMP_DIR = "_tmp"
 _URL_SCHEMES_LOCAL = ("", "file")
+# A write that fails with one of these is the storage's fault, not the data's: (errno, what
+# Python or Arrow says, the words of the one-line error).
+_WRITE_FAILURES = (
+    (errno.ENOSPC, "No space left on device", "no space left on"),
+    (errno.EDQUOT, "Disk quota exceeded", "disk quota exceeded on"),
+    (errno.EIO, "Input/output error", "I/O error writing to"),
+)
+
+
+def write_failure(exc: BaseException, where: str) -> OutputWriteError | None:
+    """The :class:`OutputWriteError` for a write to ``where`` that failed with ``exc`` (a full
+    disk, a quota, an I/O error), or None when ``exc`` is not such a failure."""
+    if not isinstance(exc, OSError):
+        return None
+    text = str(exc)
+    for code, words, what in _WRITE_FAILURES:
+        if exc.errno == code or words in text:
+            return OutputWriteError(
+                f"{what} {where} ({exc.strerror or words}): nothing partial was committed; free "
+                "space and run again, a rerun resumes from the last commit"
+            )
+    return None
 
 
 def _clean_rel(rel: str) -> str:
@@ -131,19 +159,27 @@ class Output:
         """Seconds since ``rel`` was last written, or None if unknown (stale-lock checks)."""
         return None
 
+    def check_writable(self) -> None:
+        """Prove a file can be written here, before anything is spent; :class:`ConfigError`
+        (one line, naming the location and what to fix) if not."""
+        raise NotImplementedError
+
     def acquire_lock(
         self,
         rel: str,
         owner_info: Mapping[str, Any],
         *,
         now: Callable[[], datetime] | None = None,
+        lease: float = DEFAULT_LEASE_SECONDS,
     ) -> Lock:
         """Take the lock file ``rel`` or raise :class:`LockError` naming who holds it.
 
         ``owner_info`` is stored in the lock (e.g. ``module`` and ``run_id``) with the pid, the
-        host name and the start time. A stale lock (same host, pid not alive) is taken over.
+        host name, the start time and the lease's expiry (``lease`` seconds ahead; see
+        :meth:`Lock.keep_renewed`). An expired lease, or a lock of a dead pid on this host, is
+        taken over.
         """
-        return acquire_lock(self, _clean_rel(rel), owner_info, now)
+        return acquire_lock(self, _clean_rel(rel), owner_info, now, lease=lease)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -241,6 +277,7 @@ class LocalOutput(Output):
         """Write to a scratch file, fsync it, rename it over ``rel``, fsync the directory."""
         tmp = self.tmp_path(f"{_clean_rel(rel)}.{uuid.uuid4().hex}.tmp")
         try:
+            write_fault(str(tmp))
             with open(tmp, "wb") as handle:
                 handle.write(data)
                 handle.flush()
@@ -254,6 +291,7 @@ class LocalOutput(Output):
     def write_file_atomic(self, rel: str, local_tmp_path: Path) -> None:
         """Fsync the finished file and rename it to ``rel`` (copied first if on another disk)."""
         src = Path(local_tmp_path)
+        write_fault(str(src))
         with open(src, "rb+") as handle:
             os.fsync(handle.fileno())
         try:
@@ -288,6 +326,7 @@ class LocalOutput(Output):
         """Make the scratch files durable: one ``syncfs``, else an fsync each (in parallel)."""
         if not local_tmp_paths:
             return
+        write_fault(str(local_tmp_paths[0]))
         paths = [Path(p) for p in local_tmp_paths]
         if any(not p.is_relative_to(self.path) for p in paths) or not self._syncfs():
             _fsync_all(paths)
@@ -374,6 +413,35 @@ class LocalOutput(Output):
         except FileNotFoundError:
             return None
 
+    def check_writable(self) -> None:
+        """The directory exists (or is created: its parent must exist) and takes a file."""
+        path = self.path
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"the output {path} is a file, not a directory: name a directory")
+        if not path.exists():
+            if not path.parent.is_dir():
+                raise ConfigError(
+                    f"the output {path} cannot be created: its parent {path.parent} does not "
+                    "exist (or is not a directory); create it first"
+                )
+            try:
+                path.mkdir(exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    f"the output {path} cannot be created in {path.parent} "
+                    f"({exc.strerror or exc}): choose a writable location"
+                ) from None
+        probe = path / TMP_DIR / f".write-check-{uuid.uuid4().hex}"
+        try:
+            probe.parent.mkdir(exist_ok=True)
+            probe.write_bytes(b"ok")
+            probe.unlink()
+        except OSError as exc:
+            raise ConfigError(
+                f"the output {path} is not writable ({exc.strerror or exc}): choose a writable "
+                "location or fix its permissions"
+            ) from None
+
 
 class FsspecOutput(Output):
     """An output on any fsspec filesystem (object stores in particular)."""
@@ -407,10 +475,12 @@ class FsspecOutput(Output):
 
     def write_bytes_atomic(self, rel: str, data: bytes) -> None:
         """One PUT of the whole object: readers see the old object or the new one."""
+        write_fault(self._abs(rel))
         self.fs.pipe_file(self._abs(rel), data)
 
     def write_file_atomic(self, rel: str, local_tmp_path: Path) -> None:
         """Upload the finished local file to ``rel`` (the object appears once complete)."""
+        write_fault(self._abs(rel))
         self.fs.put_file(str(local_tmp_path), self._abs(rel))
         Path(local_tmp_path).unlink(missing_ok=True)
 
@@ -476,3 +546,27 @@ class FsspecOutput(Output):
         if modified.tzinfo is None:
             modified = modified.replace(tzinfo=timezone.utc)
         return (datetime.now(timezone.utc) - modified).total_seconds()
+
+    def check_writable(self) -> None:
+        """One small object written and removed under the output (and the local scratch dir)."""
+        if self.fs.isfile(self.base):
+            raise ConfigError(f"the output {self.url} is an object, not a prefix: name a prefix")
+        probe = self._abs(f"{TMP_DIR}/.write-check-{uuid.uuid4().hex}")
+        try:
+            self.fs.pipe_file(probe, b"ok")
+            self.fs.rm_file(probe)
+        except Exception as exc:
+            # Each fsspec backend raises its own errors (botocore's, gcsfs's, …): any of them
+            # here means the location cannot be used, said in one line with its own words.
+            raise ConfigError(
+                f"the output {self.url} is not writable: {type(exc).__name__}: "
+                f"{redact(str(exc)).splitlines()[0] if str(exc) else 'no detail'}; check the "
+                "bucket name, the storage credentials and the network"
+            ) from None
+        try:
+            self.scratch.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigError(
+                f"the local scratch directory {self.scratch} cannot be created "
+                f"({exc.strerror or exc}): set TMPDIR to a writable directory"
+            ) from None

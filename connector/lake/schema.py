@@ -32,20 +32,18 @@ Rules worth knowing:
 
 from __future__ import annotations
 
-import csv
-import io
 import json
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, BinaryIO
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 
 from connector.errors import DataError
+from connector.lake.raw_values import RAW_VALUES, raw_values_column
 from connector.zoho.metadata import FieldMeta
 
 ID = "id"
@@ -92,8 +90,6 @@ JSON_TYPES = frozenset({"event_reminder", "ALARM", "RRULE", "multireminder"})
 _JSON_SHAPES = frozenset({"jsonobject", "jsonarray"})
 # Zoho names the module of these polymorphic lookups in a ``$se_module`` key of each record.
 SE_MODULE = "$se_module"
-# The last column of every module: Zoho's text of the values that do not fit their column exactly.
-RAW_VALUES = "$raw_values"
 POLYMORPHIC_LOOKUPS = frozenset({"What_Id", "Parent_Id"})
 # Leads keep converted records, which Zoho's reads leave out unless asked (zoho-api.md §11).
 CONVERTED_FIELD = "Converted__s"
@@ -457,43 +453,6 @@ def _fits(value: str, kind: str, arrow_type: pa.DataType) -> bool:
     return True
 
 
-def raw_values_column(unfit: Mapping[str, pa.Array], rows: int) -> pa.Array:
-    """The ``$raw_values`` column: per row, a JSON object of the field -> Zoho's text of the
-    values that did not fit their columns (``unfit`` from :func:`cast_text`), or null."""
-    if not unfit:
-        return pa.nulls(rows, pa.string())
-    texts = {name: column.to_pylist() for name, column in unfit.items()}
-    objects = [
-        {name: values[i] for name, values in texts.items() if values[i] is not None}
-        for i in range(rows)
-    ]
-    return pa.array([_compact_json(obj) if obj else None for obj in objects], pa.string())
-
-
-def merge_raw_values(columns: Sequence[pa.Array]) -> pa.Array:
-    """Join the ``$raw_values`` of several parts of the same rows (field groups) into one."""
-    filled = [column for column in columns if column.null_count < len(column)]
-    if len(filled) <= 1:
-        return filled[0] if filled else columns[0]
-    merged: list[str | None] = []
-    for texts in zip(*(column.to_pylist() for column in filled), strict=True):
-        obj: dict[str, Any] = {}
-        for text in texts:
-            if text is not None:
-                obj.update(json.loads(text))
-        merged.append(_compact_json(obj) if obj else None)
-    return pa.array(merged, pa.string())
-
-
-def unfit_counts(column: pa.Array) -> dict[str, int]:
-    """How many values of each field a ``$raw_values`` column holds."""
-    counts: dict[str, int] = {}
-    for text in column.drop_null().to_pylist():
-        for name in json.loads(text):
-            counts[name] = counts.get(name, 0) + 1
-    return counts
-
-
 # A whole number written with a fraction of zeros: "5.0", "-12.000", "0.".
 _WHOLE = r"^([-+]?[0-9]+)\.0*$"
 
@@ -552,113 +511,6 @@ def assemble(
         for name in schema.arrow.names
     ]
     return pa.RecordBatch.from_arrays(arrays, schema=schema.arrow)
-
-
-class _Prefixed(io.RawIOBase):
-    """A readable stream that first returns ``head`` and then the rest of ``tail``."""
-
-    def __init__(self, head: bytes, tail: BinaryIO) -> None:
-        self._head = head
-        self._tail = tail
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: Any) -> int:
-        view = memoryview(buffer).cast("B")
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._tail.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
-def _read_header(stream: BinaryIO, module: str) -> tuple[list[str], bytes]:
-    """Read the CSV header line; return its names and every byte read so far."""
-    chunks: list[bytes] = []
-    while True:
-        chunk = stream.read(64 << 10)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        if b"\n" in chunk:
-            break
-    head = b"".join(chunks)
-    line = head.split(b"\n", 1)[0]
-    if not line.strip():
-        raise DataError(f"{module}: the Bulk Read CSV has no header (empty or truncated file)")
-    try:
-        text = line.decode("utf-8-sig").rstrip("\r")
-    except UnicodeDecodeError as exc:
-        raise DataError(f"{module}: the Bulk Read CSV header is not UTF-8", module=module) from exc
-    try:
-        names = next(csv.reader([text]))
-    except (csv.Error, StopIteration) as exc:
-        raise DataError(f"{module}: the Bulk Read CSV header cannot be parsed ({exc})") from None
-    return names, head
-
-
-def batches_from_csv(
-    stream: BinaryIO, schema: ModuleSchema, *, block_size: int = 8 << 20
-) -> Iterator[pa.RecordBatch]:
-    """Stream a Bulk Read CSV into batches of ``schema.arrow``, one per block of ``block_size`` bytes.
-
-    The header may list the columns in any order, leave some out (they read as null) or add others
-    (ignored); the ``id`` column is required.
-    """
-    module = schema.module
-    header, head = _read_header(stream, module)
-    if ID not in header:
-        raise DataError(f"{module}: the Bulk Read CSV has no 'id' column (header: {header[:10]})")
-    names = schema.names
-    reader_opts = pacsv.ReadOptions(block_size=block_size, use_threads=True)
-    parse_opts = pacsv.ParseOptions(newlines_in_values=True, double_quote=True, escape_char=False)
-    convert_opts = pacsv.ConvertOptions(
-        column_types=dict.fromkeys(names, pa.string()),
-        include_columns=names,
-        include_missing_columns=True,
-        strings_can_be_null=True,
-        quoted_strings_can_be_null=True,
-        null_values=[""],
-        check_utf8=True,
-    )
-    source = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
-    try:
-        reader = pacsv.open_csv(
-            source, read_options=reader_opts, parse_options=parse_opts, convert_options=convert_opts
-        )
-        while True:
-            try:
-                raw = reader.read_next_batch()
-            except StopIteration:
-                return
-            yield _convert_csv_batch(raw, schema)
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-        raise DataError(
-            f"{module}: the Bulk Read CSV cannot be parsed ({str(exc).splitlines()[0]})",
-            module=module,
-        ) from exc
-
-
-def _convert_csv_batch(raw: pa.RecordBatch, schema: ModuleSchema) -> pa.RecordBatch:
-    ids = raw.column(ID)
-    columns: dict[str, pa.Array] = {}
-    unfit: dict[str, pa.Array] = {}
-    for i, (meta, kind, arrow_field) in enumerate(
-        zip(schema.fields, schema.kinds, schema.arrow, strict=True)
-    ):
-        if kind == _RAW:
-            continue
-        name = meta.api_name
-        columns[name], leftover = cast_text(
-            schema.module, name, kind, arrow_field.type, raw.column(i), ids
-        )
-        if leftover is not None:
-            unfit[name] = leftover
-    return assemble(schema, columns, unfit, raw.num_rows)
 
 
 # --- deleted records --------------------------------------------------------------------------

@@ -73,7 +73,7 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crashpoint
 from connector.errors import ConfigError, DataError
-from connector.lake.locks import Lock
+from connector.lake.locks import DEFAULT_LEASE_SECONDS, Lock
 from connector.lake.output import Output
 
 log = logging.getLogger(__name__)
@@ -406,10 +406,11 @@ class StateStore:
             self.commit(state)
         return removed
 
-    def lock(self, module: str, run_id: str) -> Lock:
-        """Take ``_state/<Module>.lock`` (a context manager) or raise :class:`LockError`."""
+    def lock(self, module: str, run_id: str, *, lease: float = DEFAULT_LEASE_SECONDS) -> Lock:
+        """Take ``_state/<Module>.lock`` (a context manager, a lease of ``lease`` seconds) or
+        raise :class:`LockError`."""
         return self.output.acquire_lock(
-            self.lock_path(module), {"module": module, "run_id": run_id}
+            self.lock_path(module), {"module": module, "run_id": run_id}, lease=lease
         )
 
 

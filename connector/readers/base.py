@@ -248,7 +248,7 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connector.lake.schema import RAW_VALUES, merge_raw_values
+    from connector.lake.raw_values import RAW_VALUES, merge_raw_values
 
     first = groups[0]
     ids = first.column(ID)

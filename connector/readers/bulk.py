@@ -4,7 +4,7 @@ One job per page and field group: ``POST /crm/bulk/{v}/read`` (50 credits), stat
 exponential backoff from ``tuning.bulk_poll_initial`` to ``bulk_poll_max`` (1 credit each, so the
 first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file,
 checked (``ZipFile.testzip`` reads every member and checks its CRC) and only then streamed through
-:func:`connector.lake.schema.batches_from_csv`: a batch never comes from a file not known to be complete,
+:func:`connector.lake.csvbatches.batches_from_csv`: a batch never comes from a file not known to be complete,
 and the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
 
 Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
@@ -49,7 +49,8 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
-from connector.lake.schema import CONVERTED_FIELD, RAW_VALUES, merge_raw_values
+from connector.lake.raw_values import RAW_VALUES, merge_raw_values
+from connector.lake.schema import CONVERTED_FIELD
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
@@ -286,7 +287,7 @@ class BulkReader(ReaderBase):
 
     def _batches(self, job: JobResult, schema: ModuleSchema) -> Iterator[pa.RecordBatch]:
         """Stream a verified file's CSV; the row count must match the job's."""
-        from connector.lake.schema import batches_from_csv
+        from connector.lake.csvbatches import batches_from_csv
 
         if job.path is None:
             return

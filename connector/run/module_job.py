@@ -27,8 +27,10 @@ Decisions:
   and consistent until the new one replaces it), and only after the new state commits deletes the
   previous generation's files (data and tombstones). A crash before that commit leaves the old
   output as it was; the next run removes the new run's files.
-* **Stops.** Once the run is stopping (see :mod:`connector.run.sync`), a module's read stops at
-  its next batch: ordered readers commit what they have, unordered ones drop it.
+* **Stops.** Once the run is stopping (credits, budget, a signal: see :mod:`connector.run.sync`),
+  a read stops at its next batch and no new paid call starts: ordered readers commit what they
+  have, as at a checkpoint, unordered ones drop it. Commits need the module's lease
+  (:meth:`RunStops.holding`): once it is lost or released, nothing more is committed.
 * **Restarts.** A reader error that is worth retrying (an expired page token, an incomplete Bulk
   file) restarts the module's read from its last committed watermark, at most ``MAX_RESTARTS``
   times.
@@ -57,7 +59,6 @@ Decisions:
 from __future__ import annotations
 
 import logging
-import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
@@ -72,18 +73,20 @@ from connector.errors import (
     BudgetExceeded,
     CreditsExhausted,
     FatalAPIError,
+    LockError,
     RetriableAPIError,
+    StopRequested,
     ZohoAPIError,
 )
 from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
+from connector.lake.raw_values import unfit_counts
 from connector.lake.schema import (
     RAW_VALUES,
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     module_schema,
-    unfit_counts,
 )
 from connector.lake.state import (
     DELETED_DIR,
@@ -108,6 +111,7 @@ from connector.run.planner import (
     ReaderChoice,
 )
 from connector.run.progress import Progress
+from connector.run.workers import RunStops
 from connector.zoho.http import ZohoClient
 from connector.zoho.metadata import list_fields
 
@@ -138,13 +142,16 @@ RESTART_CODES = frozenset(
 )
 
 
-class Stopped(Exception):
-    """Raised inside a module's read when the run is stopping (credits, budget)."""
+class Stopped(StopRequested):
+    """Raised inside a module's read when the run is stopping (credits, budget, a signal)."""
+
+    def __init__(self, message: str = "the run is stopping") -> None:
+        super().__init__(message)
 
 
 @dataclass
-class RunContext:
-    """What every module job of one run shares, and the run's stop signal."""
+class RunContext(RunStops):
+    """What every module job of one run shares, and how it stops (:class:`RunStops`)."""
 
     settings: Settings
     client: ZohoClient
@@ -156,16 +163,6 @@ class RunContext:
     attribution: CreditAttribution
     checkpoint_rows: int
     sleep: Callable[[float], None] | None
-    stop: threading.Event = field(default_factory=threading.Event)
-    stop_status: str | None = None
-    stop_lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def request_stop(self, status: str) -> None:
-        """Stop every module (the first status asked for is the run's)."""
-        with self.stop_lock:
-            if self.stop_status is None:
-                self.stop_status = status
-            self.stop.set()
 
 
 def _iso(value: datetime | None) -> str | None:
@@ -247,8 +244,11 @@ class ModuleJob:
         )
 
     def _check_stop(self) -> None:
-        if self.run.stop.is_set():
+        if self.run.stopping():
             raise Stopped
+        lease = self.run.leases.get(self.name)
+        if lease is not None and lease.lost:
+            raise LockError(f"{self.name}: the lock was taken over by another run; stopping")
 
     def _read_start(self) -> tuple[datetime | None, datetime]:
         """(the server's time now as Zoho last told it, or None; the watermark cap to use)."""
@@ -551,7 +551,7 @@ class ModuleJob:
                     self._commit(sink)
                     self.report.checkpoints += 1
                     crashpoint("sync_checkpoint_done")
-        except (Stopped, CreditsExhausted, BudgetExceeded, RetriableAPIError):
+        except (StopRequested, CreditsExhausted, BudgetExceeded, RetriableAPIError):
             if checkpoint_rows is not None:
                 self._commit(sink)
             else:
@@ -564,11 +564,12 @@ class ModuleJob:
 
     def _commit(self, sink: _Sink) -> None:
         """Place the files written so far, then commit the state that lists them."""
-        files = sink.writer.commit()
-        crashpoint(sink.committed_point)
-        sink.state.record_files(self.run.run_id, [f.path for f in files])
-        sink.tracker.apply(sink.state)
-        self._commit_state(sink.state)
+        with self.run.holding(self.name):
+            files = sink.writer.commit()
+            crashpoint(sink.committed_point)
+            sink.state.record_files(self.run.run_id, [f.path for f in files])
+            sink.tracker.apply(sink.state)
+            self._commit_state(sink.state)
         sink.landed(_entries(files), sink.pending)
         sink.pending = 0
         self._note_unfit(sink.pending_unfit)
@@ -588,7 +589,8 @@ class ModuleJob:
     def _commit_state(self, target: ModuleState) -> None:
         self._learned_into_state()
         target.last_run_id = self.run.run_id
-        self.run.store.commit(target)
+        with self.run.holding(self.name):
+            self.run.store.commit(target)
         crashpoint("sync_state_committed")
 
     # deletions ---------------------------------------------------------------------------------

@@ -22,6 +22,7 @@ from connector.errors import AuthError
 from connector.redact import redact, register_secret
 from connector.zoho import limits
 from connector.zoho.endpoints import Endpoints, region_for_api_domain
+from connector.zoho.network import TRANSPORT_ERRORS, host_of, unreachable, what_failed
 from connector.zoho.scopes import parse_granted
 
 log = logging.getLogger(__name__)
@@ -316,6 +317,18 @@ class TokenManager:
                 response = self._session.post(
                     url, data=form, headers={"Accept": "application/json"}, timeout=timeout
                 )
+            except TRANSPORT_ERRORS as exc:
+                # The network, not the credentials: retried like a 5xx, then exit 6, not 3.
+                if failures + 1 < attempts:
+                    self._sleep(self._backoff(failures))
+                    failures += 1
+                    continue
+                raise unreachable(
+                    host_of(url),
+                    what_failed(exc),
+                    attempts=failures + 1,
+                    check="Region (or AccountsServer)",
+                ) from None
             except requests.RequestException as exc:
                 raise AuthError(
                     f"could not reach the Zoho accounts server {host} ({type(exc).__name__}): "

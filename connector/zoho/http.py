@@ -43,6 +43,7 @@ from connector.zoho.endpoints import (
     resolve_endpoints,
 )
 from connector.zoho.meter import CreditMeter
+from connector.zoho.network import TRANSPORT_ERRORS, host_of, unreachable, what_failed
 from connector.zoho.pacing import ConcurrencyLimiter, DownloadPacer
 from connector.zoho.responses import INVALID_TOKEN_CODES, parse_error_body, raise_for_response
 from connector.zoho.retry import CallRetries
@@ -115,12 +116,13 @@ def call_cost(
     return "records", limits.RECORDS_PAGE_CREDITS
 
 
-# A connection that failed, hung or broke off mid-body: worth another attempt.
-TRANSPORT_ERRORS = (
-    requests.ConnectionError,
-    requests.Timeout,
-    requests.exceptions.ChunkedEncodingError,
-)
+class ConnectionFailed(RetriableAPIError):
+    """An attempt that never got an answer from the host: retried, then :class:`ZohoUnreachable`."""
+
+    def __init__(self, message: str, *, host: str, what: str, url: str) -> None:
+        super().__init__(message, url=url)
+        self.host = host
+        self.what = what
 
 
 # ----------------------------------------------------------------------------------------------
@@ -410,7 +412,16 @@ class ZohoClient:
         retrying = Retrying(
             retry=retry_if_exception_type(RetriableAPIError), wait=wait, sleep=sleep, reraise=True
         )
-        return retrying(attempt)
+        try:
+            return retrying(attempt)
+        except ConnectionFailed as exc:
+            # Every attempt failed before Zoho answered: the network, not the credentials.
+            raise unreachable(
+                exc.host,
+                exc.what,
+                attempts=retries.failures,
+                check="APIDomain (or Region and InstanceType)",
+            ) from None
 
     def _send_authorised(self, request: ApiRequest) -> requests.Response:
         """One attempt: send with a valid token and map Zoho's answer to an error or a success.
@@ -472,8 +483,11 @@ class ZohoClient:
                     stream=request.stream,
                 )
             except TRANSPORT_ERRORS as exc:
-                raise RetriableAPIError(
-                    f"{request.method} {safe_url} failed: {type(exc).__name__}", url=safe_url
+                raise ConnectionFailed(
+                    f"{request.method} {safe_url} failed: {type(exc).__name__}",
+                    host=host_of(url),
+                    what=what_failed(exc),
+                    url=safe_url,
                 ) from None
             self._note_server_time(response)
             if 200 <= response.status_code < 300 or response.status_code == 304:

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from typing import Any
 
-from connector.errors import BudgetExceeded
+from connector.errors import BudgetExceeded, StopRequested
 
 # Which module the calls of the current context are made for (None: the run's own). The run sets
 # it on each module's worker thread and the readers carry it into their helper threads, so the
@@ -40,6 +40,8 @@ class CreditMeter:
         self._token_refreshes = 0
         self._listeners: list[Callable[[str, int], None]] = []
         self._holds: dict[str | None, int] = {}
+        self.stopping: Callable[[], bool] | None = None
+        """When set and true, no new call starts (:class:`StopRequested`): the run is stopping."""
 
     @property
     def total(self) -> int:
@@ -69,8 +71,10 @@ class CreditMeter:
         """Hold ``credits`` for a call about to be made; BudgetExceeded if it would pass the budget.
 
         The credits the call's module holds (:meth:`hold`) pay for it first. Pair with
-        :meth:`release` once the call is answered.
+        :meth:`release` once the call is answered. A stopping run refuses every new call here.
         """
+        if self.stopping is not None and self.stopping():
+            raise StopRequested(f"not starting a call that costs {credits} credits: stopping")
         owner = BILLED_TO.get()
         with self._lock:
             held = self._holds.get(owner, 0)

@@ -223,12 +223,13 @@ def _unreachable_connection(port: int) -> str:
     return f"Region=US; {CREDS}; AccountsServer={url}; APIDomain={url}"
 
 
-def test_an_unreachable_accounts_server_exits_3_naming_the_host(
+def test_an_unreachable_accounts_server_exits_6_naming_the_host(
     tmp_path: Path,
 ) -> None:
+    # A network failure, not a credential one: exit 6 (Zoho unreachable), never 3.
     port = _closed_port()
     proc = run_cli("check", "--connection", _unreachable_connection(port), env=cli_env(tmp_path))
-    one_error(proc, 3, f"127.0.0.1:{port}", "Region")
+    one_error(proc, 6, f"127.0.0.1:{port}", "connection refused", "Region")
 
 
 def test_debug_shows_the_traceback_of_the_same_failure(tmp_path: Path) -> None:
@@ -240,9 +241,9 @@ def test_debug_shows_the_traceback_of_the_same_failure(tmp_path: Path) -> None:
         _unreachable_connection(port),
         env=cli_env(tmp_path),
     )
-    assert proc.returncode == 3
+    assert proc.returncode == 6
     assert "Traceback (most recent call last)" in proc.stderr
-    assert "AuthError" in proc.stderr
+    assert "ZohoUnreachable" in proc.stderr
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
     assert SECRET not in proc.stderr

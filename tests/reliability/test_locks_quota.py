@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
@@ -18,63 +17,28 @@ from support.reliability import (
     assert_files_readable,
     assert_output_equals_source,
     cli_env,
-    connection_for,
+    extract_args,
+    gated_run,
     load_state,
     run_cli,
     schema_of,
     settings_for,
 )
 
-from connector.simulator import FaultConfig, Simulator
+from connector.simulator import Simulator
 from connector.simulator.clock import LiveClock
 
 
 def _args(sim: Simulator, tmp: Path, out: Path, reader: str, modules: str, *extra: str) -> list:
-    return [
-        "extract",
-        "--output",
-        str(out),
-        "--connection",
-        connection_for(sim, tmp, reader),
-        "--modules",
-        modules,
-        "--no-progress",
-        *extra,
-    ]
-
-
-class Gate:
-    """A simulator 'sleep' that holds the first call made after ``lock`` appears until released:
-    the extract holding the lock is then paused inside it, for as long as the test needs."""
-
-    def __init__(self, lock: Path) -> None:
-        self.lock = lock
-        self.held = threading.Event()
-        self.release = threading.Event()
-        self._used = False
-        self._mutex = threading.Lock()
-
-    def __call__(self, _seconds: float) -> None:
-        with self._mutex:
-            hold = not self._used and self.lock.exists()
-            if hold:
-                self._used = True
-        if hold:
-            self.held.set()
-            self.release.wait(timeout=120)
+    return extract_args(sim, tmp, out, reader, modules, *extra)
 
 
 @pytest.mark.timeout(180)
 def test_second_extract_of_a_module_is_refused_other_modules_run_side_by_side(
     make_simulator: Callable[..., Simulator], tmp_path: Path
 ) -> None:
-    out = tmp_path / "out"
-    home = tmp_path / "home"
-    home.mkdir()
-    gate = Gate(out / "_state" / "Leads.lock")
-    sim = make_simulator(seed=4, records=250, faults=FaultConfig(latency_ms=1), sleep=gate)
+    sim, gate, out, env = gated_run(make_simulator, tmp_path)
     settings = settings_for(sim, tmp_path)
-    env = cli_env(home)
     first = subprocess.Popen(
         [sys.executable, "-m", "connector", *_args(sim, tmp_path, out, "coql", "Leads")],
         env=env,

@@ -80,6 +80,7 @@ def test_no_command_shows_a_secret(
     with ThreadPoolExecutor(3) as pool:
         for variant, flags in VARIANTS.items():
             out = tmp_path / variant / "out"
+            out.parent.mkdir()  # an output's parent must exist (the output itself is created)
             pool.submit(
                 run,
                 f"{variant}:extract",

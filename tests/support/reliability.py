@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import threading
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from connector.config import Settings, Tuning, load_settings
 from connector.lake.output import Output
 from connector.lake.schema import ModuleSchema
 from connector.lake.state import ModuleState, StateStore
-from connector.simulator import Simulator
+from connector.simulator import FaultConfig, Simulator
 from connector.zoho.http import ZohoClient
 from support.source import (
     TINY,
@@ -35,11 +36,14 @@ __all__ = [
     "TINY",
     "TINY_ENV",
     "CliResult",
+    "Gate",
     "assert_clean_and_committed",
     "assert_files_readable",
     "assert_output_equals_source",
     "cli_env",
     "connection_for",
+    "extract_args",
+    "gated_run",
     "load_state",
     "noop",
     "output_table",
@@ -79,6 +83,57 @@ def connection_for(sim: Simulator, tmp: Path, reader: str = "bulk", **overrides:
     return sim.connection_string(
         OAuthSettingsLocation=str(tmp / "tokens.json"), **{**READERS[reader], **overrides}
     )
+
+
+def extract_args(
+    sim: Simulator, tmp: Path, out: Path | str, reader: str, modules: str, *extra: str
+) -> list[str]:
+    """``extract`` into ``out`` with ``reader``, the named modules, no progress bars."""
+    return [
+        "extract",
+        "--output",
+        str(out),
+        "--connection",
+        connection_for(sim, tmp, reader),
+        "--modules",
+        modules,
+        "--no-progress",
+        *extra,
+    ]
+
+
+class Gate:
+    """A simulator 'sleep' that holds the first call made after ``lock`` appears until released:
+    the extract holding the lock is then paused inside it, for as long as the test needs."""
+
+    def __init__(self, lock: Path) -> None:
+        self.lock = lock
+        self.held = threading.Event()
+        self.release = threading.Event()
+        self._used = False
+        self._mutex = threading.Lock()
+
+    def __call__(self, _seconds: float) -> None:
+        with self._mutex:
+            hold = not self._used and self.lock.exists()
+            if hold:
+                self._used = True
+        if hold:
+            self.held.set()
+            self.release.wait(timeout=120)
+
+
+def gated_run(
+    make_simulator: Callable[..., Simulator], tmp: Path
+) -> tuple[Simulator, Gate, Path, dict[str, str]]:
+    """(a simulator whose first call under the Leads lock waits for the test, that gate, the
+    output directory, a CLI environment)."""
+    out = tmp / "out"
+    home = tmp / "home"
+    home.mkdir()
+    gate = Gate(out / "_state" / "Leads.lock")
+    sim = make_simulator(seed=4, records=250, faults=FaultConfig(latency_ms=1), sleep=gate)
+    return sim, gate, out, cli_env(home)
 
 
 @dataclass

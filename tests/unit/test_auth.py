@@ -13,7 +13,7 @@ import requests
 from support.fakehttp import fake_session, form_of, path_of, response, token_ok
 
 from connector.config import InitiateOAuth, InstanceType, Region, Settings, Tuning
-from connector.errors import AuthError
+from connector.errors import AuthError, ZohoUnreachable
 from connector.zoho.auth import TokenManager, default_cache_path
 from connector.zoho.endpoints import Endpoints, resolve_endpoints
 
@@ -232,11 +232,24 @@ def test_token_errors_are_actionable_and_secret_free(
     assert AuthError.exit_code == 3
 
 
-def test_connection_error_names_host(tmp_path: Path) -> None:
+def test_unreachable_accounts_server_is_retried_then_exit_6_naming_host(tmp_path: Path) -> None:
+    # A network failure is not a credential problem: retried like a 5xx, then exit 6, not 3.
     settings = make_settings(tmp_path, region=Region.EU)
-    tm, _, _ = manager(settings, [requests.ConnectionError("boom")])
-    with pytest.raises(AuthError, match=r"accounts.zoho.eu.*Region"):
+    attempts = settings.tuning.max_attempts
+    refused = requests.ConnectionError("[Errno 111] Connection refused")
+    tm, _, waits = manager(settings, [refused] * attempts)
+    with pytest.raises(ZohoUnreachable, match=r"accounts.zoho.eu.*connection refused.*Region"):
         tm.access_token()
+    assert len(waits) == attempts - 1
+    assert ZohoUnreachable.exit_code == 6 and not issubclass(ZohoUnreachable, AuthError)
+
+
+def test_a_connection_error_then_a_token_is_a_token(tmp_path: Path) -> None:
+    tm, _, waits = manager(
+        make_settings(tmp_path), [requests.ConnectionError("reset"), token_ok("1000.ok.bbb")]
+    )
+    assert tm.access_token() == "1000.ok.bbb"
+    assert waits == [1.0]
 
 
 def test_non_json_body(tmp_path: Path) -> None:

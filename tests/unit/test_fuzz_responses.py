@@ -27,9 +27,9 @@ from typer.testing import CliRunner
 
 from connector.config import Tuning, load_settings
 from connector.errors import ConnectorError, DataError
+from connector.lake.csvbatches import batches_from_csv
 from connector.lake.schema import (
     batch_from_records,
-    batches_from_csv,
     module_schema,
     parse_zoho_datetime,
     tombstones_from_json,

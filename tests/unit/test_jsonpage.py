@@ -15,9 +15,9 @@ from hypothesis import HealthCheck, given, seed, settings
 from hypothesis import strategies as st
 
 from connector.errors import DataError
+from connector.lake.csvbatches import batches_from_csv
 from connector.lake.schema import (
     batch_from_records,
-    batches_from_csv,
     module_schema,
     parse_zoho_datetime,
 )

@@ -15,17 +15,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from connector.errors import DataError
+from connector.lake.csvbatches import batches_from_csv
+from connector.lake.raw_values import merge_raw_values, unfit_counts
 from connector.lake.schema import (
     RAW_VALUES,
     TOMBSTONE_SCHEMA,
     ModuleSchema,
     batch_from_records,
-    batches_from_csv,
-    merge_raw_values,
     module_schema,
     parse_zoho_datetime,
     tombstones_from_json,
-    unfit_counts,
 )
 from connector.zoho.metadata import FieldMeta
 

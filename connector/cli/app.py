@@ -404,10 +404,20 @@ def with_partition_by(settings: Settings, partition_by: str | None) -> Settings:
 
 
 def split_modules(modules: str | None) -> list[str] | None:
-    if not modules:
+    """The names given to ``--modules``; None when the option is absent (every module).
+
+    An empty value (``--modules ''``, or only commas and spaces) is an error, not "everything":
+    a scheduler that fills the option from an empty variable must not extract the whole org.
+    """
+    if modules is None:
         return None
     names = [name.strip() for name in modules.split(",") if name.strip()]
-    return names or None
+    if not names:
+        raise ConfigError(
+            "--modules names no module: give API names such as --modules Leads,Contacts, "
+            "or leave the option out to extract every module"
+        )
+    return names
 
 
 def log_events(events: Sequence[dict[str, Any]]) -> None:

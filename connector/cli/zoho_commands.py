@@ -10,8 +10,9 @@ import signal
 import sys
 import threading
 from collections.abc import Iterator
+from dataclasses import asdict
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -34,6 +35,9 @@ from connector.run.workers import MAX_WORKERS, StopSignal
 
 _STOPPING = "stopping: finishing calls in flight (send the signal again to stop at once)"
 _STOPPING_NOW = "stopping now: abandoning calls in flight, releasing locks"
+
+if TYPE_CHECKING:
+    from connector.run.planner import Plan
 
 
 @app.command(epilog=command_epilog('ZOHO_CRM_CONNECTION="$(cat ~/.zoho-crm.conn)" zoho-crm check'))
@@ -99,20 +103,21 @@ def extract(
         from connector.run.sync import run_extract
 
         _check_workers(workers)
+        names = split_modules(modules)
         settings = with_partition_by(load_cli_settings(connection, config), partition_by)
         if settings.partition_by is not None and not full_refresh:
             # Before any credit is spent: an existing dataset keeps its layout.
             from connector.lake.layout import refuse_mixed_layouts
             from connector.lake.output import Output
 
-            refuse_mixed_layouts(Output.open(output), split_modules(modules), settings.partition_by)
+            refuse_mixed_layouts(Output.open(output), names, settings.partition_by)
         show = sys.stderr.isatty() if progress is None else progress
         stop = StopSignal()
         with _stop_on_signals(stop):
             manifest = run_extract(
                 settings,
                 output,
-                modules=split_modules(modules),
+                modules=names,
                 full_refresh=full_refresh,
                 workers=workers,
                 max_credits=max_credits,
@@ -183,6 +188,14 @@ def _check_workers(workers: int | None) -> None:
         )
 
 
+JsonOpt = Annotated[
+    bool,
+    typer.Option(
+        "--json", help="Print the same facts as one JSON document on stdout (default: a table)."
+    ),
+]
+
+
 @app.command(epilog=command_epilog("zoho-crm plan -o ./lake --modules Leads"))
 def plan(
     connection: ConnectionOpt = None,
@@ -198,6 +211,7 @@ def plan(
             "load).",
         ),
     ] = None,
+    as_json: JsonOpt = False,
     full_refresh: Annotated[
         bool,
         typer.Option(
@@ -219,7 +233,7 @@ def plan(
             output=output,
             full_refresh=full_refresh,
         )
-        typer.echo(format_plan(result))
+        typer.echo(_json(_plan_doc(result)) if as_json else format_plan(result))
 
     run_command(action)
 
@@ -231,6 +245,7 @@ def modules_command(
     counts: Annotated[
         bool, typer.Option("--counts/--no-counts", help="Count records (1 credit per module).")
     ] = False,
+    as_json: JsonOpt = False,
 ) -> None:
     """List modules with field counts, record counts (with --counts) and the readers that serve each."""
 
@@ -240,7 +255,33 @@ def modules_command(
 
         with ZohoClient(load_cli_settings(connection, config)) as client:
             rows = build_catalog(client, counts=counts)
+            if as_json:
+                doc = {
+                    "modules": [asdict(row) for row in rows],
+                    "readable": sum(1 for row in rows if row.readers),
+                    "credits_spent": client.meter.total,
+                }
+                typer.echo(_json(doc))
+                return
             typer.echo(format_catalog(rows))
             typer.echo(f"credits spent: {client.meter.total}")
 
     run_command(action)
+
+
+def _json(doc: object) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False)
+
+
+def _plan_doc(result: Plan) -> dict[str, Any]:
+    """The plan's facts as ``format_plan`` prints them, as JSON (rows null where unknown)."""
+    return {
+        "api_type": result.api_type,
+        "use_coql": result.use_coql,
+        "modules": [asdict(m) for m in result.modules],
+        "discovery_credits": result.discovery_credits,
+        "estimated_total_credits": result.total_credits,
+        "rows_unknown": any(m.estimated_rows is None and m.error is None for m in result.modules),
+        "spent_credits": result.spent_credits,
+        "warnings": list(result.warnings),
+    }

@@ -7,6 +7,7 @@ and API domain only.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -16,6 +17,8 @@ from connector.logging_setup import counted
 
 if TYPE_CHECKING:
     from connector.lake.output import Output
+
+log = logging.getLogger(__name__)
 
 # Exit codes of a run, by status (the CLI exits with the manifest's code).
 EXIT_OK = 0
@@ -303,3 +306,116 @@ class RunManifest:
             "reason": m.reason,
             "notes": list(m.notes),
         }
+
+
+# --- reading: the runs an output holds (zoho-crm runs, zoho-crm state) ---------------------------
+
+RUNS_DIR = "_runs"
+
+
+@dataclass(frozen=True)
+class ModuleOutcome:
+    """One module of a past run, as its manifest tells it."""
+
+    module: str
+    status: str
+    reader: str | None
+    rows: int
+    tombstones: int
+    credits: int
+    error: str | None
+    files: dict[str, int]
+    """Rows of each file the run put in place (data and tombstones), by path in the output."""
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One past run, as its manifest (``_runs/<run_id>.json``) tells it."""
+
+    run_id: str
+    started_at: str | None
+    finished_at: str | None
+    duration_s: float | None
+    status: str
+    exit_code: int | None
+    rows: int
+    credits: int
+    modules: tuple[ModuleOutcome, ...]
+    message: str | None = None
+
+
+def _int(value: Any) -> int:
+    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _file_rows(entries: Any) -> dict[str, int]:
+    rows: dict[str, int] = {}
+    for entry in entries if isinstance(entries, list) else []:
+        if isinstance(entry, dict) and isinstance(entry.get("path"), str):
+            rows[entry["path"]] = _int(entry.get("rows"))
+    return rows
+
+
+def _outcome(doc: Any) -> ModuleOutcome:
+    if not isinstance(doc, dict) or not isinstance(doc.get("module"), str):
+        raise TypeError("a module entry has no module name")
+    credits = doc.get("credits_total")
+    if credits is None and isinstance(doc.get("credits"), dict):
+        credits = sum(_int(v) for v in doc["credits"].values())
+    return ModuleOutcome(
+        module=doc["module"],
+        status=_text(doc.get("status")) or STATUS_NOT_RUN,
+        reader=_text(doc.get("reader")),
+        rows=_int(doc.get("rows")),
+        tombstones=_int(doc.get("tombstones")),
+        credits=_int(credits),
+        error=_text(doc.get("error")),
+        files={**_file_rows(doc.get("files")), **_file_rows(doc.get("tombstone_files"))},
+    )
+
+
+def parse_run(doc: Any) -> RunRecord:
+    """A manifest's JSON document as a :class:`RunRecord` (``TypeError`` when it is not one)."""
+    if not isinstance(doc, dict) or not isinstance(doc.get("run_id"), str):
+        raise TypeError("not a run manifest (no run_id)")
+    modules = doc.get("modules")
+    if not isinstance(modules, list):
+        raise TypeError("modules is not a list")
+    totals = doc.get("totals")
+    if not isinstance(totals, dict):
+        totals = {}
+    duration = doc.get("duration_s")
+    exit_code = doc.get("exit_code")
+    return RunRecord(
+        run_id=doc["run_id"],
+        started_at=_text(doc.get("started_at")),
+        finished_at=_text(doc.get("finished_at")),
+        duration_s=float(duration) if isinstance(duration, int | float) else None,
+        status=_text(doc.get("status")) or "unknown",
+        exit_code=exit_code if isinstance(exit_code, int) else None,
+        rows=_int(totals.get("rows")),
+        credits=_int(totals.get("credits")),
+        modules=tuple(_outcome(m) for m in modules),
+        message=_text(doc.get("message")),
+    )
+
+
+def read_runs(output: Output) -> list[RunRecord]:
+    """Every run whose manifest ``output`` holds, newest first (run ids sort by start time).
+
+    A manifest that cannot be read is left out with a warning in the log, never guessed at.
+    """
+    runs: list[RunRecord] = []
+    for rel in sorted(output.list_files(RUNS_DIR, ".json"), reverse=True):
+        data = output.read_bytes(rel)
+        if data is None:
+            continue
+        try:
+            runs.append(parse_run(json.loads(data.decode("utf-8"))))
+        except (UnicodeDecodeError, ValueError, TypeError) as exc:
+            log.warning("%s is not a readable run manifest (%s): left out", rel, exc)
+    return runs

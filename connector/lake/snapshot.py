@@ -84,6 +84,7 @@ def materialise_snapshot(output: str, module: str, out: str) -> SnapshotResult:
     Raises :class:`ConfigError` when the module has no data in ``output`` (the message lists the
     modules that do) and :class:`DataError` when files disagree on a column's type.
     """
+    as_file = check_out(output, out)
     fs, root = fsspec.core.url_to_fs(output)
     root = root.rstrip("/") or "/"
     module_name = _find_module(fs, root, module, output)
@@ -103,7 +104,7 @@ def materialise_snapshot(output: str, module: str, out: str) -> SnapshotResult:
     winners = _latest_per_id(keys)
     tombstones = _latest_tombstones(fs, posixpath.join(root, DELETED_DIR, module_name))
     kept = _drop_deleted(winners, tombstones)
-    rows = _write_rows(fs, files, kept, schema, partition_keys, out)
+    rows = _write_rows(fs, files, kept, schema, partition_keys, out, as_file=as_file)
     return SnapshotResult(
         rows=kept.num_rows,
         path=rows,
@@ -365,21 +366,81 @@ class _RowGroups:
         self.pending, self.rows, self.bytes = [], 0, 0
 
 
-def _target(out: str) -> tuple[Output, str, str]:
+def _target(out: str, *, as_file: bool) -> tuple[Output, str, str]:
     """Where the snapshot goes: the output holding its directory, its name there, its path."""
     fs, path = fsspec.core.url_to_fs(out)
     path = path.rstrip("/")
     if isinstance(fs, LocalFileSystem):
-        final = path if path.endswith(".parquet") else posixpath.join(path, SINGLE_FILE_NAME)
+        final = path if as_file else posixpath.join(path, SINGLE_FILE_NAME)
         directory, name = os.path.split(final)
         return Output.open(directory or "."), name, final
     url = out.rstrip("/")
-    if not url.endswith(".parquet"):
+    if not as_file:
         url = f"{url}/{SINGLE_FILE_NAME}"
     scheme, _, rest = url.partition("://")
     directory, _, name = rest.rpartition("/")
-    shown = out if out.endswith(".parquet") else f"{out.rstrip('/')}/{SINGLE_FILE_NAME}"
+    shown = out if as_file else f"{out.rstrip('/')}/{SINGLE_FILE_NAME}"
     return Output.open(f"{scheme}://{directory}"), name, shown
+
+
+# The extract's own folders: never a place for a snapshot, although their names start with "_".
+_BOOKKEEPING = frozenset({DELETED_DIR, "_state", "_runs", "_tmp"})
+
+
+def check_out(output: str, out: str) -> bool:
+    """Check the ``--out`` of a snapshot of ``output``; True for one file, False for a dataset.
+
+    ``FILE.parquet`` is one file; a directory (a path ending in ``/``, an existing directory, or
+    a name without an extension) receives a dataset of one file. Any other extension, an existing
+    file that is not ``.parquet``, or a place inside ``output`` where dataset readers would take
+    the snapshot for part of the extract (anywhere but a folder of its own starting with ``_``),
+    is a :class:`ConfigError`, raised before anything is read.
+    """
+    fs, path = fsspec.core.url_to_fs(out)
+    path = str(path).rstrip("/")
+    name = posixpath.basename(path)
+    is_dir = out.endswith("/") or fs.isdir(path)
+    as_file = not is_dir and name.lower().endswith(".parquet")
+    if not is_dir and not as_file:
+        if fs.exists(path):
+            raise ConfigError(
+                f"--out {out} is an existing file, not a .parquet file: give FILE.parquet or a "
+                "directory"
+            )
+        suffix = posixpath.splitext(name)[1]
+        if suffix:
+            raise ConfigError(
+                f"--out {out}: a snapshot is Parquet, written as FILE.parquet (one file) or into "
+                f"a directory (a dataset), not a {suffix} file"
+            )
+    _refuse_inside(output, out, fs, path if as_file else posixpath.join(path, SINGLE_FILE_NAME))
+    return as_file
+
+
+def _refuse_inside(output: str, out: str, out_fs: Any, out_path: str) -> None:
+    """A :class:`ConfigError` when the file ``out_path`` lies inside ``output`` where datasets
+    live (anywhere but a folder of its own starting with ``_``)."""
+    fs, root = fsspec.core.url_to_fs(output)
+    if type(fs) is not type(out_fs):
+        return
+    root = str(root).rstrip("/")
+    if isinstance(fs, LocalFileSystem):
+        root, out_path = os.path.realpath(root), os.path.realpath(out_path)
+        rel = os.path.relpath(out_path, root).replace(os.sep, "/")
+        inside = rel != ".." and not rel.startswith("../")
+    else:
+        inside = out_path == root or out_path.startswith(root + "/")
+        rel = out_path[len(root) :].lstrip("/") or "."
+    if not inside:
+        return
+    first = rel.split("/")[0]
+    if first.startswith("_") and first not in _BOOKKEEPING and "/" in rel:
+        return
+    raise ConfigError(
+        f"--out {out} is inside the output {output}, where it would be read as part of the "
+        f"extract's datasets: write it outside {output}, or under a folder of its own whose name "
+        "starts with '_' (e.g. _snapshots/)"
+    )
 
 
 def _scratch_file(target: Output, name: str) -> str:
@@ -400,9 +461,11 @@ def _write_rows(
     schema: pa.Schema,
     partition_keys: set[str],
     out: str,
+    *,
+    as_file: bool,
 ) -> str:
     """Pass 2: write the winning rows to ``out`` atomically; return the final path."""
-    target, name, final = _target(out)
+    target, name, final = _target(out, as_file=as_file)
     tmp = _scratch_file(target, name)
     try:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:

@@ -1,10 +1,13 @@
 """The module catalogue: which modules the org holds, which a run extracts, how each can be read.
 
+* :func:`unavailable_reason` is the one rule for a module that cannot be extracted (closed to the
+  API, known to refuse every data call, or read through its parent), in the words
+  ``zoho-crm modules`` shows; ``extract`` and ``plan`` refuse such a module with the same words.
 * :func:`discover` picks the modules a run (or a plan) extracts: every data module the org lists,
-  or the modules the user named, with their fields (an unknown name is a :class:`ConfigError`
-  naming close matches). :func:`discover_run` adds what a run reports besides: the ``Users``
-  dataset, and the modules skipped without a call, each with its reason (``api_supported: false``,
-  or listed as API-supported but known to refuse every data call, :mod:`connector.zoho.quirks`).
+  or the modules the user named, matched case-insensitively and spelled as Zoho spells them
+  (an unknown name is a :class:`ConfigError` naming close matches), with their fields.
+  :func:`discover_run` adds what a run reports besides: the ``Users`` dataset, and the modules
+  skipped without a call, each with its reason.
 * :func:`build_catalog` is ``zoho-crm modules``. Costs: ``settings/modules`` once and
   ``settings/fields`` once per API-readable module (1 credit each); with ``counts=True`` also one
   COQL ``select COUNT(id)`` per module COQL can read (1 credit each).
@@ -43,16 +46,33 @@ def holds_records(module: ModuleMeta) -> bool:
     return module.api_supported and module.generated_type in _DATA_MODULE_TYPES
 
 
-def skip_reason(module: ModuleMeta) -> str | None:
-    """Why a run skips ``module`` without calling Zoho, or None when it is read.
+def unavailable_reason(module: ModuleMeta) -> str | None:
+    """Why ``module`` cannot be extracted, in the words ``zoho-crm modules`` shows, or None.
 
-    Modules closed to the API (``api_supported: false``) and modules known to refuse every data
-    call although Zoho lists them as API-supported are skipped; linking, subform and web modules
-    are not data of their own and are not reported.
+    The one rule ``modules``, ``plan`` and ``extract`` share, so they never disagree: modules
+    closed to the API (``api_supported: false``), modules known to refuse every data call
+    although Zoho lists them as API-supported (:mod:`connector.zoho.quirks`), and linking,
+    subform or web modules, which hold no records of their own.
     """
     if not module.api_supported:
         return "not available through the API (api_supported: false)"
-    return UNREADABLE_MODULES.get(module.api_name)
+    known = UNREADABLE_MODULES.get(module.api_name)
+    if known is not None:
+        return known
+    if module.generated_type not in _DATA_MODULE_TYPES:
+        return f"{module.generated_type} module: read through its parent"
+    return None
+
+
+def skip_reason(module: ModuleMeta) -> str | None:
+    """Why a run of every module skips ``module`` (and reports it), or None when it is read.
+
+    Modules closed to the API and modules known to refuse every data call are skipped and
+    reported; linking, subform and web modules are not data of their own and are not reported.
+    """
+    if module.api_supported and module.generated_type not in _DATA_MODULE_TYPES:
+        return None
+    return unavailable_reason(module)
 
 
 # --- discovery: the modules a run extracts ------------------------------------------------------
@@ -69,14 +89,39 @@ class Target:
 
 def _unknown_module(name: str, known: Sequence[ModuleMeta]) -> ConfigError:
     names = [m.api_name for m in known]
-    by_lower = {n.lower(): n for n in names}
     close = difflib.get_close_matches(name, names, n=3, cutoff=0.6)
-    if name.lower() in by_lower and by_lower[name.lower()] not in close:
-        close.insert(0, by_lower[name.lower()])
     hint = (
         f"; did you mean {', '.join(close)}?" if close else f"; known modules: {', '.join(names)}"
     )
     return ConfigError(f"unknown module {name!r}{hint}")
+
+
+def resolve_names(names: Sequence[str], listing: Sequence[ModuleMeta]) -> list[ModuleMeta]:
+    """The modules ``names`` designate, in Zoho's spelling, each once, in the order named.
+
+    Names match Zoho's api names case-insensitively (``leads`` is ``Leads``: one dataset, one
+    state, one lock); an exact spelling wins if two modules differ only in case. An unknown name,
+    or a module :func:`unavailable_reason` refuses, is a :class:`ConfigError` (the first one
+    found, before anything is read).
+    """
+    by_name = {m.api_name: m for m in listing}
+    by_fold: dict[str, list[ModuleMeta]] = {}
+    for module in listing:
+        by_fold.setdefault(module.api_name.casefold(), []).append(module)
+    chosen: dict[str, ModuleMeta] = {}
+    for name in names:
+        exact = by_name.get(name)
+        matches = [exact] if exact is not None else by_fold.get(name.casefold(), [])
+        if len(matches) != 1:
+            raise _unknown_module(name, listing)
+        meta = matches[0]
+        why = unavailable_reason(meta)
+        if why is not None:
+            raise ConfigError(
+                f"module {meta.api_name} cannot be extracted: {why} (see zoho-crm modules)"
+            )
+        chosen.setdefault(meta.api_name, meta)
+    return list(chosen.values())
 
 
 def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
@@ -84,32 +129,24 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
 
     Without ``modules``: every module the org lists that the API supports and that holds records
     (``generated_type`` default or custom: not linking, subform or web modules); their fields are
-    fetched later, per module. With ``modules``: the fields of each named module are fetched now
-    (1 credit each); the module list is fetched only when Zoho says a name is not a module, to
-    name close matches (an unknown name is a :class:`ConfigError`).
+    fetched later, per module. With ``modules``: the module list (1 credit) names them in Zoho's
+    spelling and refuses an unknown or unavailable one (:func:`resolve_names`) before anything
+    else is spent; then the fields of each named module are fetched (1 credit each).
     """
+    listing = list_modules(client)
     if not modules:
-        return [
-            Target(m)
-            for m in list_modules(client)
-            if holds_records(m) and m.api_name not in UNREADABLE_MODULES
-        ]
-    listing: list[ModuleMeta] | None = None
+        return [Target(m) for m in listing if holds_records(m) and unavailable_reason(m) is None]
+    names = [n.strip() for n in modules if n.strip()]
     targets: list[Target] = []
-    for name in dict.fromkeys(n.strip() for n in modules if n.strip()):
+    for meta in resolve_names(names, listing):
         try:
             # The module's own call: its credit shows in its line of the run (and plan).
-            with billed_to(name):
-                fields = list_fields(client, name)
+            with billed_to(meta.api_name):
+                fields = list_fields(client, meta.api_name)
         except ModuleUnavailable as exc:
-            if listing is None:
-                listing = list_modules(client)
-            known = {m.api_name: m for m in listing}
-            if name not in known:
-                raise _unknown_module(name, listing) from None
-            targets.append(Target(known[name], error=exc))
+            targets.append(Target(meta, error=exc))
             continue
-        targets.append(Target(ModuleMeta(api_name=name, module_name=name), fields=fields))
+        targets.append(Target(meta, fields=fields))
     return targets
 
 
@@ -126,30 +163,21 @@ def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery
 
     Without ``modules``: every data module, then ``Users``; the modules closed to the API or known
     to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
-    (no call: its fields are fixed), and a named module known to refuse data calls is skipped with
-    one clear line in the log and its reason in the manifest.
+    (no call: its fields are fixed), and the other names through :func:`discover`, which refuses
+    an unknown or unavailable one (:class:`ConfigError`) before any record is read.
     """
     if not modules:
         listing = list_modules(client)
         targets = [Target(m) for m in listing if holds_records(m) and skip_reason(m) is None]
         skipped = [(m, why) for m in listing if (why := skip_reason(m)) is not None]
         return Discovery([*targets, Target(USERS_META, fields=users_fields())], skipped)
-    names = list(
-        dict.fromkeys(USERS if n.strip().lower() == USERS.lower() else n.strip() for n in modules)
-    )
-    names = [n for n in names if n]
-    skipped = []
-    for name in names:
-        why = UNREADABLE_MODULES.get(name)
-        if why is not None:
-            log.warning("%s: skipped: %s", name, why)
-            skipped.append((ModuleMeta(api_name=name, module_name=name), why))
-    skipped_names = {meta.api_name for meta, _ in skipped}
-    rest = [n for n in names if n != USERS and n not in skipped_names]
+    names = [n.strip() for n in modules if n.strip()]
+    users = any(n.casefold() == USERS.casefold() for n in names)
+    rest = [n for n in names if n.casefold() != USERS.casefold()]
     targets = discover(client, rest) if rest else []
-    if USERS in names:
+    if users:
         targets.append(Target(USERS_META, fields=users_fields()))
-    return Discovery(targets, skipped)
+    return Discovery(targets)
 
 
 def read_notes(module: str, fields: Sequence[FieldMeta]) -> list[str]:
@@ -184,7 +212,7 @@ class ModuleInfo:
 
 def _readers(module: ModuleMeta) -> list[str]:
     """Which readers can serve ``module`` (the planner's rules: Bulk where Zoho allows it)."""
-    if not holds_records(module) or module.api_name in UNREADABLE_MODULES:
+    if unavailable_reason(module) is not None:
         return []
     readers = [BULK] if module.bulk_supported else []
     return [*readers, COQL, RECORDS]
@@ -229,12 +257,9 @@ def build_catalog(client: ZohoClient, *, counts: bool) -> list[ModuleInfo]:
         field_count: int | None = None
         readable: int | None = None
         record_count: int | None = None
-        if not module.api_supported:
-            notes.append("not available through the API")
-        elif module.api_name in UNREADABLE_MODULES:
-            notes.append(f"skipped: {UNREADABLE_MODULES[module.api_name]}")
-        elif not readers:
-            notes.append(f"{module.generated_type} module: read through its parent")
+        unavailable = unavailable_reason(module)
+        if unavailable is not None:
+            notes.append(unavailable)
         else:
             if BULK not in readers:
                 notes.append("Bulk Read cannot export it")

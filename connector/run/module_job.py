@@ -91,6 +91,7 @@ from connector.lake.state import (
     WatermarkTracker,
     data_dirs,
 )
+from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
 from connector.readers.base import COQL, MODIFIED_TIME, ReaderStats
@@ -293,6 +294,7 @@ class ModuleJob:
             target_state.deleted_watermark = target_state.watermark
             target_state.deleted_remembered = frozenset()
             self._commit_state(target_state)
+        report.tombstone_files.extend(empty_tombstones(run.store, target_state, run.run_id))
 
         if new_generation:
             self._remove_old_generation(target_state)

@@ -137,12 +137,14 @@ def test_extract_state_and_snapshot_in_sequence(
         assert table.num_rows == sim.org.module(name).count()
         assert int(rows[name][4].replace(",", "")) == table.num_rows
 
-    # state: one JSON line per module, with the watermark the extract committed.
-    states = [json.loads(line) for line in ok(run_cli("state", str(out_dir), env=env)).splitlines()]
+    # state --json: per module the rows, watermark, last run and reader the extract left.
+    doc = json.loads(ok(run_cli("state", str(out_dir), "--json", env=env)))
+    states = doc["modules"]
     assert sorted(s["module"] for s in states) == sorted(modules)
     for s in states:
         assert s["watermark"] is not None
-        assert s["ids_at_watermark"] >= 1
+        assert s["rows"] == sim.org.module(s["module"]).count()
+        assert s["last_run_status"] == "ok"
         assert s["reader"] == ("coql" if s["module"] == "Notes" else "bulk")
 
     # snapshot: the module as it is now, as one Parquet file.
@@ -156,9 +158,18 @@ def test_extract_state_and_snapshot_in_sequence(
     assert len(set(snap.column("id").to_pylist())) == count
 
 
-def test_state_of_an_empty_output_says_nothing_was_extracted(tmp_path: Path) -> None:
-    out = ok(run_cli("state", str(tmp_path / "nothing-yet"), env=cli_env(tmp_path)))
-    assert "no state" in out
+def test_state_of_a_missing_or_empty_output_exits_2_with_one_line(tmp_path: Path) -> None:
+    # Both once printed nothing useful with exit 0; a script could not tell them from success.
+    missing = run_cli("state", "-o", str(tmp_path / "nothing-yet"), env=cli_env(tmp_path))
+    assert missing.returncode == 2 and missing.stdout == ""
+    assert missing.stderr.splitlines() == [
+        f"error: {tmp_path / 'nothing-yet'} does not exist: give the directory extract wrote "
+        "(-o/--output)"
+    ]
+    (tmp_path / "empty").mkdir()
+    empty = run_cli("state", str(tmp_path / "empty"), env=cli_env(tmp_path))
+    assert empty.returncode == 2 and "holds no state" in empty.stderr
+    assert len(empty.stderr.splitlines()) == 1
 
 
 def test_demo_runs_a_full_and_an_incremental_extraction(tmp_path: Path) -> None:
@@ -239,6 +250,7 @@ def test_help_lists_every_command(tmp_path: Path) -> None:
         "plan",
         "modules",
         "state",
+        "runs",
         "snapshot",
         "auth",
         "simulate",

@@ -127,7 +127,8 @@ def test_json_logs_after_the_command_put_every_line_of_an_extract_on_stderr_as_j
     assert any(e.get("event") == "progress" and e.get("module") == "Leads" for e in events)
 
     # A failing run (credits stop: exit 4) reports the same way.
-    stopped = run_cli(*args, "--full-refresh", "--max-credits", "2", env=env)
+    # modules list 1 + two fields calls 2: the stop comes once the modules start reading.
+    stopped = run_cli(*args, "--full-refresh", "--max-credits", "3", env=env)
     assert stopped.returncode == 4, stopped.stderr
     assert stopped.stdout == ""
     (run,) = [e for e in json_objects(stopped.stderr) if e.get("event") == "run"]

@@ -145,8 +145,9 @@ def test_incremental_with_bulk_settings_costs_at_most_5_credits(
     run = extract(settings, client, out, modules=["Leads"])
     report = run.module("Leads")
     assert report.reader == "coql" and report.rows == 100
-    # fields 1 + COQL probe 1 + deleted records 2 (no modules list: --modules named it).
-    assert sim.credits.total - before == 4 == run.credits_total
+    # modules list 1 (Zoho's spelling and availability of the named module) + fields 1 + COQL
+    # probe 1 + deleted records 2.
+    assert sim.credits.total - before == 5 == run.credits_total
     assert_output_equals_source(sim, out, schema_of(client, "Leads"))
 
 
@@ -177,7 +178,7 @@ def helper_threads(since: set[threading.Thread] | None = None) -> set[threading.
     return alive - (since or set())
 
 
-@pytest.mark.parametrize(("reader", "budget"), [("coql", 3), ("records", 3), ("bulk", 30)])
+@pytest.mark.parametrize(("reader", "budget"), [("coql", 3), ("records", 4), ("bulk", 30)])
 def test_max_credits_stops_cleanly_and_a_rerun_completes(
     make_simulator: Callable[..., Simulator], tmp_path: Path, reader: str, budget: int
 ) -> None:
@@ -207,11 +208,12 @@ def test_max_credits_stops_cleanly_and_a_rerun_completes(
     assert stopped.module("Leads").status == "stopped: budget"
     state = StateStore(Output.open(out)).load("Leads")
     if reader == "records":
-        # fields 1 + two 200-row pages (1 each, committed, less the rows of the last second,
-        # which the next page starts again); the third page would pass the budget.
+        # modules list 1 + fields 1 + two 200-row pages (1 each, committed, less the rows of
+        # the last second, which the next page starts again); the third page would pass it.
         assert 200 < stopped.module("Leads").rows <= 400 and state.watermark is not None
     else:
-        # COQL: fields 1; a full load starts with a 2,000-row page (3), which would pass it.
+        # COQL: modules list 1 + fields 1; a full load starts with a 2,000-row page (3),
+        # which would pass it.
         assert stopped.module("Leads").rows == 0 and state.watermark is None
     done = extract(settings, client, out, modules=["Leads"])
     assert done.exit_code == 0

@@ -202,3 +202,67 @@ def test_plain_pandas_read_keeps_values_and_key_types(extracted: tuple[Path, Sim
         # Integers with nulls come back as float64 here (the reason to prefer the pyarrow
         # backend), but they still compare equal value by value.
         assert [_plain(v) for v in frame[name].tolist()] == reference.column(name).to_pylist(), name
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def readme_table_as_it_is_now(out: Path, module: str) -> str:
+    """The README's "table as it is now" SQL, pointed at ``out`` and ``module``."""
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index('For "the table as it is now"') :]
+    sql = section[section.index("```sql\n") + len("```sql\n") :]
+    sql = sql[: sql.index("```")]
+    return sql.replace("zoho-demo", out.as_posix()).replace("Leads", module)
+
+
+def current_ids_by_sql(out: Path, module: str) -> set[str]:
+    con = duckdb.connect()
+    try:
+        return {row[0] for row in con.sql(readme_table_as_it_is_now(out, module)).fetchall()}
+    finally:
+        con.close()
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_readme_sql_works_when_a_module_has_no_tombstones(
+    extracted: tuple[Path, Simulator], module: str
+) -> None:
+    out, sim = extracted
+    assert readme_table_as_it_is_now(out, module).count(f"/{module}/") == 2
+    tombstones = ds.dataset(str(out / "_deleted" / module), partitioning="hive").to_table()
+    assert tombstones.num_rows == 0  # nothing deleted: one file of no rows, with the schema
+    assert {"id", "deleted_time"} <= set(tombstones.column_names)
+    assert current_ids_by_sql(out, module) == set(sim.org.module(module).current_ids())
+
+
+def test_readme_sql_and_every_loader_after_deletions_and_a_full_refresh(tmp_path: Path) -> None:
+    clock = FakeClock(dt.datetime(2026, 7, 1, 12, 0, 0, tzinfo=dt.timezone.utc))
+    sim = Simulator(seed=5, records=120, clock=clock).start()
+    try:
+        text = sim.connection_string(OAuthSettingsLocation=str(tmp_path / "t.json"), APIType="REST")
+        settings = load_settings(text, environ={}).settings.model_copy(update={"tuning": TINY})
+        client = ZohoClient(settings, sleep=noop)
+        out = tmp_path / "out"
+
+        def run(**kwargs: Any) -> None:
+            manifest = run_extract(
+                settings, str(out), modules=["Leads"], client=client, sleep=noop, **kwargs
+            )
+            assert manifest.exit_code == 0, manifest.summary_lines()
+
+        run()
+        leads = sim.org.module("Leads")
+        leads.delete(leads.current_ids()[0])
+        clock.advance(2)
+        run()
+        assert current_ids_by_sql(out, "Leads") == set(leads.current_ids())
+        run(full_refresh=True)  # the new generation drops the old tombstones
+        assert current_ids_by_sql(out, "Leads") == set(leads.current_ids())
+        deleted = out / "_deleted" / "Leads"
+        assert with_pyarrow(deleted).num_rows == 0
+        for loader in LOADERS.values():
+            table = loader(deleted)
+            assert table.num_rows == 0 and "deleted_time" in table.column_names
+    finally:
+        sim.stop()

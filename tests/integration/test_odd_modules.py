@@ -26,9 +26,11 @@ from connector.lake.schema import ModuleSchema
 from connector.lake.state import StateStore
 from connector.readers.users import USERS, users_schema
 from connector.run import sync as sync_module
+from connector.run.catalog import unavailable_reason
 from connector.run.module_job import ModuleJob
 from connector.simulator import Simulator
 from connector.simulator.clock import FakeClock
+from connector.zoho.metadata import ModuleMeta
 
 FAST_TUNING = {
     "ZOHO_CRM_TUNING_BULK_POLL_INITIAL": "0.01",
@@ -173,9 +175,11 @@ def test_a_module_zoho_refuses_unannounced_is_skipped_cleanly(
     assert not (tmp_path / "out" / "Tasks").exists()
 
 
-def test_a_named_unreadable_module_gets_one_clear_line(
-    simulator: Simulator, tmp_path: Path
+@pytest.mark.parametrize("name", ["email_analytics", "Visits", "Contacts_X_Deals"])
+def test_a_named_module_that_cannot_be_read_is_refused_up_front(
+    simulator: Simulator, tmp_path: Path, name: str
 ) -> None:
+    # Once skipped after the run began (exit 0) or, for a linking module, read as a module.
     env = clean_env(tmp_path, FAST_TUNING)
     proc = run_cli(
         "extract",
@@ -184,21 +188,24 @@ def test_a_named_unreadable_module_gets_one_clear_line(
         "-o",
         str(tmp_path / "out"),
         "--modules",
-        "Email_Analytics,Users",
+        f"Users,{name}",
         env=env,
     )
-    assert proc.returncode == 0, (proc.stdout, proc.stderr)
+    assert proc.returncode == 2, (proc.stdout, proc.stderr)
     assert "Traceback" not in proc.stderr
-    lines = [line for line in proc.stderr.splitlines() if "Email_Analytics" in line]
-    assert len(lines) == 1, proc.stderr
-    assert "skipped" in lines[0] and "INVALID_QUERY" in lines[0]
-    assert [r for r in simulator.requests if "Email_Analytics" in r.path + str(r.query)] == []
-    assert_same_table(
-        whole_dataset(tmp_path / "out", users_schema()), source_users(simulator), USERS
+    [line] = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    meta = ModuleMeta.from_api(simulator.org.find_module(name).meta.to_api())  # type: ignore[union-attr]
+    words = unavailable_reason(meta)
+    assert words is not None
+    assert (
+        line == f"error: module {meta.api_name} cannot be extracted: {words} (see zoho-crm modules)"
     )
-    # Two pages of users: 200, then the rest.
-    pages = [r for r in simulator.requests if r.path.endswith("/users")]
-    assert len(pages) == 2
+    # Nothing spent beyond the modules list that tells; no user page, no record read.
+    assert simulator.credits.total == 1
+    assert [r.path for r in simulator.requests if r.path.startswith("/crm/v8/")] == [
+        "/crm/v8/settings/modules"
+    ]
+    assert not (tmp_path / "out" / "Users").exists()
 
 
 def test_modules_command_shows_the_odd_modules_with_reasons(

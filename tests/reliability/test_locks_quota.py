@@ -74,8 +74,9 @@ def test_second_extract_of_a_module_is_refused_other_modules_run_side_by_side(
         # Bulk: 50 credits a job, four jobs; the third cannot be paid for. An unordered read
         # commits nothing, so the rerun reads everything again.
         ("bulk", 120, False),
-        # Records: one credit a page; the limit is hit after the first page, which is committed.
-        ("records", 2, True),
+        # Records: one credit a page; the limit is hit after the first page, which is committed
+        # (the modules list and the fields call, that --modules costs, come first: 1 each).
+        ("records", 3, True),
         # COQL: a full load reads pages of 2,000 rows (3 credits): the first page is refused, so
         # nothing is committed and the rerun is a full load.
         ("coql", 2, False),
@@ -130,7 +131,7 @@ def test_daily_credits_run_out_mid_way(
 
 
 @pytest.mark.parametrize(
-    ("reader", "budget", "resumes"), [("bulk", 60, False), ("records", 2, True)]
+    ("reader", "budget", "resumes"), [("bulk", 60, False), ("records", 3, True)]
 )
 def test_max_credits_stops_cleanly_and_resumes(
     make_simulator: Callable[..., Simulator],

@@ -27,7 +27,9 @@ def test_merging_small_files_keeps_every_version_and_the_state_lists_the_new_fil
     # 60 daily runs at month granularity: two months of 30-31 small files each.
     extract_like(out, range(60), granularity="month")
     before, dead_before = versions(tmp_path), versions(tmp_path, f"{DELETED_DIR}/Leads")
-    snapshot_before = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "s1.parquet"))
+    snapshot_before = materialise_snapshot(
+        str(tmp_path), "Leads", str(tmp_path / "_snapshots" / "s1.parquet")
+    )
     assert len(parquet_files(tmp_path)) == 60
 
     result = compact_module(str(tmp_path), "Leads")
@@ -48,7 +50,9 @@ def test_merging_small_files_keeps_every_version_and_the_state_lists_the_new_fil
     assert run_id.endswith("-compact")
     present = parquet_files(tmp_path) + parquet_files(tmp_path, f"{DELETED_DIR}/Leads")
     assert sorted(present) == sorted(result.files_written)
-    snapshot_after = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "s2.parquet"))
+    snapshot_after = materialise_snapshot(
+        str(tmp_path), "Leads", str(tmp_path / "_snapshots" / "s2.parquet")
+    )
     assert snapshot_after.rows == snapshot_before.rows
     # Nothing left to do the second time.
     again = compact_module(str(tmp_path), "Leads")

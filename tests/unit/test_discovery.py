@@ -3,12 +3,14 @@ metadata (no sockets)."""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
 
 from connector.errors import ConfigError, FatalAPIError, ModuleUnavailable
-from connector.run.catalog import discover, discover_run
+from connector.run.catalog import discover, discover_run, resolve_names, unavailable_reason
+from connector.zoho.metadata import ModuleMeta
 from connector.zoho.quirks import coql_refused, refused_column, refuses_module
 
 
@@ -37,6 +39,11 @@ MODULES = [
     {"api_name": "Web_Forms", "api_supported": True, "generated_type": "web"},
 ]
 FIELDS = {"Leads": [{"api_name": "id", "data_type": "bigint"}]}
+ODD_MODULES = [
+    *MODULES,
+    {"api_name": "Email_Analytics", "api_supported": True, "generated_type": "default"},
+    {"api_name": "CTI_Entry", "api_supported": True, "generated_type": "default"},
+]
 
 
 def test_discover_keeps_supported_default_and_custom_modules() -> None:
@@ -46,33 +53,65 @@ def test_discover_keeps_supported_default_and_custom_modules() -> None:
     assert client.calls == ["settings/modules"]
 
 
-def test_named_modules_skip_the_modules_list() -> None:
+def test_named_modules_are_matched_in_one_module_list_and_spelled_as_zoho_does() -> None:
     client = FakeClient(MODULES, FIELDS)
-    targets = discover(client, ["Leads", "Leads"])  # type: ignore[arg-type]
+    # Case-insensitive: leads, LEADS and Leads are one module, named as Zoho names it.
+    targets = discover(client, ["leads", "Leads", " LEADS "])  # type: ignore[arg-type]
     assert [t.meta.api_name for t in targets] == ["Leads"]
     assert targets[0].fields is not None and targets[0].fields[0].api_name == "id"
-    assert client.calls == ["settings/fields?module=Leads"]
+    assert client.calls == ["settings/modules", "settings/fields?module=Leads"]
 
 
-@pytest.mark.parametrize(("name", "hint"), [("Leds", "Leads"), ("leads", "Leads")])
+@pytest.mark.parametrize(("name", "hint"), [("Leds", "Leads"), ("Vendor_X", "Vendors_X")])
 def test_unknown_module_is_a_config_error_with_close_matches(name: str, hint: str) -> None:
     client = FakeClient(MODULES, FIELDS)
     with pytest.raises(ConfigError, match=f"unknown module '{name}'; did you mean {hint}"):
         discover(client, [name])  # type: ignore[arg-type]
-    assert client.calls == [f"settings/fields?module={name}", "settings/modules"]
+    assert client.calls == ["settings/modules"]
 
 
-def test_a_known_module_zoho_refuses_is_kept_as_unavailable() -> None:
-    client = FakeClient(MODULES, FIELDS)
-    targets = discover(client, ["Visits"])  # type: ignore[arg-type]
+@pytest.mark.parametrize(
+    ("name", "words"),
+    [
+        ("Visits", "not available through the API (api_supported: false)"),
+        ("visits", "not available through the API (api_supported: false)"),
+        ("Deals_Contacts", "linking module: read through its parent"),
+        ("web_forms", "web module: read through its parent"),
+        ("Email_Analytics", "INVALID_QUERY"),
+        ("cti_entry", "INVALID_MODULE"),
+    ],
+)
+def test_a_named_module_that_cannot_be_read_is_refused_before_any_fields_call(
+    name: str, words: str
+) -> None:
+    client = FakeClient(ODD_MODULES, FIELDS)
+    with pytest.raises(ConfigError, match=r"cannot be extracted: .*" + re.escape(words)):
+        discover_run(client, ["Leads", name])  # type: ignore[arg-type]
+    assert client.calls == ["settings/modules"]
+
+
+def test_the_refusal_uses_the_words_of_the_catalogue() -> None:
+    for raw in ODD_MODULES:
+        meta = ModuleMeta.from_api(raw)
+        why = unavailable_reason(meta)
+        if why is None:
+            continue
+        with pytest.raises(ConfigError) as caught:
+            resolve_names([meta.api_name.lower()], [meta])
+        assert why in str(caught.value)
+
+
+def test_two_modules_differing_only_in_case_need_the_exact_spelling() -> None:
+    twins = [ModuleMeta("Visit_Log", "a"), ModuleMeta("Visit_LOG", "b")]
+    assert [m.module_name for m in resolve_names(["Visit_LOG"], twins)] == ["b"]
+    with pytest.raises(ConfigError, match="unknown module 'visit_log'"):
+        resolve_names(["visit_log"], twins)
+
+
+def test_a_listed_module_zoho_refuses_is_kept_as_unavailable() -> None:
+    client = FakeClient(MODULES, {})
+    targets = discover(client, ["Leads"])  # type: ignore[arg-type]
     assert targets[0].error is not None and targets[0].error.code == "INVALID_MODULE"
-
-
-ODD_MODULES = [
-    *MODULES,
-    {"api_name": "Email_Analytics", "api_supported": True, "generated_type": "default"},
-    {"api_name": "CTI_Entry", "api_supported": True, "generated_type": "default"},
-]
 
 
 def test_a_run_skips_known_unreadable_and_closed_modules_with_reasons() -> None:
@@ -88,15 +127,13 @@ def test_a_run_skips_known_unreadable_and_closed_modules_with_reasons() -> None:
     assert client.calls == ["settings/modules"]
 
 
-def test_named_users_and_unreadable_modules_cost_no_call(caplog: pytest.LogCaptureFixture) -> None:
+def test_named_users_alone_costs_no_call() -> None:
     client = FakeClient(ODD_MODULES, FIELDS)
-    found = discover_run(client, ["users", "Email_Analytics"])  # type: ignore[arg-type]
+    found = discover_run(client, ["users", "USERS"])  # type: ignore[arg-type]
     assert [t.meta.api_name for t in found.targets] == ["Users"]
     assert found.targets[0].fields is not None
-    assert [meta.api_name for meta, _ in found.skipped] == ["Email_Analytics"]
+    assert found.skipped == []
     assert client.calls == []
-    [line] = [r.getMessage() for r in caplog.records if "Email_Analytics" in r.getMessage()]
-    assert "skipped" in line
 
 
 def test_known_quirks_name_refused_columns_and_modules() -> None:

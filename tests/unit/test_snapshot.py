@@ -369,7 +369,7 @@ def test_many_small_files_give_one_row_group(tmp_path: Path) -> None:
             for i in range(3)
         ]
         write_part(tmp_path, "Leads", rows, V1, name=f"p{day}")
-    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "now.parquet"))
+    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "_snapshots/now.parquet"))
     meta = pq.ParquetFile(result.path).metadata
     assert (result.files_read, result.rows) == (40, 120)
     assert (meta.num_row_groups, meta.num_rows) == (1, 120)
@@ -390,7 +390,7 @@ def test_row_groups_are_capped_and_winners_read_across_source_row_groups(
     directory = tmp_path / "Leads" / "modified_month=2026-03"
     directory.mkdir(parents=True)
     pq.write_table(pa.Table.from_pylist(rows, schema=V1), directory / "a.parquet", row_group_size=3)
-    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "now.parquet"))
+    result = materialise_snapshot(str(tmp_path), "Leads", str(tmp_path / "_snapshots/now.parquet"))
     assert [r["Last_Name"] for r in by_id(result.path)] == [f"v1-{i}" for i in range(5)]
     groups = pq.ParquetFile(result.path).metadata
     assert [groups.row_group(i).num_rows for i in range(groups.num_row_groups)] == [4, 1]

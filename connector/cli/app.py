@@ -436,3 +436,35 @@ def run_command(action: Callable[[], T]) -> T:
     with _errors():
         return action()
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+# The output DIR: `-o/--output` on every command, or (for commands that only read or maintain a
+# DIR) the first argument, as extract's users type it.
+DirArg = Annotated[
+    str | None,
+    typer.Argument(
+        metavar="DIR",
+        help="The extract's output directory or URL (the same as -o/--output).",
+        show_default=False,
+    ),
+]
+OutputOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--output",
+        "-o",
+        help="The extract's output directory or URL (s3://…), as given to extract (default: the "
+        "DIR argument).",
+        show_default=False,
+    ),
+]
+
+
+def output_dir(positional: str | None, option: str | None) -> str:
+    """The output DIR, given as ``-o/--output`` or as the first argument (not two different)."""
+    if positional is not None and option is not None and positional != option:
+        raise ConfigError(f"two output directories given ({positional} and {option}): give one")
+    chosen = option if option is not None else positional
+    if not chosen:
+        raise ConfigError("no output directory: give it with -o/--output DIR")
+    return chosen

@@ -11,47 +11,19 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from connector.cli.app import app, command_epilog, run_command
+from connector.cli.app import DirArg, OutputOpt, app, command_epilog, output_dir, run_command
 from connector.errors import ConfigError
 
 if TYPE_CHECKING:
     from connector.lake.inventory import ModuleSummary
     from connector.lake.manifest import RunRecord
 
-DirArg = Annotated[
-    str | None,
-    typer.Argument(
-        metavar="DIR",
-        help="The extract's output directory or URL (the same as -o/--output).",
-        show_default=False,
-    ),
-]
-OutputOpt = Annotated[
-    str | None,
-    typer.Option(
-        "--output",
-        "-o",
-        help="The extract's output directory or URL (s3://…), as given to extract (default: the "
-        "DIR argument).",
-        show_default=False,
-    ),
-]
 JsonOpt = Annotated[
     bool,
     typer.Option(
         "--json", help="Print the same facts as one JSON document on stdout (default: a table)."
     ),
 ]
-
-
-def output_dir(positional: str | None, option: str | None) -> str:
-    """The output DIR, given as ``-o/--output`` or as the first argument (not two different)."""
-    if positional is not None and option is not None and positional != option:
-        raise ConfigError(f"two output directories given ({positional} and {option}): give one")
-    chosen = option if option is not None else positional
-    if not chosen:
-        raise ConfigError("no output directory: give it with -o/--output DIR")
-    return chosen
 
 
 def _existing_output(url: str) -> Any:

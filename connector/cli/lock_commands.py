@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from connector.cli.app import app, command_epilog, run_command
+from connector.cli.app import DirArg, OutputOpt, app, command_epilog, output_dir, run_command
 from connector.errors import ConfigError, LockError
 
 if TYPE_CHECKING:
@@ -30,13 +30,17 @@ def _lock_of(out: Output, module: str) -> tuple[str, str]:
     for rel in out.list_files(STATE_DIR, ".lock"):
         if rel.lower() == wanted.lower():
             return rel[len(STATE_DIR) + 1 : -len(".lock")], rel
-    return module, wanted
+    name = StateStore(out).stored_name(module)  # no lock: still Zoho's spelling, from the state
+    return name, StateStore.lock_path(name)
 
 
 @app.command(epilog=command_epilog("zoho-crm unlock ./lake --module Leads"))
 def unlock(
-    directory: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
-    module: Annotated[str, typer.Option("--module", "-m", help="The module whose lock to remove.")],
+    module: Annotated[
+        str,
+        typer.Option("--module", "-m", metavar="MODULE", help="The module whose lock to remove."),
+    ],
+    directory: DirArg = None,
     yes: Annotated[
         bool,
         typer.Option(
@@ -45,6 +49,7 @@ def unlock(
             help="Remove it without asking (required without a terminal; default: ask first).",
         ),
     ] = False,
+    output: OutputOpt = None,
 ) -> None:
     """Remove MODULE's lock in DIR after showing who holds it; only once that run is gone."""
 
@@ -52,7 +57,7 @@ def unlock(
         from connector.lake.locks import break_lock, describe_holder, read_lock
         from connector.lake.output import Output
 
-        out = Output.open(directory)
+        out = Output.open(output_dir(directory, output))
         name, rel = _lock_of(out, module)
         held = read_lock(out, rel)
         if held is None:

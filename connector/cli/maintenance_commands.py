@@ -6,16 +6,27 @@ from typing import Annotated
 
 import typer
 
-from connector.cli.app import PartitionByOpt, app, command_epilog, run_command
+from connector.cli.app import (
+    DirArg,
+    OutputOpt,
+    PartitionByOpt,
+    app,
+    command_epilog,
+    output_dir,
+    run_command,
+)
 
 
 @app.command(
     epilog=command_epilog("zoho-crm compact ./zoho-out --module Leads --partition-by month")
 )
 def compact(
-    output: Annotated[str, typer.Argument(help="The extract's output directory or URL.")],
-    module: Annotated[str, typer.Option("--module", "-m", help="Module to compact.")],
+    module: Annotated[
+        str, typer.Option("--module", "-m", metavar="MODULE", help="Module to compact.")
+    ],
+    directory: DirArg = None,
     partition_by: PartitionByOpt = None,
+    output: OutputOpt = None,
 ) -> None:
     """Merge a module's small files into few large ones (every row version kept), or rewrite
     them at another granularity with --partition-by; locally, no credits."""
@@ -25,7 +36,7 @@ def compact(
         from connector.lake.compact import compact_module
 
         wanted = parse_partition_by(partition_by) if partition_by is not None else None
-        result = compact_module(output, module, partition_by=wanted)
+        result = compact_module(output_dir(directory, output), module, partition_by=wanted)
         typer.echo(result.summary())
 
     run_command(action)

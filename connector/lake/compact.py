@@ -271,6 +271,7 @@ def compact_module(
     """
     out = Output.open(output) if isinstance(output, str) else output
     store = StateStore(out)
+    module = store.stored_name(module)  # `leads` is Leads: one dataset, one lock
     run_id = f"{new_run_id()}-compact"
     with store.lock(module, run_id):
         store.recover(module)

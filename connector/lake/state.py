@@ -336,6 +336,15 @@ class StateStore:
         """``_state/<Module>.lock``, relative to the output."""
         return f"{STATE_DIR}/{_check_module(module)}.lock"
 
+    def stored_name(self, module: str) -> str:
+        """``module`` as its state file spells it (Zoho's spelling), matched case-insensitively;
+        as given when the output holds no state of it."""
+        wanted = f"{STATE_DIR}/{module}.json".lower()
+        for rel in self.output.list_files(STATE_DIR, ".json"):
+            if rel.lower() == wanted:
+                return rel[len(STATE_DIR) + 1 : -len(".json")]
+        return module
+
     def load(self, module: str) -> ModuleState:
         """The committed state of ``module``, or an empty state if it has none."""
         rel = self.state_path(module)

@@ -289,3 +289,23 @@ def test_snapshot_out_rules(
         assert got.stdout.strip().endswith(f"-> {result.format(tmp=tmp_path, out=root)}")
     else:
         assert got.exit_code == 2 and result in got.output, got.output
+
+
+def test_compact_and_unlock_take_the_output_as_o_like_every_command(
+    two_runs: tuple[Path, Simulator], tmp_path: Path
+) -> None:
+    out, _ = two_runs
+    before = sorted(p.name for p in (out / "Leads").rglob("*.parquet"))
+    compacted = run_cli("compact", "-o", str(out), "--module", "leads", env=env_for(tmp_path))
+    assert compacted.returncode == 0, compacted.stderr
+    assert len(sorted((out / "Leads").rglob("*.parquet"))) <= len(before)
+    # No lock is held after the runs: unlock says so, naming the module as Zoho spells it.
+    unlocked = run_cli(
+        "unlock", "--output", str(out), "-m", "leads", "--yes", env=env_for(tmp_path)
+    )
+    assert unlocked.returncode == 2
+    assert "Leads has no lock" in unlocked.stderr and "Traceback" not in unlocked.stderr
+    both = run_cli(
+        "compact", str(out), "-o", str(tmp_path / "other"), "-m", "Leads", env=env_for(tmp_path)
+    )
+    assert both.returncode == 2 and "two output directories" in both.stderr

@@ -8,16 +8,14 @@ asserts on the exit code, the key content of stdout and the shape of stderr.
 from __future__ import annotations
 
 import json
-import queue
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-from support.cli import FAST_TUNING, REPO, clean_env, run_cli
+from support.cli import FAST_TUNING, REPO, clean_env, first_line_starting, run_cli
 
 from connector.simulator import Simulator
 
@@ -220,26 +218,11 @@ def test_simulate_prints_a_connection_string_that_check_accepts(tmp_path: Path) 
 
 def _read_connection_line(server: subprocess.Popen[str]) -> str:
     """The ``connection: …`` line ``simulate`` prints once it is serving (waits up to 60 s)."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert server.stdout is not None
-        for line in server.stdout:
-            lines.put(line)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            break
-        if not line:
-            break
-        if line.startswith("connection: "):
-            return line.removeprefix("connection: ").strip()
-    server.kill()
-    raise AssertionError("simulate printed no connection line")
+    line = first_line_starting(server, "connection: ")
+    if not line:
+        server.kill()
+        raise AssertionError("simulate printed no connection line")
+    return line.removeprefix("connection: ").strip()
 
 
 def test_help_lists_every_command(tmp_path: Path) -> None:

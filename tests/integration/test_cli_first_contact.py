@@ -6,17 +6,15 @@ any call, JSON logs on stderr (and nothing else), global options after the comma
 from __future__ import annotations
 
 import json
-import queue
 import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable
 from pathlib import Path
 
 import requests
-from support.cli import FAST_TUNING, REPO, clean_env, run_cli
+from support.cli import FAST_TUNING, REPO, clean_env, first_line_starting, run_cli
 
 from connector.cli.app import EXIT_CODES
 from connector.simulator import Simulator
@@ -187,7 +185,7 @@ def test_simulate_prints_how_to_change_its_data_and_that_way_works(tmp_path: Pat
         cwd=REPO,
     )
     try:
-        curl = _first_line_starting(server, "curl ")
+        curl = first_line_starting(server, "curl ")
         match = re.fullmatch(r"curl -s -X POST (\S+/_sim/mutate) -d '(.+)'", curl)
         assert match, curl
         answer = requests.post(match[1], data=match[2], timeout=30)
@@ -197,26 +195,6 @@ def test_simulate_prints_how_to_change_its_data_and_that_way_works(tmp_path: Pat
     finally:
         server.terminate()
         server.wait(timeout=30)
-
-
-def _first_line_starting(server: subprocess.Popen[str], prefix: str) -> str:
-    """The first stdout line of ``server`` starting with ``prefix`` ("" if none comes in 60 s)."""
-    lines: queue.Queue[str] = queue.Queue()
-
-    def pump() -> None:
-        assert server.stdout is not None
-        for line in server.stdout:
-            lines.put(line)
-        lines.put("")
-
-    threading.Thread(target=pump, daemon=True).start()
-    while True:
-        try:
-            line = lines.get(timeout=60)
-        except queue.Empty:
-            return ""
-        if not line or line.strip().startswith(prefix):
-            return line.strip()
 
 
 # --- the README's scheduling section ------------------------------------------------------------

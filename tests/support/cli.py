@@ -7,8 +7,10 @@ directory on the import path.
 from __future__ import annotations
 
 import os
+import queue
 import subprocess
 import sys
+import threading
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -46,3 +48,26 @@ def run_cli(
         timeout=timeout,
         cwd=REPO,
     )
+
+
+def first_line_starting(server: subprocess.Popen[str], prefix: str) -> str:
+    """The first stdout line of ``server`` that starts with ``prefix``, stripped ("" when the
+    process ends, or 60 s pass, without one)."""
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        assert server.stdout is not None
+        for line in server.stdout:
+            lines.put(line)
+        lines.put("")
+
+    threading.Thread(target=pump, daemon=True).start()
+    while True:
+        try:
+            line = lines.get(timeout=60)
+        except queue.Empty:
+            return ""
+        if not line:
+            return ""
+        if line.strip().startswith(prefix):
+            return line.strip()

@@ -34,9 +34,14 @@ def raw_values_column(unfit: Mapping[str, pa.Array], rows: int) -> pa.Array:
     return pa.array([_compact(obj) if obj else None for obj in objects], pa.string())
 
 
+def holds_values(column: pa.Array | pa.ChunkedArray) -> bool:
+    """Whether a ``$raw_values`` column holds any value (almost every batch holds none)."""
+    return column.null_count < len(column)
+
+
 def merge_raw_values(columns: Sequence[pa.Array]) -> pa.Array:
     """Join the ``$raw_values`` of several parts of the same rows (field groups) into one."""
-    filled = [column for column in columns if column.null_count < len(column)]
+    filled = [column for column in columns if holds_values(column)]
     if len(filled) <= 1:
         return filled[0] if filled else columns[0]
     merged: list[str | None] = []
@@ -52,6 +57,8 @@ def merge_raw_values(columns: Sequence[pa.Array]) -> pa.Array:
 def unfit_counts(column: pa.Array) -> dict[str, int]:
     """How many values of each field a ``$raw_values`` column holds."""
     counts: dict[str, int] = {}
+    if not holds_values(column):
+        return counts
     for text in column.drop_null().to_pylist():
         for name in json.loads(text):
             counts[name] = counts.get(name, 0) + 1

@@ -248,7 +248,7 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from connector.lake.raw_values import RAW_VALUES, merge_raw_values
+    from connector.lake.raw_values import RAW_VALUES, holds_values, merge_raw_values
 
     first = groups[0]
     ids = first.column(ID)
@@ -264,7 +264,7 @@ def merge_groups(groups: Sequence[pa.Table], schema: ModuleSchema) -> tuple[pa.T
             same = pc.is_valid(where)
         keep = pc.and_(keep, pc.fill_null(same, False))
         new = [name for name in other.column_names if name not in columns]
-        if RAW_VALUES in other.column_names:
+        if RAW_VALUES in other.column_names and holds_values(other.column(RAW_VALUES)):
             new.append(RAW_VALUES)  # every group keeps its own fields' unfit values: join them
         # One take for the whole group (a call per column was a tenth of a Records page's time).
         taken = other.select(new).take(where)

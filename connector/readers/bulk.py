@@ -49,7 +49,7 @@ import pyarrow.compute as pc
 
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
-from connector.lake.raw_values import RAW_VALUES, merge_raw_values
+from connector.lake.raw_values import RAW_VALUES, holds_values, merge_raw_values
 from connector.lake.schema import CONVERTED_FIELD
 from connector.readers.base import (
     ID,
@@ -433,7 +433,11 @@ class BulkReader(ReaderBase):
                 at = schema.names.index(RAW_VALUES)
                 columns[at] = merge_raw_values(
                     [columns[at]]
-                    + [t[RAW_VALUES].take(p) for t, p in zip(others, positions, strict=True)]
+                    + [
+                        t[RAW_VALUES].take(p)
+                        for t, p in zip(others, positions, strict=True)
+                        if holds_values(t[RAW_VALUES])  # a take only where there is a value
+                    ]
                 )
             merged = pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
             unstable.update(ids.filter(pc.invert(keep)).to_pylist())

@@ -26,8 +26,8 @@ safe: its new version is newer than this page's snapshot, but a *later* page's j
 modified even later, so the run's watermark can pass the dropped record's new ``Modified_Time``. So
 the reader reads such records again at the end, by id, through the Records API (the values are
 normalised by the same :mod:`connector.lake.schema`), and gives up with a retriable error if they keep
-changing. The extra groups of a page are held in memory as Arrow columns (bounded by the page size,
-not the module size); modules with more than 200 fields are rare.
+changing. A page's groups are joined a few buckets of ids at a time, spilled to the scratch
+directory (:mod:`connector.readers.bucketjoin`): memory is bounded by neither the page nor the module.
 """
 
 from __future__ import annotations
@@ -45,11 +45,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
-from connector.lake.raw_values import RAW_VALUES, holds_values, merge_raw_values
+from connector.lake.raw_values import RAW_VALUES
 from connector.lake.schema import CONVERTED_FIELD
 from connector.readers.base import (
     ID,
@@ -360,7 +359,7 @@ class BulkReader(ReaderBase):
                 if len(groups) == 1:
                     batches = self._batches(jobs[0], schema)
                 else:
-                    batches = self._merged(jobs, groups, schema, unstable)
+                    batches = self._merged(jobs, groups, schema, unstable, scratch)
                 for batch in batches:
                     if not batch.num_rows:
                         continue
@@ -391,61 +390,22 @@ class BulkReader(ReaderBase):
         groups: Sequence[Sequence[str]],
         schema: ModuleSchema,
         unstable: set[str],
+        scratch: Path,
     ) -> Iterator[pa.RecordBatch]:
-        """Join one page's field groups by id; collect the ids of records that changed between."""
-        others: list[dict[str, pa.Array]] = []
-        for job, fields in zip(jobs[1:], groups[1:], strict=True):
-            # Each job keeps its own fields' unfit values: they are joined below.
-            kept = [*fields, RAW_VALUES] if RAW_VALUES in schema.names else list(fields)
-            batches = [b.select(kept) for b in self._batches(job, schema)]
-            others.append(
-                {
-                    f: pa.concat_arrays([b.column(f) for b in batches])
-                    if batches
-                    else pa.array([], schema.arrow.field(f).type)
-                    for f in kept
-                }
-            )
-        owner: dict[str, int] = {}
-        for index, fields in enumerate(groups):
-            for f in fields:
-                owner.setdefault(f, index)
-        first_ids: list[pa.Array] = []
-        for batch in self._batches(jobs[0], schema):
-            ids = batch.column(ID)
-            first_ids.append(ids)
-            keep = pa.array([True] * batch.num_rows)
-            positions = []
-            for table in others:
-                where = pc.index_in(ids, value_set=table[ID])
-                same = pc.equal(batch.column(MODIFIED_TIME), table[MODIFIED_TIME].take(where))
-                keep = pc.and_(keep, pc.fill_null(same, False))
-                positions.append(where)
-            columns = [
-                batch.column(index)
-                if owner.get(field.name, 0) == 0
-                else others[owner[field.name] - 1][field.name].take(
-                    positions[owner[field.name] - 1]
-                )
-                for index, field in enumerate(schema.arrow)
-            ]
-            if RAW_VALUES in schema.names:
-                at = schema.names.index(RAW_VALUES)
-                columns[at] = merge_raw_values(
-                    [columns[at]]
-                    + [
-                        t[RAW_VALUES].take(p)
-                        for t, p in zip(others, positions, strict=True)
-                        if holds_values(t[RAW_VALUES])  # a take only where there is a value
-                    ]
-                )
-            merged = pa.RecordBatch.from_arrays(columns, schema=schema.arrow)
-            unstable.update(ids.filter(pc.invert(keep)).to_pylist())
-            yield merged.filter(keep)
-        seen = pa.concat_arrays(first_ids) if first_ids else pa.array([], pa.string())
-        for table in others:
-            extra = table[ID].filter(pc.invert(pc.is_in(table[ID], value_set=seen)))
-            unstable.update(extra.to_pylist())
+        """Join one page's field groups by id, in buckets of ids spilled to ``scratch``
+        (:mod:`connector.readers.bucketjoin`); collect the ids of records that changed between."""
+        from connector.readers.bucketjoin import join_in_buckets
+
+        others = {name for fields in groups[1:] for name in fields} - set(groups[0])
+        # Each group's CSV is read into its own columns only (each keeps its own unfit values);
+        # the first group also carries the columns no group exports (they read as null).
+        parts = [schema.select([n for n in schema.names if n not in others and n != RAW_VALUES])]
+        parts += [schema.select([n for n in fields if n != RAW_VALUES]) for fields in groups[1:]]
+        batches = [self._batches(job, part) for job, part in zip(jobs, parts, strict=True)]
+        for table in join_in_buckets(
+            batches, [part.arrow for part in parts], schema, scratch, unstable
+        ):
+            yield from table.to_batches()
 
     def _reread(self, module: str, schema: ModuleSchema, ids: set[str]) -> Iterator[pa.RecordBatch]:
         """Read records that changed between field groups again, by id, until they hold still."""

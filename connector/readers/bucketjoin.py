@@ -34,9 +34,9 @@ if TYPE_CHECKING:
 # more buckets only make the pieces smaller, never the joins.
 BUCKETS = 64
 # A group's rows held in memory before they are appended to its scratch file.
-BUFFER_BYTES = 32 << 20
+BUFFER_BYTES = 8 << 20
 # Rows of every group joined at once (each group's share, estimated by its mean row size).
-JOIN_BYTES = 24 << 20
+JOIN_BYTES = 8 << 20
 # Bytes of the end of an id that are hashed (Zoho's ids are numbers: their last digits vary).
 HASHED_BYTES = 12
 _MULTIPLIER = np.uint64(0x100000001B3)
@@ -78,9 +78,12 @@ class GroupBuckets:
         self.buffer_bytes = buffer_bytes
         self.rows = [0] * buckets
         self._path = scratch / f"join-{uuid.uuid4().hex[:12]}.arrow"
-        self._pending: list[list[pa.RecordBatch]] = [[] for _ in range(buckets)]
+        # Batches not yet partitioned, with each row's bucket.
+        self._pending: list[tuple[pa.RecordBatch, np.ndarray]] = []
         self._pending_bytes = 0
         self._bytes = 0
+        # After seal: each bucket's rows still in memory.
+        self._held: list[pa.RecordBatch | None] = [None] * buckets
         self._sink: pa.NativeFile | None = None
         self._writer: ipc.RecordBatchFileWriter | None = None
         self._index: dict[str, list[int]] = {}
@@ -92,35 +95,42 @@ class GroupBuckets:
         if not batch.num_rows:
             return
         numbers = bucket_numbers(batch.column(ID), self.buckets)
-        order = np.argsort(numbers, kind="stable")
-        counts = np.bincount(numbers, minlength=self.buckets)
-        grouped = batch.take(pa.array(order))
-        offset = 0
-        for bucket, count in enumerate(counts.tolist()):
-            if count:
-                self._pending[bucket].append(grouped.slice(offset, count))
-                self.rows[bucket] += count
-                offset += count
-        size = grouped.nbytes
+        self._pending.append((batch, numbers))
+        for bucket, count in enumerate(np.bincount(numbers, minlength=self.buckets).tolist()):
+            self.rows[bucket] += count
+        size = batch.nbytes
         self._pending_bytes += size
         self._bytes += size
         if self._pending_bytes > self.buffer_bytes:
-            self._flush()
-
-    def _flush(self) -> None:
-        if self._writer is None:
-            self._sink = open_sink(self._path)
-            self._writer = ipc.new_file(self._sink, self.schema)
-        for bucket, pieces in enumerate(self._pending):
-            if pieces:
-                self._writer.write_batch(pa.concat_batches(pieces))
+            if self._writer is None:
+                self._sink = open_sink(self._path)
+                self._writer = ipc.new_file(self._sink, self.schema)
+            for bucket, rows in self._partitioned():
+                self._writer.write_batch(rows)
                 self._index.setdefault(str(bucket), []).append(self._written)
                 self._written += 1
-                pieces.clear()
-        self._pending_bytes = 0
+
+    def _partitioned(self) -> Iterator[tuple[int, pa.RecordBatch]]:
+        """Empty the buffer: its rows as one batch per bucket (one sort, one copy)."""
+        pending, self._pending, self._pending_bytes = self._pending, [], 0
+        if not pending:
+            return
+        batch = pa.concat_batches([b for b, _ in pending])
+        numbers = np.concatenate([n for _, n in pending])
+        del pending
+        order = np.argsort(numbers, kind="stable")
+        grouped = batch.take(pa.array(order))
+        del batch
+        offset = 0
+        for bucket, count in enumerate(np.bincount(numbers, minlength=self.buckets).tolist()):
+            if count:
+                yield bucket, grouped.slice(offset, count)
+                offset += count
 
     def seal(self) -> None:
-        """Every row has been added: close the scratch file (if any) for reading."""
+        """Every row has been added: the rest stays in memory, the scratch file is closed."""
+        for bucket, rows in self._partitioned():
+            self._held[bucket] = rows
         if self._writer is not None:
             self._writer.close()
             assert self._sink is not None
@@ -138,8 +148,9 @@ class GroupBuckets:
         for bucket in buckets:
             if self._run is not None:
                 pieces.extend(self._run.pieces(self._run.index.pop(str(bucket), [])))
-            pieces.extend(self._pending[bucket])
-            self._pending[bucket] = []
+            held, self._held[bucket] = self._held[bucket], None
+            if held is not None:
+                pieces.append(held)
         return pa.Table.from_batches(pieces, schema=self.schema)
 
     def remove(self) -> None:
@@ -209,7 +220,7 @@ def join_in_buckets(
             del tables
             unstable.update(changed)
             if merged.num_rows:
-                yield pa.Table.from_arrays(merged.columns, schema=schema.arrow).combine_chunks()
+                yield pa.Table.from_arrays(merged.columns, schema=schema.arrow)
     finally:
         for group in groups:
             group.remove()

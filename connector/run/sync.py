@@ -76,6 +76,7 @@ from connector.lake.manifest import (
     RunManifest,
     new_run_id,
 )
+from connector.lake.memory import use_lean_pool
 from connector.lake.output import Output, write_failure
 from connector.lake.state import StateStore
 from connector.redact import redact
@@ -225,6 +226,7 @@ def run_extract(
     module or an :class:`AuthError` before any module started propagates; so do unexpected
     exceptions.
     """
+    use_lean_pool()  # Arrow's buffers from jemalloc: a lower peak RSS (connector.lake.memory)
     started = datetime.now(timezone.utc)
     run_id = new_run_id(started)
     out = Output.open(output)

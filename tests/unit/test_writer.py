@@ -487,3 +487,13 @@ def test_a_background_write_that_fails_fails_the_commit_and_abort_cleans_up(
     writer.abort()
     assert not (tmp_path / "Leads").exists()
     assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+
+
+def test_a_schema_of_hundreds_of_columns_is_written_one_file_at_a_time(tmp_path: Path) -> None:
+    wide = pa.schema(
+        [pa.field("id", pa.string()), pa.field("Modified_Time", pa.timestamp("us", tz="UTC"))]
+        + [pa.field(f"X{i:03d}", pa.string()) for i in range(300)]
+    )
+    out = Output.open(str(tmp_path))
+    assert DatasetWriter(out, "Wide", wide, "r", threads=4).threads == 1
+    assert DatasetWriter(out, "Leads", SCHEMA.arrow, "r", threads=4).threads == 4

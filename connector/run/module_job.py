@@ -261,6 +261,8 @@ class ModuleJob:
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
         target_state.partition_by = self.granularity
+        if not self.users:
+            target_state.module_meta = self.target.meta.to_api()
         self._remember(state, target_state, full=not incremental)
 
         choice, first = self._choose(schema, base.watermark if incremental else None)

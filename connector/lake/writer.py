@@ -85,8 +85,6 @@ DICTIONARY_MIN_ROWS = 10_000
 SMALL_FILE_ROWS = 100
 # Files written at once by a commit; Parquet encoding and compression run outside the GIL.
 COMMIT_THREADS = max(1, min(4, os.cpu_count() or 1))
-# Complete partitions of ordered input written in the background while reading goes on.
-SEALING_THREADS = 1
 # A Parquet file being written holds a column writer for each column (pages, dictionary,
 # statistics): a schema of more columns than this is written one file at a time (measured on a
 # 300-field module's Bulk read: peak RSS 275 MB with one commit thread, 291-335 MB with two).
@@ -349,10 +347,7 @@ class DatasetWriter:
         self._pending = kept
         self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
         if self._sealer is None:
-            # One thread: it overlaps the reading thread, which fills the other core. Measured
-            # on the writer alone (ordered, month layout, 72 columns): two threads writing months
-            # side by side took its peak RSS from 160 MB at 100k rows to 246 MB at 1M; one 205 MB.
-            self._sealer = ThreadPoolExecutor(SEALING_THREADS, thread_name_prefix="parquet")
+            self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
         for key, part in self._grouped(done):
             pieces = self._pieces(self._take_spilled(key, self._runs), part)
             future = self._sealer.submit(self._write_partition, key, pieces)

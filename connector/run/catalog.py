@@ -28,6 +28,7 @@ from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
 from connector.run.credits import billed_to
+from connector.run.workers import map_at_once
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
@@ -124,30 +125,33 @@ def resolve_names(names: Sequence[str], listing: Sequence[ModuleMeta]) -> list[M
     return list(chosen.values())
 
 
-def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
+def discover(
+    client: ZohoClient, modules: Sequence[str] | None, *, workers: int = 1
+) -> list[Target]:
     """The modules to extract.
 
     Without ``modules``: every module the org lists that the API supports and that holds records
     (``generated_type`` default or custom: not linking, subform or web modules); their fields are
     fetched later, per module. With ``modules``: the module list (1 credit) names them in Zoho's
     spelling and refuses an unknown or unavailable one (:func:`resolve_names`) before anything
-    else is spent; then the fields of each named module are fetched (1 credit each).
+    else is spent; then the fields of each named module are fetched (1 credit each), up to
+    ``workers`` at once: each call waits for Zoho's answer (~200 ms), and one after another
+    they would hold back every module's start.
     """
     listing = list_modules(client)
     if not modules:
         return [Target(m) for m in listing if holds_records(m) and unavailable_reason(m) is None]
     names = [n.strip() for n in modules if n.strip()]
-    targets: list[Target] = []
-    for meta in resolve_names(names, listing):
+
+    def target(meta: ModuleMeta) -> Target:
         try:
             # The module's own call: its credit shows in its line of the run (and plan).
             with billed_to(meta.api_name):
-                fields = list_fields(client, meta.api_name)
+                return Target(meta, fields=list_fields(client, meta.api_name))
         except ModuleUnavailable as exc:
-            targets.append(Target(meta, error=exc))
-            continue
-        targets.append(Target(meta, fields=fields))
-    return targets
+            return Target(meta, error=exc)
+
+    return map_at_once(target, resolve_names(names, listing), workers)
 
 
 @dataclass
@@ -158,13 +162,16 @@ class Discovery:
     skipped: list[tuple[ModuleMeta, str]] = field(default_factory=list)
 
 
-def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery:
+def discover_run(
+    client: ZohoClient, modules: Sequence[str] | None, *, workers: int = 1
+) -> Discovery:
     """The run's targets (:func:`discover`, plus the ``Users`` dataset) and its up-front skips.
 
     Without ``modules``: every data module, then ``Users``; the modules closed to the API or known
     to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
     (no call: its fields are fixed), and the other names through :func:`discover`, which refuses
-    an unknown or unavailable one (:class:`ConfigError`) before any record is read.
+    an unknown or unavailable one (:class:`ConfigError`) before any record is read; their
+    fields calls go up to ``workers`` at once.
     """
     if not modules:
         listing = list_modules(client)
@@ -174,7 +181,7 @@ def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery
     names = [n.strip() for n in modules if n.strip()]
     users = any(n.casefold() == USERS.casefold() for n in names)
     rest = [n for n in names if n.casefold() != USERS.casefold()]
-    targets = discover(client, rest) if rest else []
+    targets = discover(client, rest, workers=workers) if rest else []
     if users:
         targets.append(Target(USERS_META, fields=users_fields()))
     return Discovery(targets)

@@ -31,3 +31,45 @@ def test_the_workers_knob_refuses_more_than_zoho_serves_at_once() -> None:
     Tuning(workers=MAX_WORKERS)
     with pytest.raises(ValidationError):
         Tuning(workers=MAX_WORKERS + 1)
+
+
+def test_map_at_once_runs_the_items_together_and_keeps_their_order() -> None:
+    import threading
+
+    from connector.run.workers import map_at_once
+
+    # Each call waits for the other two: one after another, the barrier would break.
+    barrier = threading.Barrier(3, timeout=30)
+
+    def meet(item: int) -> tuple[int, str]:
+        barrier.wait()
+        return item * 10, threading.current_thread().name
+
+    results = map_at_once(meet, [1, 2, 3], 3)
+    assert [value for value, _ in results] == [10, 20, 30]
+    assert all(name.startswith("plan") for _, name in results)
+
+
+def test_map_at_once_raises_the_first_items_error_as_a_loop_would() -> None:
+    import threading
+
+    from connector.run.workers import map_at_once
+
+    called: list[int] = []
+    lock = threading.Lock()
+
+    def fail_on_odd(item: int) -> int:
+        with lock:
+            called.append(item)
+        if item % 2:
+            raise ValueError(f"item {item}")
+        return item
+
+    with pytest.raises(ValueError, match="item 1"):
+        map_at_once(fail_on_odd, [0, 1, 2, 3], 4)
+    assert sorted(called) == [0, 1, 2, 3]  # every call made ended before the error went up
+    # One worker: a plain loop on this thread, which stops at the first error.
+    called.clear()
+    with pytest.raises(ValueError, match="item 1"):
+        map_at_once(fail_on_odd, [0, 1, 2, 3], 1)
+    assert called == [0, 1]

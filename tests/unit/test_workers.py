@@ -73,3 +73,33 @@ def test_map_at_once_raises_the_first_items_error_as_a_loop_would() -> None:
     with pytest.raises(ValueError, match="item 1"):
         map_at_once(fail_on_odd, [0, 1, 2, 3], 1)
     assert called == [0, 1]
+
+
+def test_jemalloc_is_chosen_before_arrow_loads_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from connector.run.workers import ARROW_POOL_VARIABLE, prefer_jemalloc
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "pyarrow", raising=False)
+    environ: dict[str, str] = {}
+    assert prefer_jemalloc(environ) and environ == {ARROW_POOL_VARIABLE: "jemalloc"}
+    mine = {ARROW_POOL_VARIABLE: "system"}
+    assert not prefer_jemalloc(mine) and mine == {ARROW_POOL_VARIABLE: "system"}
+    monkeypatch.setattr(sys, "platform", "darwin")  # wheels without jemalloc: Arrow would warn
+    other: dict[str, str] = {}
+    assert not prefer_jemalloc(other) and other == {}
+
+
+def test_jemalloc_is_not_asked_for_once_arrow_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import pyarrow  # noqa: F401
+
+    from connector.run.workers import prefer_jemalloc
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    environ: dict[str, str] = {}
+    assert not prefer_jemalloc(environ) and environ == {}

@@ -7,11 +7,9 @@ signal handlers, without importing the run (and Arrow with it) before it parses 
 from __future__ import annotations
 
 import contextlib
-import os
 import signal
-import sys
 import threading
-from collections.abc import Callable, Iterator, MutableMapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, TypeVar
@@ -26,30 +24,6 @@ R = TypeVar("R")
 
 # Zoho allows 10 concurrent heavy calls (COQL among them) per org, whatever the edition.
 MAX_WORKERS = 10
-
-
-# Arrow reads its allocator from this variable once, when it is first imported.
-ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
-
-
-def prefer_jemalloc(environ: MutableMapping[str, str] = os.environ) -> bool:
-    """Have Arrow allocate from jemalloc in this process, unless the user chose an allocator;
-    True when this set it. Call it before Arrow is imported (the command line does, first).
-
-    Arrow's default allocator, mimalloc, keeps what each thread freed for that thread: a run's
-    workers, prefetch and writer threads each hold pages of their own. Four modules read at
-    once by four workers peaked at 328-350 MB, where one worker peaks at ~220 MB; with jemalloc,
-    which hands freed memory back within a second, 237-244 MB, and one module of 100,000 rows
-    read by Bulk or COQL 186-216 MB instead of 238-272 MB, for the same CPU time. Only on
-    Linux, whose pyarrow wheels carry jemalloc (elsewhere Arrow would print a warning and keep
-    its default).
-    """
-    if ARROW_POOL_VARIABLE in environ or not sys.platform.startswith("linux"):
-        return False
-    if "pyarrow" in sys.modules:
-        return False  # too late: the allocator is chosen
-    environ[ARROW_POOL_VARIABLE] = "jemalloc"
-    return True
 
 
 def pool_size(requested: int | None, default: int, modules: int) -> int:

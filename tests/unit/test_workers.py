@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from connector.run.workers import MAX_WORKERS, pool_size
@@ -80,7 +82,7 @@ def test_jemalloc_is_chosen_before_arrow_loads_unless_the_user_chose(
 ) -> None:
     import sys
 
-    from connector.run.workers import ARROW_POOL_VARIABLE, prefer_jemalloc
+    from connector.run.process import ARROW_POOL_VARIABLE, prefer_jemalloc
 
     monkeypatch.setattr(sys, "platform", "linux")
     monkeypatch.delitem(sys.modules, "pyarrow", raising=False)
@@ -98,8 +100,24 @@ def test_jemalloc_is_not_asked_for_once_arrow_is_loaded(monkeypatch: pytest.Monk
 
     import pyarrow  # noqa: F401
 
-    from connector.run.workers import prefer_jemalloc
+    from connector.run.process import prefer_jemalloc
 
     monkeypatch.setattr(sys, "platform", "linux")
     environ: dict[str, str] = {}
     assert not prefer_jemalloc(environ) and environ == {}
+
+
+def test_pandas_is_kept_out_of_arrow_unless_already_loaded() -> None:
+    import importlib.util
+
+    from connector.run.process import keep_pandas_out
+
+    finders: list[Any] = []
+    assert keep_pandas_out({}, finders) and len(finders) == 1
+    assert not keep_pandas_out({}, finders) and len(finders) == 1  # once is enough
+    for name in ("pandas", "pandas.core"):
+        with pytest.raises(ModuleNotFoundError, match="kept out"):
+            finders[0].find_spec(name)
+    assert finders[0].find_spec("pyarrow") is None  # every other module: the next finder's
+    assert importlib.util.find_spec("pyarrow") is not None
+    assert not keep_pandas_out({"pandas": object()}, [])  # loaded already: left alone

@@ -43,14 +43,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-
-import pyarrow as pa
 
 from connector.config import Settings
 from connector.crashpoints import crashpoint
@@ -191,23 +188,6 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
             log.warning("%s: %s", name, report.error)
 
 
-def _warm_up_arrow() -> None:
-    """Have Arrow load what it loads on its first conversion of a Python value, on a thread of its
-    own while the run's first calls wait for Zoho.
-
-    The first ``pa.scalar`` (or ``pa.array``) of a process imports pandas into Arrow's pandas
-    shim: 0.3-0.5 s of CPU, under locks. Left to the first page, it holds back that page's
-    module and, with several workers, every module's first page at once; begun here, it overlaps
-    the modules list and the fields calls (each ~200 ms of waiting on Zoho).
-    """
-
-    def load() -> None:
-        with contextlib.suppress(Exception):  # an optimisation only: the read does it anyway
-            pa.scalar(True)
-
-    threading.Thread(target=load, name="warm-up", daemon=True).start()
-
-
 def connection_summary(settings: Settings, client: ZohoClient) -> dict[str, Any]:
     """What the manifest says about the connection: no secret, no client id."""
     return {
@@ -247,7 +227,6 @@ def run_extract(
     """
     started = datetime.now(timezone.utc)
     run_id = new_run_id(started)
-    _warm_up_arrow()
     out = Output.open(output)
     # Before the first call: an output that cannot take a file must cost nothing.
     out.check_writable()

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +32,7 @@ from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_mod
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
 if TYPE_CHECKING:
+    from connector.lake.state import StateStore
     from connector.zoho.http import ZohoClient
 
 log = logging.getLogger(__name__)
@@ -124,19 +125,29 @@ def resolve_names(names: Sequence[str], listing: Sequence[ModuleMeta]) -> list[M
     return list(chosen.values())
 
 
-def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
+def discover(
+    client: ZohoClient,
+    modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta] | None = None,
+) -> list[Target]:
     """The modules to extract.
 
     Without ``modules``: every module the org lists that the API supports and that holds records
     (``generated_type`` default or custom: not linking, subform or web modules); their fields are
     fetched later, per module. With ``modules``: the module list (1 credit) names them in Zoho's
     spelling and refuses an unknown or unavailable one (:func:`resolve_names`) before anything
-    else is spent; then the fields of each named module are fetched (1 credit each).
+    else is spent; then the fields of each named module are fetched (1 credit each). ``known``
+    maps names to the descriptions an earlier run recorded in their state: when it describes
+    every named module the list is not asked for (an incremental run of named modules spends
+    only what reading them costs); a module gone since fails on its fields call instead.
     """
-    listing = list_modules(client)
-    if not modules:
+    names = [n.strip() for n in modules or () if n.strip()]
+    if names and known and all(n in known for n in names):
+        listing = list({m.api_name: m for m in known.values()}.values())
+    else:
+        listing = list_modules(client)
+    if not names:
         return [Target(m) for m in listing if holds_records(m) and unavailable_reason(m) is None]
-    names = [n.strip() for n in modules if n.strip()]
     targets: list[Target] = []
     for meta in resolve_names(names, listing):
         try:
@@ -150,6 +161,19 @@ def discover(client: ZohoClient, modules: Sequence[str] | None) -> list[Target]:
     return targets
 
 
+def known_modules(store: StateStore, modules: Sequence[str] | None) -> dict[str, ModuleMeta]:
+    """The named modules an earlier run described in their state, by the name as given."""
+    if not modules:
+        return {}
+    found: dict[str, ModuleMeta] = {}
+    for name, raw in store.module_metas(n.strip() for n in modules if n.strip()).items():
+        try:
+            found[name] = ModuleMeta.from_api(raw)
+        except (KeyError, TypeError, ValueError):
+            continue  # an unreadable description: the modules list is asked instead
+    return found
+
+
 @dataclass
 class Discovery:
     """What a run extracts, and what it skips without a call (with the reason)."""
@@ -158,13 +182,18 @@ class Discovery:
     skipped: list[tuple[ModuleMeta, str]] = field(default_factory=list)
 
 
-def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery:
+def discover_run(
+    client: ZohoClient,
+    modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta] | None = None,
+) -> Discovery:
     """The run's targets (:func:`discover`, plus the ``Users`` dataset) and its up-front skips.
 
     Without ``modules``: every data module, then ``Users``; the modules closed to the API or known
     to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
     (no call: its fields are fixed), and the other names through :func:`discover`, which refuses
-    an unknown or unavailable one (:class:`ConfigError`) before any record is read.
+    an unknown or unavailable one (:class:`ConfigError`) before any record is read; ``known``
+    as in :func:`discover`.
     """
     if not modules:
         listing = list_modules(client)
@@ -174,7 +203,7 @@ def discover_run(client: ZohoClient, modules: Sequence[str] | None) -> Discovery
     names = [n.strip() for n in modules if n.strip()]
     users = any(n.casefold() == USERS.casefold() for n in names)
     rest = [n for n in names if n.casefold() != USERS.casefold()]
-    targets = discover(client, rest) if rest else []
+    targets = discover(client, rest, known) if rest else []
     if users:
         targets.append(Target(USERS_META, fields=users_fields()))
     return Discovery(targets)

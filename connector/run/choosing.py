@@ -202,7 +202,6 @@ class ReaderChooser:
                 count=count if COQL in readers else None,
                 known_rows=job.known_rows,
                 what="read in full every run" if job.full_each_run else "full load",
-                fitted=not job.full_each_run,
             )
         except AuthError as exc:
             # The COQL scope turned out to be missing: the settings' reader reads everything.

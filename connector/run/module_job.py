@@ -97,7 +97,6 @@ from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
 from connector.readers.bulk import BulkReader, paid_jobs
-from connector.readers.coql import CoqlReader
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target
@@ -267,6 +266,8 @@ class ModuleJob:
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
         target_state.partition_by = self.granularity
+        if not self.users:
+            target_state.module_meta = self.target.meta.to_api()
         self._remember(state, target_state, full=not incremental)
 
         choice, first = self._choose(schema, base.watermark if incremental else None)
@@ -420,10 +421,9 @@ class ModuleJob:
                 # Downloads go to the output's scratch area, not the system's temp dir: a killed
                 # run's files are then swept by the next run's recover().
                 scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
+                # A counted full load: COQL asks each page for the cheapest LIMIT holding the rest.
+                expected_rows=choice.fitted_rows,
             )
-            if choice.page_limit is not None and isinstance(reader, CoqlReader):
-                # The count says the module fits one page: ask for the cheapest LIMIT holding it.
-                reader.max_limit = choice.page_limit
             if isinstance(reader, BulkReader):
                 reader.book = self.book
             if first is not None:

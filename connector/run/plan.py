@@ -25,7 +25,7 @@ from connector.readers import coql_count
 from connector.readers.base import BULK, MODIFIED_TIME
 from connector.readers.bulk import paid_jobs
 from connector.readers.users import USERS_META
-from connector.run.catalog import Target, discover_run
+from connector.run.catalog import Target, discover_run, known_modules
 from connector.run.planner import (
     ModulePlan,
     Plan,
@@ -45,14 +45,18 @@ from connector.zoho.scopes import bulk_allowed, coql_allowed
 __all__ = ["build_plan"]
 
 
-def _load_states(output: str | None, names: Sequence[str]) -> dict[str, ModuleState]:
+def _state_store(output: str | None) -> StateStore | None:
+    """The output's state, or None when there is no output or it holds no state yet."""
     if output is None:
-        return {}
+        return None
     out = Output.open(output)
     if not out.exists("_state") and not out.list_files("_state", ".json"):
-        return {}
-    store = StateStore(out)
-    return {name: store.load(name) for name in names}
+        return None
+    return StateStore(out)
+
+
+def _load_states(store: StateStore | None, names: Sequence[str]) -> dict[str, ModuleState]:
+    return {name: store.load(name) for name in names} if store is not None else {}
 
 
 def build_plan(
@@ -73,7 +77,9 @@ def build_plan(
     client = client or ZohoClient(settings)
     try:
         spent_before = client.meter.total
-        found = discover_run(client, modules)
+        store = _state_store(output)
+        known = known_modules(store, modules) if store is not None else {}
+        found = discover_run(client, modules, known)
         targets = found.targets
         # Named modules had their fields fetched during discovery (1 credit each, priced in each
         # module's estimate); what remains is the modules list, when it was needed.
@@ -83,7 +89,7 @@ def build_plan(
             - spent_before
             - METADATA_CREDITS * sum(1 for t in targets if t.fields is not None),
         )
-        states = _load_states(output, [t.meta.api_name for t in targets])
+        states = _load_states(store, [t.meta.api_name for t in targets])
         coql_ok = coql_allowed(settings.use_coql, client.tokens.granted_scopes)
         plans: list[ModulePlan] = []
         warnings: list[str] = []

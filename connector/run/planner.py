@@ -56,7 +56,6 @@ from connector.zoho.limits import (
     BULK_STATUS_CREDITS,
     COQL_COLUMNS_PER_CALL,
     COQL_FIRST_LIMIT,
-    COQL_LIMIT_PRICES,
     COQL_MAX_LIMIT,
     DELETED_PAGE_CREDITS,
     DELETED_PER_PAGE,
@@ -64,6 +63,7 @@ from connector.zoho.limits import (
     RECORDS_FIELDS_PER_CALL,
     RECORDS_PAGE_CREDITS,
     RECORDS_PER_PAGE,
+    coql_fitted_credits,
     coql_limit_credits,
 )
 from connector.zoho.metadata import ModuleMeta
@@ -155,14 +155,6 @@ def reader_credits(reader: str, rows: int, n_columns: int, *, full: bool = False
     return records_credits(rows, groups)
 
 
-def fitted_limit(rows: int) -> int:
-    """The cheapest COQL LIMIT that reads ``rows`` rows in one page (2,000 past that)."""
-    for largest, _ in COQL_LIMIT_PRICES:
-        if rows <= largest:
-            return largest
-    return COQL_MAX_LIMIT
-
-
 @dataclass(frozen=True)
 class Shape:
     """What in a module's schema decides what a read costs besides its pages."""
@@ -199,12 +191,12 @@ def extra_credits(reader: str, rows: int, shape: Shape) -> int:
 def full_read_credits(reader: str, rows: int, shape: Shape, *, fitted: bool = False) -> int:
     """Credits ``reader`` spends reading all ``rows`` rows of a module, completion included.
 
-    ``fitted``: the rows are counted, so a COQL read of at most 2,000 rows asks for the cheapest
-    LIMIT that holds them.
+    ``fitted``: the rows are counted, so a COQL read asks each page for the cheapest LIMIT
+    holding what is left of them (:func:`~connector.zoho.limits.coql_fitted_credits`).
     """
     groups = group_count(reader, shape.columns)
-    if reader == COQL and fitted and rows <= COQL_MAX_LIMIT:
-        read = coql_limit_credits(fitted_limit(rows)) * groups
+    if reader == COQL and fitted:
+        read = coql_fitted_credits(rows) * groups
     else:
         read = reader_credits(reader, rows, shape.columns, full=True)
     return read + extra_credits(reader, rows, shape)
@@ -236,8 +228,8 @@ class ReaderChoice:
     probe: bool = False
     prices: tuple[tuple[str, int], ...] = ()
     """What each reader considered would cost (credits), the chosen one included."""
-    page_limit: int | None = None
-    """The COQL LIMIT of a counted full load that fits in one page."""
+    fitted_rows: int | None = None
+    """The counted rows of a full COQL read, which sizes each page's LIMIT to what is left."""
     rows: int | None = None
     """The rows the choice was priced with (a count, or the last full load's)."""
     resumes: int = 0
@@ -327,12 +319,11 @@ def priced_choice(
     reason = f"{what}: {rows:,} rows, {best} ~{prices[best]:,} credits" + (
         f" (vs {others})" if others else ""
     )
-    fits = best == COQL and fitted and rows <= COQL_MAX_LIMIT
     return ReaderChoice(
         best,
         reason,
         prices=tuple(prices.items()),
-        page_limit=fitted_limit(rows) if fits else None,
+        fitted_rows=rows if best == COQL and fitted else None,
         rows=rows,
     )
 
@@ -362,8 +353,8 @@ def full_choice(
     choose from. With Bulk Read among the readers, ``count`` (a COQL count, 1 credit; None when
     COQL may not be used) gives the rows, unless ``known_rows`` (the last full load's) shows the
     module is large. Without Bulk Read, COQL and the Records API cost a fixed rate per row, so
-    they are compared without a count. ``fitted``: the reader can fit its COQL LIMIT to a
-    counted module (not the id-order scan of a module read in full every run).
+    they are compared without a count. ``fitted``: the reader can fit its COQL LIMITs to a
+    counted module.
     """
     if len(readers) <= 1:
         return static
@@ -522,9 +513,8 @@ def estimate_module(
             count=(lambda: known) if counted else None,
             known_rows=known_rows if known_rows is not None else rows,
             what="read in full every run" if full_each_run else "full load",
-            fitted=not full_each_run,
         )
-        fitted = choice.page_limit is not None
+        fitted = choice.fitted_rows is not None
         read = int(counted) + full_read_credits(choice.reader, known, shape, fitted=fitted)
     elif choice.probe:
         # The probe page is the read when it holds every change; past it, one count and the

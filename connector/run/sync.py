@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -79,12 +79,13 @@ from connector.lake.manifest import (
 from connector.lake.output import Output, write_failure
 from connector.lake.state import StateStore
 from connector.redact import redact
-from connector.run.catalog import Discovery, Target, discover_run
+from connector.run.catalog import Discovery, Target, discover_run, known_modules
 from connector.run.credits import CreditAttribution
 from connector.run.module_job import ModuleJob, OverBudget, RunContext
 from connector.run.progress import Progress
 from connector.run.workers import Abandon, StopSignal, pool_size
 from connector.zoho.http import CreditMeter, ZohoClient
+from connector.zoho.metadata import ModuleMeta
 
 __all__ = ["connection_summary", "run_extract"]
 
@@ -249,7 +250,7 @@ def run_extract(
     stop_status: str | None = None
     try:
         attribution.bind(None)
-        found = _discover(client, modules, manifest, stop)
+        found = _discover(client, modules, known_modules(StateStore(out), modules), manifest, stop)
         targets = found.targets
         manifest.connection = connection_summary(settings, client)
         manifest.modules = [ModuleReport(t.meta.api_name) for t in targets]
@@ -346,6 +347,7 @@ def _exit_code_of(exc: BaseException | None) -> int:
 def _discover(
     client: ZohoClient,
     modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta],
     manifest: RunManifest,
     stop: StopSignal | None,
 ) -> Discovery:
@@ -354,7 +356,7 @@ def _discover(
     try:
         # Discovery's calls run on this thread: a second signal may interrupt them.
         with _interruptible(stop):
-            found = discover_run(client, modules)
+            found = discover_run(client, modules, known)
         crashpoint("sync_discovered")
     except (StopRequested, Abandon):
         manifest.status = STATUS_STOPPED_SIGNAL

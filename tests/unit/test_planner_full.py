@@ -14,12 +14,13 @@ from connector.run.planner import (
     allowed_readers,
     estimate_module,
     extra_credits,
-    fitted_limit,
     full_choice,
     full_read_credits,
     least_credits,
     static_choice,
 )
+from connector.zoho.limits import coql_fitted_credits
+from connector.zoho.limits import coql_fitted_limit as fitted_limit
 from connector.zoho.metadata import ModuleMeta
 
 LEADS = ModuleMeta(api_name="Leads", module_name="Leads")
@@ -69,8 +70,18 @@ def test_a_module_that_fits_one_coql_page_asks_for_the_cheapest_limit() -> None:
         2_000,
     ]
     choice, _ = choose(LEADS, PLAIN, 900)
-    assert (choice.reader, choice.page_limit) == (COQL, 1_000)
+    assert (choice.reader, choice.fitted_rows) == (COQL, 900)
     assert dict(choice.prices)[COQL] == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "credits"),
+    [(0, 1), (200, 1), (2_000, 3), (2_001, 4), (4_000, 6), (5_000, 8), (2_500, 5), (3_100, 6)],
+)
+def test_a_counted_coql_read_fits_its_last_page_to_what_is_left(rows: int, credits: int) -> None:
+    # Full pages of 2,000 (3 credits), then the rest at the cheapest LIMIT holding it.
+    assert coql_fitted_credits(rows) == credits
+    assert full_read_credits(COQL, rows, Shape(8), fitted=True) == credits
 
 
 def test_polymorphic_lookups_make_the_records_api_cheapest_without_a_count() -> None:

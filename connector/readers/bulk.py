@@ -57,17 +57,14 @@ import pyarrow.compute as pc
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
 from connector.lake.raw_values import RAW_VALUES, holds_values, merge_raw_values
-from connector.lake.schema import CONVERTED_FIELD
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
     ReaderBase,
-    split_fields,
-    zoho_time,
 )
+from connector.readers.bulk_query import bulk_request, created_time
 from connector.readers.paging import BulkCursor
 from connector.readers.records import complete_rows
-from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 
 if TYPE_CHECKING:
     from connector.lake.bulk_jobs import BulkJobBook, PaidJob
@@ -94,66 +91,6 @@ CSV_BLOCK_SIZE = 512 << 10
 # (long text areas) is read again from the first row not yet given, with blocks this much bigger.
 CSV_BLOCK_GROWTH = 8
 CSV_BLOCK_MAX = 256 << 20
-
-
-def bulk_criteria(since: datetime | None, *, every_lead: bool) -> dict[str, Any] | None:
-    """A job's criteria: ``Modified_Time >= since``, and with ``every_lead`` (a module that
-    converts records: Leads) ``Converted__s`` true or false.
-
-    Zoho does not say whether Bulk Read exports converted leads; the simulator assumes the least
-    convenient reading, that a job leaves them out like the Records API's default unless its
-    criteria name ``Converted__s``. Naming it with both values exports every lead either way.
-    """
-    parts: list[dict[str, Any]] = []
-    if since is not None:
-        parts.append(
-            {
-                "field": {"api_name": MODIFIED_TIME},
-                "comparator": "greater_equal",
-                "value": zoho_time(since),
-            }
-        )
-    if every_lead:
-        parts.append(
-            {
-                "group_operator": "or",
-                "group": [
-                    {"field": {"api_name": CONVERTED_FIELD}, "comparator": "equal", "value": flag}
-                    for flag in (True, False)
-                ],
-            }
-        )
-    if len(parts) > 1:
-        return {"group_operator": "and", "group": parts}
-    return parts[0] if parts else None
-
-
-def _created_time(text: Any) -> datetime | None:
-    """Zoho's ``created_time`` of a job (ISO 8601 with the org's offset) in UTC, or None."""
-    try:
-        when = datetime.fromisoformat(str(text))
-    except ValueError:
-        return None
-    return when.astimezone(timezone.utc) if when.tzinfo is not None else None
-
-
-def bulk_request(
-    schema: ModuleSchema, since: datetime | None
-) -> tuple[list[list[str]], dict[str, Any] | None]:
-    """(the field groups, the criteria) of a Bulk read of ``schema`` from ``since``: what its
-    first page's jobs ask Zoho for."""
-    # Zoho always adds the id column to a Bulk export; it is not one of the 200 fields.
-    groups = split_fields(schema, MAX_FIELDS + 1)
-    return groups, bulk_criteria(since, every_lead=schema.hides_converted)
-
-
-def paid_jobs(
-    book: BulkJobBook, schema: ModuleSchema, since: datetime | None, now: datetime
-) -> list[PaidJob]:
-    """The jobs ``book`` holds that a Bulk read of ``schema`` from ``since`` may take (``now``:
-    Zoho's time, for their age)."""
-    groups, criteria = bulk_request(schema, since)
-    return book.usable(groups, criteria, now)
 
 
 @dataclass
@@ -251,7 +188,7 @@ class BulkReader(ReaderBase):
         except (KeyError, IndexError, TypeError) as exc:
             raise DataError(f"{module}: the Bulk Read create answer has no job id") from exc
         if self.book is not None:
-            created = _created_time(details.get("created_time")) or self._now()
+            created = created_time(details.get("created_time")) or self._now()
             self.book.paid(job_id, fields, criteria, page=page, token=token, created_time=created)
             crashpoint("bulk_job_recorded")
         return job_id

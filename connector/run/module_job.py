@@ -96,7 +96,8 @@ from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
-from connector.readers.bulk import BulkReader, paid_jobs
+from connector.readers.bulk import BulkReader
+from connector.readers.bulk_query import paid_jobs
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target

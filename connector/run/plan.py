@@ -23,7 +23,7 @@ from connector.lake.schema import ModuleSchema, module_schema
 from connector.lake.state import ModuleState, StateStore
 from connector.readers import coql_count
 from connector.readers.base import BULK, MODIFIED_TIME
-from connector.readers.bulk import paid_jobs
+from connector.readers.bulk_query import paid_jobs
 from connector.readers.users import USERS_META
 from connector.run.catalog import Target, discover_run, known_modules
 from connector.run.planner import (

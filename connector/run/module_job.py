@@ -182,7 +182,7 @@ class ModuleJob:
         self.learned_refused: list[str] = []  # columns COQL refused, this run or an earlier one
         self.known_rows: int | None = None  # rows of the module's last full load, if known
         self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
-        self.book = BulkJobBook(run.output, self.name, after_run=None)  # set up by execute
+        self.book: BulkJobBook  # the module's paid Bulk jobs: set up by execute
 
     @cached_property
     def landing(self) -> Landing:

@@ -337,6 +337,22 @@ def known_large(readers: Sequence[str], rows: int, shape: Shape) -> bool:
     return priced_choice(readers, smaller, shape, fitted=False, what="").reader == BULK
 
 
+# Module sizes at which :func:`same_at_any_size` compares the readers (0 to 10M rows, past
+# every step of their prices: COQL's 2,000-row pages, Records' 200, Bulk's 200,000-row jobs).
+_SIZES = (0, 200, 1_000, 2_000, 5_000, 20_000, 50_000, 100_000, 200_000, 1_000_000, 10_000_000)
+
+
+def same_at_any_size(readers: Sequence[str], shape: Shape) -> str | None:
+    """The reader that is the cheapest at every module size, or None when the size decides.
+
+    A module whose polymorphic lookups only the Records API names for free costs the others a
+    look-up per linked row: the Records API wins at any size, and a count would be a credit
+    spent to learn nothing.
+    """
+    best = {priced_choice(readers, rows, shape, fitted=False, what="").reader for rows in _SIZES}
+    return best.pop() if len(best) == 1 else None
+
+
 def full_choice(
     static: ReaderChoice,
     readers: Sequence[str],
@@ -352,8 +368,9 @@ def full_choice(
     ``static`` is the settings' choice (:func:`static_choice`), kept when there is nothing to
     choose from. With Bulk Read among the readers, ``count`` (a COQL count, 1 credit; None when
     COQL may not be used) gives the rows, unless ``known_rows`` (the last full load's) shows the
-    module is large. Without Bulk Read, COQL and the Records API cost a fixed rate per row, so
-    they are compared without a count. ``fitted``: the reader can fit its COQL LIMITs to a
+    module is large, or the same reader is the cheapest at any size (:func:`same_at_any_size`).
+    Without Bulk Read, COQL and the Records API cost a fixed rate per row, so they are compared
+    without a count. ``fitted``: the reader can fit its COQL LIMITs to a
     counted module.
     """
     if len(readers) <= 1:
@@ -376,6 +393,10 @@ def full_choice(
             readers, known_rows, shape, fitted=False, what=f"{what}, known large (no count)"
         )
         return replace(choice, fallback=fallback)
+    always = same_at_any_size(readers, shape)
+    if always is not None:
+        reason = f"{prefix}{what}: {_NAMES[always]} is the cheapest at any size (no count)"
+        return ReaderChoice(always, reason, fallback=fallback)
     if count is not None:
         choice = priced_choice(readers, count(), shape, fitted=fitted, what=f"{prefix}{what}")
         return replace(choice, fallback=fallback)

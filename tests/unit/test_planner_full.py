@@ -95,6 +95,17 @@ def test_polymorphic_lookups_make_the_records_api_cheapest_without_a_count() -> 
     assert small.reader == RECORDS
 
 
+@pytest.mark.parametrize("rows", [100, 1_500, 300_000, 5_000_000])
+def test_a_module_whose_cheapest_reader_is_the_same_at_any_size_is_not_counted(rows: int) -> None:
+    # Bulk Read can export it, but its polymorphic lookups cost Bulk and COQL a look-up per
+    # linked row: the Records API is the cheapest whatever the count says.
+    choice, counted = choose(LEADS, LINKED, rows)
+    assert (choice.reader, counted) == (RECORDS, [])
+    assert "cheapest at any size (no count)" in choice.reason
+    plain, counted = choose(LEADS, PLAIN, rows)
+    assert counted == [rows]  # here the size decides
+
+
 def test_a_module_known_to_be_large_is_not_counted() -> None:
     static = static_choice(LEADS, api_type="Bulk", use_coql=False, coql_ok=True, incremental=False)
     readers = allowed_readers(LEADS, api_type="Bulk", use_coql=False, coql_ok=True)

@@ -177,6 +177,9 @@ class ModuleState:
     partition_by: str | None = None
     """The granularity of the module's folders (:mod:`connector.lake.layout`), records and
     tombstones alike; None in a state written before it was recorded: daily."""
+    module_meta: dict[str, Any] | None = None
+    """How ``settings/modules`` described the module when it was last read (its api name,
+    type, …): a run that names only modules it knows from their state needs no modules list."""
 
     @property
     def ids_at_watermark(self) -> frozenset[str]:
@@ -227,6 +230,7 @@ class ModuleState:
             "coql_refused": list(self.coql_refused),
             "completed_at": iso(self.completed_at),
             "partition_by": self.partition_by,
+            "module_meta": self.module_meta,
             "committed_runs": {
                 run: (list(files) if files is not None else None)
                 for run, files in self.committed_runs.items()
@@ -303,7 +307,16 @@ class ModuleState:
             coql_refused=tuple(texts("coql_refused")),
             completed_at=when("completed_at"),
             partition_by=optional_text("partition_by"),
+            module_meta=_optional_object(doc, "module_meta"),
         )
+
+
+def _optional_object(doc: Mapping[str, Any], key: str) -> dict[str, Any] | None:
+    """``doc[key]`` as a JSON object, or None when absent (older state files)."""
+    value = doc.get(key)
+    if value is not None and not isinstance(value, dict):
+        raise TypeError(f"{key} is not an object")
+    return value
 
 
 def _optional_count(doc: Mapping[str, Any], key: str) -> int | None:
@@ -344,6 +357,20 @@ class StateStore:
             if rel.lower() == wanted:
                 return rel[len(STATE_DIR) + 1 : -len(".json")]
         return module
+
+    def module_metas(self, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+        """The ``module_meta`` recorded in the state of each of ``names`` that has one, by the
+        name as given (matched case-insensitively); a module whose state cannot be read is left
+        out (its own job reports it)."""
+        found: dict[str, dict[str, Any]] = {}
+        for name in names:
+            try:
+                meta = self.load(self.stored_name(name)).module_meta
+            except (DataError, ValueError):
+                continue
+            if meta is not None:
+                found[name] = meta
+        return found
 
     def load(self, module: str) -> ModuleState:
         """The committed state of ``module``, or an empty state if it has none."""

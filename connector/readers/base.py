@@ -180,12 +180,15 @@ def make_reader(
     sleep: Callable[[float], None] | None = None,
     on_progress: ProgressCallback | None = None,
     scratch_dir: str | Path | None = None,
+    expected_rows: int | None = None,
 ) -> Reader:
     """Return a fresh reader by name: ``"bulk"``, ``"coql"`` or ``"records"``.
 
     ``sleep`` waits between polls and retries (default :func:`time.sleep`); ``scratch_dir`` is
     where a reader that downloads files keeps them while it reads (Bulk's ZIPs; default: the
     system's temporary directory); the other readers keep nothing on disk and ignore it.
+    ``expected_rows``: the rows a count found before a full load, to which COQL fits its LIMITs
+    (the other readers' pages have one price whatever their size, and ignore it).
     """
     # Imported here: each reader module imports this one.
     from connector.readers.bulk import BulkReader
@@ -198,7 +201,9 @@ def make_reader(
             client, tuning, sleep=wait, on_progress=on_progress, scratch_dir=scratch_dir
         )
     if name == "coql":
-        return CoqlReader(client, tuning, sleep=wait, on_progress=on_progress)
+        return CoqlReader(
+            client, tuning, sleep=wait, on_progress=on_progress, expected_rows=expected_rows
+        )
     if name == "records":
         return RecordsReader(client, tuning, sleep=wait, on_progress=on_progress)
     raise ValueError(f"unknown reader {name!r}; expected one of {', '.join(READER_NAMES)}")

@@ -157,6 +157,8 @@ class CoqlReader(ReaderBase):
     """The LIMIT an incremental read starts at."""
     max_limit: int = field(default=MAX_LIMIT, kw_only=True)
     """The LIMIT of a full load, and of an incremental one once more rows follow."""
+    expected_rows: int | None = field(default=None, kw_only=True)
+    """The rows a count found before a full load: each page's LIMIT is fitted to what is left."""
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
@@ -183,6 +185,7 @@ class CoqlReader(ReaderBase):
             first_limit=self.first_limit,
             max_limit=self.max_limit,
             max_stalled=MAX_STALLED_PAGES,
+            expected=self.expected_rows,
         )
         # Ids already yielded at the greatest Modified_Time yielded so far: an inclusive cursor
         # reads some of them again.
@@ -217,7 +220,7 @@ class CoqlReader(ReaderBase):
                     page.last,
                     more=page.more_records,
                     unstable=page.unstable,
-                    new_rows=fresh.num_rows > 0,
+                    new_rows=fresh.num_rows,
                 )
             except RetriableAPIError as exc:
                 # The page's rows are good: the caller gets them before the error.

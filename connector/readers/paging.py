@@ -26,6 +26,7 @@ from typing import Any
 
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
 from connector.readers.base import zoho_time
+from connector.zoho.limits import coql_fitted_limit
 
 
 class TokenGuard:
@@ -349,7 +350,10 @@ class CoqlCursor:
     """COQL keyset paging on ``(Modified_Time, id)``, never OFFSET, with a growing LIMIT.
 
     An incremental read starts at ``first_limit`` and a full load at ``max_limit``; the LIMIT grows
-    to ``max_limit`` once Zoho says more rows follow. After a page whose records changed while it
+    to ``max_limit`` once Zoho says more rows follow. A full load of ``expected`` counted rows
+    asks each page for the cheapest LIMIT holding what is left of them (Zoho bills a call by its
+    LIMIT, and ``more_records`` says when a page was the last): a count that fell short only
+    costs pages at ``max_limit``. After a page whose records changed while it
     was read, the next page starts at ``(T, min unstable id)`` inclusive, ``T`` being the page's
     last second: a change stamps a time no earlier than ``T``, so the new versions are met again.
     """
@@ -365,31 +369,48 @@ class CoqlCursor:
     stalled: int = 0
     """Pages in a row that yielded nothing new."""
     finished: bool = False
+    expected: int | None = None
+    """The rows a count found (a full load), or None."""
+    served: int = 0
+    """New rows the pages so far yielded."""
 
     def __post_init__(self) -> None:
         # A full load reads the whole module, so the ramp from a small LIMIT only costs credits;
         # an incremental run usually finds a few changes, which the small LIMIT reads cheapest.
-        self.limit = self.first_limit if self.since is not None else self.max_limit
+        self.limit = self.first_limit if self.since is not None else self._fitted()
+
+    def _fitted(self) -> int:
+        """The LIMIT of a full page: the cheapest holding the counted rows left, else the most."""
+        left = None if self.expected is None else self.expected - self.served
+        if left is None or left <= 0:
+            return self.max_limit
+        return min(self.max_limit, coql_fitted_limit(left))
 
     def where(self) -> str:
         """The next request's condition (of its first field group)."""
         return base_where(self.since, self.after)
 
     def advance(
-        self, last: Keyset | None, *, more: bool, unstable: Set[str], new_rows: bool
+        self, last: Keyset | None, *, more: bool, unstable: Set[str], new_rows: int
     ) -> None:
         """Decide the page after one that ended at ``last`` (None: it was empty).
 
         ``more`` is Zoho's ``more_records``, ``unstable`` the ids left out because they changed
-        while the page was read, ``new_rows`` whether the page yielded a row not yielded before.
-        Raises :class:`RetriableAPIError` (``UNSTABLE_READ``) when records keep changing.
+        while the page was read, ``new_rows`` how many rows the page yielded that were not
+        yielded before. Raises :class:`RetriableAPIError` (``UNSTABLE_READ``) when records keep
+        changing.
         """
+        self.served += new_rows
         if last is None or (not more and not unstable):
             self.finished = True
             return
         self.after = Keyset(last.time, min(unstable), inclusive=True) if unstable else last
         self.stalled = 0 if new_rows else self.stalled + 1
-        if more:
+        if self.since is None:
+            # A page that reads some rows again (after unstable ones) gets no LIMIT fitted to
+            # the count.
+            self.limit = self.max_limit if unstable else self._fitted()
+        elif more:
             self.limit = self.max_limit
         if self.stalled >= self.max_stalled:
             raise RetriableAPIError(

@@ -24,6 +24,7 @@ no ``Modified_Time`` to tell which version is newer, and nothing may be half-mer
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, cast
 
@@ -38,6 +39,7 @@ from connector.zoho.limits import (
     COQL_MAX_LIMIT,
     RECORDS_MAX_PAGE,
     RECORDS_PER_PAGE,
+    coql_fitted_limit,
 )
 from connector.zoho.limits import RECORDS_FIELDS_PER_CALL as RECORDS_FIELDS
 
@@ -58,16 +60,25 @@ def _unstable(module: str, ids: set[str]) -> RetriableAPIError:
     )
 
 
+@dataclass(eq=False, repr=False)
 class CoqlScanReader(ReaderBase):
     """Reads a whole module through COQL, keyset-paged on ``id``."""
 
     name = "coql"
     ordered = False
+    expected_rows: int | None = field(default=None, kw_only=True)
+    """The rows a count found: each page's LIMIT is the cheapest holding what is left."""
 
-    def _select(self, schema: ModuleSchema, columns: Sequence[str], where: str) -> JsonPage:
+    def _limit(self, served: int) -> int:
+        left = None if self.expected_rows is None else self.expected_rows - served
+        return COQL_MAX_LIMIT if left is None or left <= 0 else coql_fitted_limit(left)
+
+    def _select(
+        self, schema: ModuleSchema, columns: Sequence[str], where: str, limit: int
+    ) -> JsonPage:
         query = (
             f"select {', '.join(columns)} from {schema.module} where {where} "
-            f"order by id asc limit {COQL_MAX_LIMIT}"
+            f"order by id asc limit {limit}"
         )
         body = self.client.post_body("coql", {"select_query": query})
         return decode_page(body, schema, columns, what="a COQL answer")
@@ -80,9 +91,11 @@ class CoqlScanReader(ReaderBase):
             raise ValueError(f"{module.api_name}: a module without Modified_Time is read in full")
         groups = split_fields(schema, COQL_COLUMNS_PER_CALL)
         last: str | None = None
+        served = 0
         while True:
             where = "(id is not null)" if last is None else f"(id > '{last}')"
-            first = self._select(schema, groups[0], where)
+            limit = self._limit(served)
+            first = self._select(schema, groups[0], where, limit)
             self.stats.pages += 1
             if not first.num_rows:
                 return
@@ -90,10 +103,12 @@ class CoqlScanReader(ReaderBase):
             tables = [first.table]
             upper = f"(id <= '{ids[-1]}')"
             span = upper if last is None else f"({where} and {upper})"
-            tables.extend(self._select(schema, g, span).table for g in groups[1:])
+            # The span holds the first group's rows: the same LIMIT holds them in every group.
+            tables.extend(self._select(schema, g, span, limit).table for g in groups[1:])
             merged, unstable = merge_groups(tables, schema)
             if unstable:
                 raise _unstable(module.api_name, unstable)
+            served += merged.num_rows
             self.stats.rows += merged.num_rows
             self.report_progress()
             yield from merged.to_batches()
@@ -171,8 +186,18 @@ class RecordsScanReader(ReaderBase):
             tokens = [g.follow(t) for g, t in zip(guards, following, strict=True)]
 
 
-def make_scan_reader(name: str, client: ZohoClient, reader: Reader) -> Reader:
-    """The id-order counterpart of the COQL or Records ``reader`` (same tuning, sleep, progress)."""
+def make_scan_reader(
+    name: str, client: ZohoClient, reader: Reader, *, expected_rows: int | None = None
+) -> Reader:
+    """The id-order counterpart of the COQL or Records ``reader`` (same tuning, sleep, progress);
+    ``expected_rows`` as in :func:`~connector.readers.base.make_reader`."""
     base = cast(ReaderBase, reader)
-    cls = CoqlScanReader if name == "coql" else RecordsScanReader
-    return cls(client, base.tuning, sleep=base.sleep, on_progress=base.on_progress)
+    if name == "coql":
+        return CoqlScanReader(
+            client,
+            base.tuning,
+            sleep=base.sleep,
+            on_progress=base.on_progress,
+            expected_rows=expected_rows,
+        )
+    return RecordsScanReader(client, base.tuning, sleep=base.sleep, on_progress=base.on_progress)

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import difflib
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -33,6 +33,7 @@ from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_mod
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
 if TYPE_CHECKING:
+    from connector.lake.state import StateStore
     from connector.zoho.http import ZohoClient
 
 log = logging.getLogger(__name__)
@@ -126,7 +127,11 @@ def resolve_names(names: Sequence[str], listing: Sequence[ModuleMeta]) -> list[M
 
 
 def discover(
-    client: ZohoClient, modules: Sequence[str] | None, *, workers: int = 1
+    client: ZohoClient,
+    modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta] | None = None,
+    *,
+    workers: int = 1,
 ) -> list[Target]:
     """The modules to extract.
 
@@ -136,12 +141,18 @@ def discover(
     spelling and refuses an unknown or unavailable one (:func:`resolve_names`) before anything
     else is spent; then the fields of each named module are fetched (1 credit each), up to
     ``workers`` at once: each call waits for Zoho's answer (~200 ms), and one after another
-    they would hold back every module's start.
+    they would hold back every module's start. ``known`` maps names to the descriptions an
+    earlier run recorded in their state: when it describes every named module the list is not
+    asked for (an incremental run of named modules spends only what reading them costs); a
+    module gone since fails on its fields call instead.
     """
-    listing = list_modules(client)
-    if not modules:
+    names = [n.strip() for n in modules or () if n.strip()]
+    if names and known and all(n in known for n in names):
+        listing = list({m.api_name: m for m in known.values()}.values())
+    else:
+        listing = list_modules(client)
+    if not names:
         return [Target(m) for m in listing if holds_records(m) and unavailable_reason(m) is None]
-    names = [n.strip() for n in modules if n.strip()]
 
     def target(meta: ModuleMeta) -> Target:
         try:
@@ -154,6 +165,19 @@ def discover(
     return map_at_once(target, resolve_names(names, listing), workers)
 
 
+def known_modules(store: StateStore, modules: Sequence[str] | None) -> dict[str, ModuleMeta]:
+    """The named modules an earlier run described in their state, by the name as given."""
+    if not modules:
+        return {}
+    found: dict[str, ModuleMeta] = {}
+    for name, raw in store.module_metas(n.strip() for n in modules if n.strip()).items():
+        try:
+            found[name] = ModuleMeta.from_api(raw)
+        except (KeyError, TypeError, ValueError):
+            continue  # an unreadable description: the modules list is asked instead
+    return found
+
+
 @dataclass
 class Discovery:
     """What a run extracts, and what it skips without a call (with the reason)."""
@@ -163,15 +187,19 @@ class Discovery:
 
 
 def discover_run(
-    client: ZohoClient, modules: Sequence[str] | None, *, workers: int = 1
+    client: ZohoClient,
+    modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta] | None = None,
+    *,
+    workers: int = 1,
 ) -> Discovery:
     """The run's targets (:func:`discover`, plus the ``Users`` dataset) and its up-front skips.
 
     Without ``modules``: every data module, then ``Users``; the modules closed to the API or known
     to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
     (no call: its fields are fixed), and the other names through :func:`discover`, which refuses
-    an unknown or unavailable one (:class:`ConfigError`) before any record is read; their
-    fields calls go up to ``workers`` at once.
+    an unknown or unavailable one (:class:`ConfigError`) before any record is read; ``known``
+    and ``workers`` (their fields calls at once) as in :func:`discover`.
     """
     if not modules:
         listing = list_modules(client)
@@ -181,7 +209,7 @@ def discover_run(
     names = [n.strip() for n in modules if n.strip()]
     users = any(n.casefold() == USERS.casefold() for n in names)
     rest = [n for n in names if n.casefold() != USERS.casefold()]
-    targets = discover(client, rest, workers=workers) if rest else []
+    targets = discover(client, rest, known, workers=workers) if rest else []
     if users:
         targets.append(Target(USERS_META, fields=users_fields()))
     return Discovery(targets)

@@ -139,17 +139,24 @@ def module_reader(
     on_progress: ProgressCallback,
     sleep: Callable[[float], None] | None,
     scratch_dir: str | Path,
+    expected_rows: int | None = None,
 ) -> Reader:
     """A fresh reader ``name`` for the module of ``schema``: the Users reader for ``users``, the
     id-order scan for a COQL or Records read of a module without ``Modified_Time``, else
-    :func:`~connector.readers.base.make_reader`'s."""
+    :func:`~connector.readers.base.make_reader`'s (``expected_rows`` as there)."""
     if name == "users":
         return UsersReader(client, tuning, on_progress=on_progress)
     reader = make_reader(
-        name, client, tuning, on_progress=on_progress, sleep=sleep, scratch_dir=scratch_dir
+        name,
+        client,
+        tuning,
+        on_progress=on_progress,
+        sleep=sleep,
+        scratch_dir=scratch_dir,
+        expected_rows=expected_rows,
     )
     if name in (COQL, RECORDS) and MODIFIED_TIME not in schema.names:
-        return make_scan_reader(name, client, reader)
+        return make_scan_reader(name, client, reader, expected_rows=expected_rows)
     return reader
 
 

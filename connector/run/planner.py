@@ -56,7 +56,6 @@ from connector.zoho.limits import (
     BULK_STATUS_CREDITS,
     COQL_COLUMNS_PER_CALL,
     COQL_FIRST_LIMIT,
-    COQL_LIMIT_PRICES,
     COQL_MAX_LIMIT,
     DELETED_PAGE_CREDITS,
     DELETED_PER_PAGE,
@@ -64,6 +63,7 @@ from connector.zoho.limits import (
     RECORDS_FIELDS_PER_CALL,
     RECORDS_PAGE_CREDITS,
     RECORDS_PER_PAGE,
+    coql_fitted_credits,
     coql_limit_credits,
 )
 from connector.zoho.metadata import ModuleMeta
@@ -108,6 +108,16 @@ def bulk_credits(rows: int, groups: int = 1, polls: int = BULK_POLLS_PER_JOB) ->
     return jobs * groups * per_job
 
 
+def resumed_bulk_credits(paid: int, rows: int | None, groups: int = 1) -> int:
+    """Credits of a Bulk read that takes ``paid`` jobs an earlier run paid for: a status call and
+    a download each (no create), and the jobs still to create (of ``rows`` rows, when known) at
+    the full price."""
+    jobs = max(1, math.ceil((rows or 0) / BULK_ROWS_PER_JOB)) * groups
+    taken = min(paid, jobs)
+    per_job = BULK_CREATE_CREDITS + BULK_POLLS_PER_JOB * BULK_STATUS_CREDITS + BULK_DOWNLOAD_CREDITS
+    return taken * (BULK_STATUS_CREDITS + BULK_DOWNLOAD_CREDITS) + (jobs - taken) * per_job
+
+
 def coql_read_credits(rows: int, groups: int = 1, *, full: bool = False) -> int:
     """Credits to read ``rows`` with COQL.
 
@@ -143,14 +153,6 @@ def reader_credits(reader: str, rows: int, n_columns: int, *, full: bool = False
     if reader == COQL:
         return coql_read_credits(rows, groups, full=full)
     return records_credits(rows, groups)
-
-
-def fitted_limit(rows: int) -> int:
-    """The cheapest COQL LIMIT that reads ``rows`` rows in one page (2,000 past that)."""
-    for largest, _ in COQL_LIMIT_PRICES:
-        if rows <= largest:
-            return largest
-    return COQL_MAX_LIMIT
 
 
 @dataclass(frozen=True)
@@ -189,23 +191,27 @@ def extra_credits(reader: str, rows: int, shape: Shape) -> int:
 def full_read_credits(reader: str, rows: int, shape: Shape, *, fitted: bool = False) -> int:
     """Credits ``reader`` spends reading all ``rows`` rows of a module, completion included.
 
-    ``fitted``: the rows are counted, so a COQL read of at most 2,000 rows asks for the cheapest
-    LIMIT that holds them.
+    ``fitted``: the rows are counted, so a COQL read asks each page for the cheapest LIMIT
+    holding what is left of them (:func:`~connector.zoho.limits.coql_fitted_credits`).
     """
     groups = group_count(reader, shape.columns)
-    if reader == COQL and fitted and rows <= COQL_MAX_LIMIT:
-        read = coql_limit_credits(fitted_limit(rows)) * groups
+    if reader == COQL and fitted:
+        read = coql_fitted_credits(rows) * groups
     else:
         read = reader_credits(reader, rows, shape.columns, full=True)
     return read + extra_credits(reader, rows, shape)
 
 
-def least_credits(reader: str, rows: int, shape: Shape) -> int:
+def least_credits(reader: str, rows: int, shape: Shape, *, resumed: int = 0) -> int:
     """The least a full load by ``reader`` must spend before anything of it can be committed.
 
-    A Bulk read commits only at the end, so all of it; COQL and the Records API commit what they
-    have when the run stops, so one page (with its completion).
+    A Bulk read commits only at the end, so all of it (``resumed``: jobs an earlier run paid
+    for, taken for their status and download); COQL and the Records API commit what they have
+    when the run stops, so one page (with its completion).
     """
+    if reader == BULK and resumed:
+        groups = group_count(BULK, shape.columns)
+        return resumed_bulk_credits(resumed, rows, groups) + extra_credits(BULK, rows, shape)
     if reader == BULK:
         return full_read_credits(BULK, rows, shape)
     page = min(rows, COQL_MAX_LIMIT if reader == COQL else RECORDS_PER_PAGE)
@@ -222,10 +228,12 @@ class ReaderChoice:
     probe: bool = False
     prices: tuple[tuple[str, int], ...] = ()
     """What each reader considered would cost (credits), the chosen one included."""
-    page_limit: int | None = None
-    """The COQL LIMIT of a counted full load that fits in one page."""
+    fitted_rows: int | None = None
+    """The counted rows of a full COQL read, which sizes each page's LIMIT to what is left."""
     rows: int | None = None
     """The rows the choice was priced with (a count, or the last full load's)."""
+    resumes: int = 0
+    """Bulk jobs an earlier run paid for that the read takes (status and download only)."""
 
 
 def static_choice(
@@ -311,12 +319,11 @@ def priced_choice(
     reason = f"{what}: {rows:,} rows, {best} ~{prices[best]:,} credits" + (
         f" (vs {others})" if others else ""
     )
-    fits = best == COQL and fitted and rows <= COQL_MAX_LIMIT
     return ReaderChoice(
         best,
         reason,
         prices=tuple(prices.items()),
-        page_limit=fitted_limit(rows) if fits else None,
+        fitted_rows=rows if best == COQL and fitted else None,
         rows=rows,
     )
 
@@ -328,6 +335,22 @@ def known_large(readers: Sequence[str], rows: int, shape: Shape) -> bool:
         return False
     smaller = rows // KNOWN_LARGE_FACTOR
     return priced_choice(readers, smaller, shape, fitted=False, what="").reader == BULK
+
+
+# Module sizes at which :func:`same_at_any_size` compares the readers (0 to 10M rows, past
+# every step of their prices: COQL's 2,000-row pages, Records' 200, Bulk's 200,000-row jobs).
+_SIZES = (0, 200, 1_000, 2_000, 5_000, 20_000, 50_000, 100_000, 200_000, 1_000_000, 10_000_000)
+
+
+def same_at_any_size(readers: Sequence[str], shape: Shape) -> str | None:
+    """The reader that is the cheapest at every module size, or None when the size decides.
+
+    A module whose polymorphic lookups only the Records API names for free costs the others a
+    look-up per linked row: the Records API wins at any size, and a count would be a credit
+    spent to learn nothing.
+    """
+    best = {priced_choice(readers, rows, shape, fitted=False, what="").reader for rows in _SIZES}
+    return best.pop() if len(best) == 1 else None
 
 
 def full_choice(
@@ -345,9 +368,10 @@ def full_choice(
     ``static`` is the settings' choice (:func:`static_choice`), kept when there is nothing to
     choose from. With Bulk Read among the readers, ``count`` (a COQL count, 1 credit; None when
     COQL may not be used) gives the rows, unless ``known_rows`` (the last full load's) shows the
-    module is large. Without Bulk Read, COQL and the Records API cost a fixed rate per row, so
-    they are compared without a count. ``fitted``: the reader can fit its COQL LIMIT to a
-    counted module (not the id-order scan of a module read in full every run).
+    module is large, or the same reader is the cheapest at any size (:func:`same_at_any_size`).
+    Without Bulk Read, COQL and the Records API cost a fixed rate per row, so they are compared
+    without a count. ``fitted``: the reader can fit its COQL LIMITs to a
+    counted module.
     """
     if len(readers) <= 1:
         return static
@@ -369,6 +393,10 @@ def full_choice(
             readers, known_rows, shape, fitted=False, what=f"{what}, known large (no count)"
         )
         return replace(choice, fallback=fallback)
+    always = same_at_any_size(readers, shape)
+    if always is not None:
+        reason = f"{prefix}{what}: {_NAMES[always]} is the cheapest at any size (no count)"
+        return ReaderChoice(always, reason, fallback=fallback)
     if count is not None:
         choice = priced_choice(readers, count(), shape, fitted=fitted, what=f"{prefix}{what}")
         return replace(choice, fallback=fallback)
@@ -378,6 +406,28 @@ def full_choice(
         )
         return replace(choice, fallback=fallback)
     return static
+
+
+def resume_choice(
+    job_ids: Sequence[str], rows: int | None, shape: Shape, readers: Sequence[str]
+) -> ReaderChoice:
+    """Bulk Read taking the jobs ``job_ids`` an earlier run paid for (``rows``: what that run
+    counted, if it did): cheaper than any other read of the same rows, since the result only
+    needs its status and its download; the others' prices are named when the rows are known."""
+    groups = group_count(BULK, shape.columns)
+    known = rows or 0
+    credits = resumed_bulk_credits(len(job_ids), rows, groups) + extra_credits(BULK, known, shape)
+    prices = {BULK: credits}
+    if rows is not None:
+        prices |= {r: full_read_credits(r, rows, shape) for r in readers if r != BULK}
+    ids = ", ".join(job_ids)
+    return ReaderChoice(
+        BULK,
+        f"resumes Bulk job {ids} (paid for by an earlier run), {counted(credits, 'credit')}",
+        prices=tuple(prices.items()),
+        rows=rows,
+        resumes=len(job_ids),
+    )
 
 
 def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> ReaderChoice:
@@ -484,9 +534,8 @@ def estimate_module(
             count=(lambda: known) if counted else None,
             known_rows=known_rows if known_rows is not None else rows,
             what="read in full every run" if full_each_run else "full load",
-            fitted=not full_each_run,
         )
-        fitted = choice.page_limit is not None
+        fitted = choice.fitted_rows is not None
         read = int(counted) + full_read_credits(choice.reader, known, shape, fitted=fitted)
     elif choice.probe:
         # The probe page is the read when it holds every change; past it, one count and the

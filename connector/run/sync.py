@@ -43,7 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -79,12 +79,13 @@ from connector.lake.manifest import (
 from connector.lake.output import Output, write_failure
 from connector.lake.state import StateStore
 from connector.redact import redact
-from connector.run.catalog import Discovery, Target, discover_run
+from connector.run.catalog import Discovery, Target, discover_run, known_modules
 from connector.run.credits import CreditAttribution
 from connector.run.module_job import ModuleJob, OverBudget, RunContext
 from connector.run.progress import Progress
 from connector.run.workers import Abandon, StopSignal, pool_size
 from connector.zoho.http import CreditMeter, ZohoClient
+from connector.zoho.metadata import ModuleMeta
 
 __all__ = ["connection_summary", "run_extract"]
 
@@ -254,7 +255,8 @@ def run_extract(
         at_once = pool_size(workers, settings.tuning.workers, len(modules or ()))
         if max_credits is not None:
             at_once = 1
-        found = _discover(client, modules, manifest, stop, at_once)
+        known = known_modules(StateStore(out), modules)
+        found = _discover(client, modules, known, manifest, stop, at_once)
         targets = found.targets
         manifest.connection = connection_summary(settings, client)
         manifest.modules = [ModuleReport(t.meta.api_name) for t in targets]
@@ -351,6 +353,7 @@ def _exit_code_of(exc: BaseException | None) -> int:
 def _discover(
     client: ZohoClient,
     modules: Sequence[str] | None,
+    known: Mapping[str, ModuleMeta],
     manifest: RunManifest,
     stop: StopSignal | None,
     workers: int,
@@ -361,7 +364,7 @@ def _discover(
         # Discovery's calls run on this thread or are waited for here: a second signal may
         # interrupt them.
         with _interruptible(stop):
-            found = discover_run(client, modules, workers=workers)
+            found = discover_run(client, modules, known, workers=workers)
         crashpoint("sync_discovered")
     except (StopRequested, Abandon):
         manifest.status = STATUS_STOPPED_SIGNAL

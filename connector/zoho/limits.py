@@ -65,6 +65,23 @@ def coql_limit_credits(limit: int) -> int:
     return COQL_LIMIT_PRICES[-1][1]
 
 
+def coql_fitted_limit(rows: int) -> int:
+    """The cheapest COQL LIMIT that reads ``rows`` rows in one page (2,000 past that)."""
+    for largest, _ in COQL_LIMIT_PRICES:
+        if rows <= largest:
+            return largest
+    return COQL_MAX_LIMIT
+
+
+def coql_fitted_credits(rows: int) -> int:
+    """What reading ``rows`` counted rows costs in one column group when each page asks for the
+    cheapest LIMIT holding what is left: full pages of 2,000, then the rest at its own price
+    (Zoho's ``more_records`` says when a page was the last, so no page is asked for past it)."""
+    full, rest = divmod(rows, COQL_MAX_LIMIT)
+    last = coql_limit_credits(coql_fitted_limit(rest)) if rest or not full else 0
+    return full * coql_limit_credits(COQL_MAX_LIMIT) + last
+
+
 # -- Bulk Read (``/crm/bulk/{v}/read``, Zoho's Bulk Read limitations and create-job pages) -------
 
 # A job (one page of the export) holds at most 200,000 rows; later pages are further jobs.

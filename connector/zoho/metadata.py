@@ -89,6 +89,17 @@ class ModuleMeta:
             id=str(raw["id"]) if raw.get("id") is not None else None,
         )
 
+    def to_api(self) -> dict[str, Any]:
+        """The module as the modules response gives it (what :meth:`from_api` reads back)."""
+        return {
+            "api_name": self.api_name,
+            "module_name": self.module_name,
+            "plural_label": self.plural_label,
+            "api_supported": self.api_supported,
+            "generated_type": self.generated_type,
+            "id": self.id,
+        }
+
 
 def _items(body: dict[str, Any] | None, key: str, endpoint: str) -> list[dict[str, Any]]:
     """The list under ``key`` of a metadata answer, or a DataError that names the endpoint."""

@@ -42,3 +42,38 @@ def test_module_credits_add_up_to_the_run_total_with_workers(
     # The summary's last line and the table agree with the manifest.
     lines = run.summary_lines()
     assert any(line.startswith("(run)") and line.rstrip().endswith(f"{own:,}") for line in lines)
+
+
+def test_an_incremental_run_of_named_modules_skips_the_module_list(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(seed=12, records=300, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS["coql"])
+    out = tmp_path / "out"
+    first = extract(settings, client_for(settings), out, modules=["Leads"], workers=1)
+    assert first.exit_code == 0, first.summary_lines()
+    assert sum(first.discovery_credits.values()) == 1  # no state yet: the list names it
+    # Named in another case: the state's description spells it, and the list is not asked for.
+    before = sim.credits.by_kind.copy()
+    again = extract(settings, client_for(settings), out, modules=["leads"], workers=1)
+    assert again.exit_code == 0, again.summary_lines()
+    assert sum(again.discovery_credits.values()) == 0
+    assert [m.module for m in again.modules] == ["Leads"]
+    assert sim.credits.by_kind.get("metadata", 0) - before.get("metadata", 0) == 1  # fields only
+
+
+def test_a_counted_coql_full_load_fits_its_last_page_to_the_rows_left(
+    make_simulator: Callable[..., Simulator], tmp_path: Path
+) -> None:
+    sim = make_simulator(seed=12, records=2_500, bulk_polls=1)
+    settings = settings_for(sim, tmp_path, **READERS["bulk"])
+    # The planner on (the suite's tuning turns it off): with APIType=Bulk it counts and prices.
+    settings = settings.model_copy(
+        update={"tuning": settings.tuning.model_copy(update={"price_readers": True})}
+    )
+    run = extract(settings, client_for(settings), tmp_path / "out", modules=["Leads"], workers=1)
+    assert run.exit_code == 0, run.summary_lines()
+    leads = run.module("Leads")
+    assert (leads.reader, leads.rows) == ("coql", 2_500)
+    # The count (1), a page of 2,000 (LIMIT 2000: 3), the last 500 (LIMIT 1000: 2), not 3 + 3.
+    assert leads.credits["coql"] == 1 + 3 + 2

@@ -152,6 +152,35 @@ def test_known_quirks_name_refused_columns_and_modules() -> None:
     assert coql_refused("Leads", frozenset({"id", "Product_Details"})) == []
 
 
+def test_named_modules_known_from_their_state_cost_no_module_list() -> None:
+    client = FakeClient(MODULES, FIELDS)
+    known = {"leads": ModuleMeta.from_api(MODULES[0])}
+    targets = discover(client, ["leads"], known)  # type: ignore[arg-type]
+    assert [t.meta.api_name for t in targets] == ["Leads"]
+    assert client.calls == ["settings/fields?module=Leads"]
+
+
+def test_one_named_module_without_state_asks_for_the_module_list() -> None:
+    client = FakeClient(MODULES, FIELDS)
+    known = {"Leads": ModuleMeta.from_api(MODULES[0])}
+    targets = discover(client, ["Leads", "Vendors_X"], known)  # type: ignore[arg-type]
+    assert [t.meta.api_name for t in targets] == ["Leads", "Vendors_X"]
+    assert client.calls[0] == "settings/modules"
+
+
+def test_a_known_module_gone_from_the_org_fails_on_its_fields_call() -> None:
+    client = FakeClient(MODULES, {})
+    known = {"Leads": ModuleMeta.from_api(MODULES[0])}
+    (target,) = discover(client, ["Leads"], known)  # type: ignore[arg-type]
+    assert isinstance(target.error, ModuleUnavailable)
+    assert "settings/modules" not in client.calls
+
+
+def test_module_meta_survives_the_round_trip_through_state() -> None:
+    meta = ModuleMeta.from_api({**MODULES[1], "module_name": "Vendors", "id": "42"})
+    assert ModuleMeta.from_api(meta.to_api()) == meta
+
+
 def test_named_modules_fields_calls_go_at_once_each_billed_to_its_module() -> None:
     import threading
 

@@ -245,7 +245,9 @@ def test_a_module_read_in_full_every_run_takes_the_cheaper_of_coql_and_bulk() ->
         coql_ok=True,
         full_each_run=True,
     )
-    # fields 1 + count 1 + one Records page of 200 (1): cheaper than its id scan by COQL, whose
-    # pages are LIMIT 2,000 (3), and than a 50-credit Bulk job.
-    assert (choice.reader, credits) == (RECORDS, 3)
-    assert dict(choice.prices) == {BULK: 54, COQL: 3, RECORDS: 1}
+    # fields 1 + count 1 + one page of 200 (1): its id scan by COQL fits its LIMIT to the count
+    # (200: 1 credit), as cheap as a Records page and preferred at equal price; a 50-credit Bulk
+    # job is not.
+    assert (choice.reader, credits) == (COQL, 3)
+    assert choice.fitted_rows == 200
+    assert dict(choice.prices) == {BULK: 54, COQL: 1, RECORDS: 1}

@@ -14,12 +14,13 @@ from connector.run.planner import (
     allowed_readers,
     estimate_module,
     extra_credits,
-    fitted_limit,
     full_choice,
     full_read_credits,
     least_credits,
     static_choice,
 )
+from connector.zoho.limits import coql_fitted_credits
+from connector.zoho.limits import coql_fitted_limit as fitted_limit
 from connector.zoho.metadata import ModuleMeta
 
 LEADS = ModuleMeta(api_name="Leads", module_name="Leads")
@@ -69,8 +70,18 @@ def test_a_module_that_fits_one_coql_page_asks_for_the_cheapest_limit() -> None:
         2_000,
     ]
     choice, _ = choose(LEADS, PLAIN, 900)
-    assert (choice.reader, choice.page_limit) == (COQL, 1_000)
+    assert (choice.reader, choice.fitted_rows) == (COQL, 900)
     assert dict(choice.prices)[COQL] == 2
+
+
+@pytest.mark.parametrize(
+    ("rows", "credits"),
+    [(0, 1), (200, 1), (2_000, 3), (2_001, 4), (4_000, 6), (5_000, 8), (2_500, 5), (3_100, 6)],
+)
+def test_a_counted_coql_read_fits_its_last_page_to_what_is_left(rows: int, credits: int) -> None:
+    # Full pages of 2,000 (3 credits), then the rest at the cheapest LIMIT holding it.
+    assert coql_fitted_credits(rows) == credits
+    assert full_read_credits(COQL, rows, Shape(8), fitted=True) == credits
 
 
 def test_polymorphic_lookups_make_the_records_api_cheapest_without_a_count() -> None:
@@ -82,6 +93,17 @@ def test_polymorphic_lookups_make_the_records_api_cheapest_without_a_count() -> 
     assert "the Records API instead, the cheapest per row" in choice.reason
     small, _ = choose(LEADS, LINKED, 1_500)
     assert small.reader == RECORDS
+
+
+@pytest.mark.parametrize("rows", [100, 1_500, 300_000, 5_000_000])
+def test_a_module_whose_cheapest_reader_is_the_same_at_any_size_is_not_counted(rows: int) -> None:
+    # Bulk Read can export it, but its polymorphic lookups cost Bulk and COQL a look-up per
+    # linked row: the Records API is the cheapest whatever the count says.
+    choice, counted = choose(LEADS, LINKED, rows)
+    assert (choice.reader, counted) == (RECORDS, [])
+    assert "cheapest at any size (no count)" in choice.reason
+    _, counted = choose(LEADS, PLAIN, rows)
+    assert counted == [rows]  # here the size decides
 
 
 def test_a_module_known_to_be_large_is_not_counted() -> None:

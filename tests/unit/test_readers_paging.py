@@ -283,6 +283,25 @@ def test_coql_next_page_is_after_the_last_row_and_the_limit_grows_once_more_foll
     assert pages.finished
 
 
+def test_coql_counted_full_load_fits_each_limit_to_the_rows_left() -> None:
+    pages = coql(expected=5_000)
+    assert pages.limit == 2000
+    pages.advance(Keyset(T1, "1"), more=True, unstable=set(), new_rows=2000)
+    assert pages.limit == 2000
+    pages.advance(Keyset(T1, "2"), more=True, unstable=set(), new_rows=2000)
+    assert pages.limit == 1000  # 1,000 left: the 2-credit LIMIT holds them
+    pages.advance(Keyset(T2, "3"), more=True, unstable=set(), new_rows=1000)
+    assert pages.limit == 2000  # the count fell short: rows came since, read them at the most
+    small = coql(expected=150)
+    assert small.limit == 200
+
+
+def test_coql_counted_full_load_after_unstable_rows_reads_at_the_most() -> None:
+    pages = coql(expected=2_100)
+    pages.advance(Keyset(T1, "9"), more=True, unstable={"4"}, new_rows=1999)
+    assert pages.limit == 2000  # the next page reads some rows again: no fitted LIMIT
+
+
 def test_coql_empty_page_ends_the_read() -> None:
     pages = coql()
     pages.advance(None, more=True, unstable=set(), new_rows=False)

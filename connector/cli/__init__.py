@@ -18,10 +18,13 @@ from connector.cli import simulator_commands  # noqa: F401
 
 # isort: on
 from connector.cli.app import app
+from connector.run.process import prepare_process
 
 __all__ = ["app", "main"]
 
 
 def main() -> None:
     """Entry point of the ``zoho-crm`` console script."""
+    # Before anything imports Arrow: it chooses its allocator once, when imported.
+    prepare_process()
     app()

@@ -18,6 +18,13 @@ unknown) raises :class:`RetriableAPIError` with code ``BULK_PAGE_TOKEN``: a Bulk
 so its caller commits nothing until ``read`` returns, and restarts the module from its last committed
 watermark. ``MODULE_NOT_SUPPORTED`` surfaces as :class:`ModuleUnavailable` from the client.
 
+Paid jobs. With a :class:`~connector.lake.bulk_jobs.BulkJobBook` (``book``), every job is
+recorded durably the moment Zoho answers its create call, and a job the book holds for exactly
+this request (group, criteria, page token; the rules are the book's) is taken instead of a new
+one: one status call, and its result downloaded, for 2 credits instead of 53. A job Zoho no
+longer knows (404) or that failed is forgotten and created anew; so are a page's jobs whose file
+is incomplete, and every recorded job when a page token is refused (the chain of pages broke).
+
 Field groups. A job exports at most 200 fields; more fields take one job per group of 200 (each with
 ``id`` and ``Modified_Time``), joined by id page by page. Groups are separate snapshots taken a few
 seconds apart, so a record can change between them. Such a record (present in one group's page but
@@ -40,7 +47,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -49,19 +56,16 @@ import pyarrow as pa
 from connector.crashpoints import crash_on_write, crashpoint
 from connector.errors import DataError, FatalAPIError, ModuleUnavailable, RetriableAPIError
 from connector.lake.raw_values import RAW_VALUES
-from connector.lake.schema import CONVERTED_FIELD
 from connector.readers.base import (
     ID,
-    MODIFIED_TIME,
     ReaderBase,
-    split_fields,
-    zoho_time,
 )
+from connector.readers.bulk_query import bulk_request, created_time
 from connector.readers.paging import BulkCursor
 from connector.readers.records import complete_rows
-from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 
 if TYPE_CHECKING:
+    from connector.lake.bulk_jobs import BulkJobBook, PaidJob
     from connector.lake.schema import ModuleSchema
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
@@ -70,6 +74,11 @@ log = logging.getLogger(__name__)
 
 MAX_JOB_ATTEMPTS = 3
 MAX_DOWNLOADS = 3
+# Reader errors after which the current page's recorded jobs are not taken again: their files
+# are not what their jobs counted, or the field groups' jobs disagree.
+BAD_PAGE_CODES = frozenset({"BULK_INCOMPLETE", "BULK_UNSTABLE"})
+# Zoho's answer for a job id it does not know (or no longer keeps).
+JOB_UNKNOWN = "RESOURCE_NOT_FOUND"
 # Rounds of reading records that changed between field groups again, by id.
 MAX_REREAD_ROUNDS = 3
 # Arrow's streaming CSV reader reads up to 32 blocks ahead on its I/O thread (as Python bytes from
@@ -82,38 +91,6 @@ CSV_BLOCK_GROWTH = 8
 CSV_BLOCK_MAX = 256 << 20
 
 
-def bulk_criteria(since: datetime | None, *, every_lead: bool) -> dict[str, Any] | None:
-    """A job's criteria: ``Modified_Time >= since``, and with ``every_lead`` (a module that
-    converts records: Leads) ``Converted__s`` true or false.
-
-    Zoho does not say whether Bulk Read exports converted leads; the simulator assumes the least
-    convenient reading, that a job leaves them out like the Records API's default unless its
-    criteria name ``Converted__s``. Naming it with both values exports every lead either way.
-    """
-    parts: list[dict[str, Any]] = []
-    if since is not None:
-        parts.append(
-            {
-                "field": {"api_name": MODIFIED_TIME},
-                "comparator": "greater_equal",
-                "value": zoho_time(since),
-            }
-        )
-    if every_lead:
-        parts.append(
-            {
-                "group_operator": "or",
-                "group": [
-                    {"field": {"api_name": CONVERTED_FIELD}, "comparator": "equal", "value": flag}
-                    for flag in (True, False)
-                ],
-            }
-        )
-    if len(parts) > 1:
-        return {"group_operator": "and", "group": parts}
-    return parts[0] if parts else None
-
-
 @dataclass
 class JobResult:
     """A completed job's page: where its file is and what Zoho says about it."""
@@ -122,6 +99,7 @@ class JobResult:
     count: int
     more_records: bool
     next_page_token: str | None
+    job_id: str = ""
 
 
 def _api_version(client: ZohoClient) -> str:
@@ -162,6 +140,8 @@ class BulkReader(ReaderBase):
     ordered = False
     scratch_dir: str | Path | None = field(default=None, kw_only=True)
     """Where the result ZIPs go while they are read (the system's temp dir when None)."""
+    book: BulkJobBook | None = field(default=None, kw_only=True)
+    """Where paid jobs are recorded and found again (None: jobs are neither recorded nor reused)."""
 
     def __post_init__(self) -> None:
         self._base = f"/crm/bulk/{_api_version(self.client)}/read"
@@ -169,8 +149,14 @@ class BulkReader(ReaderBase):
     # --- one job -------------------------------------------------------------------------------
 
     def _create(
-        self, module: str, fields: Sequence[str], criteria: dict | None, token: str | None
+        self,
+        module: str,
+        fields: Sequence[str],
+        criteria: dict | None,
+        token: str | None,
+        page: int = 1,
     ) -> str:
+        """Create the job (50 credits) and record it in the book at once; its id."""
         query: dict[str, Any]
         if token is not None:
             query = {"page_token": token}
@@ -195,14 +181,57 @@ class BulkReader(ReaderBase):
             ) from exc
         self.stats.jobs += 1
         try:
-            job_id = (body or {})["data"][0]["details"]["id"]
+            details = (body or {})["data"][0]["details"]
+            job_id = str(details["id"])
         except (KeyError, IndexError, TypeError) as exc:
             raise DataError(f"{module}: the Bulk Read create answer has no job id") from exc
-        return str(job_id)
+        if self.book is not None:
+            created = created_time(details.get("created_time")) or self._now()
+            self.book.paid(job_id, fields, criteria, page=page, token=token, created_time=created)
+            crashpoint("bulk_job_recorded")
+        return job_id
 
-    def _wait(self, module: str, job_id: str) -> dict[str, Any] | None:
-        """Poll until COMPLETED (the job's ``result``) or FAILURE (None)."""
-        wait = self.tuning.bulk_poll_initial
+    def _now(self) -> datetime:
+        """Zoho's time as its latest answer gave it (this machine's when it gave none)."""
+        return self.client.server_time() or datetime.now(timezone.utc)
+
+    def _resume(
+        self, module: str, fields: Sequence[str], criteria: dict | None, token: str | None
+    ) -> tuple[str, dict[str, Any]] | None:
+        """(job id, its ``result``) of a job paid for earlier that Zoho still serves, completed;
+        None when the book holds none for this request (or Zoho no longer has it)."""
+        paid = self.book.find(fields, criteria, token, self._now()) if self.book else None
+        if paid is None:
+            return None
+        try:
+            result = self._wait(module, paid.id, immediate=True)
+        except ModuleUnavailable:
+            raise
+        except FatalAPIError as exc:
+            # Expired (a day old) or unknown: Zoho's 404 RESOURCE_NOT_FOUND.
+            result = None
+            self.stats.notes.append(
+                f"{module}: Bulk Read job {paid.id} paid for by an earlier run is gone "
+                f"({exc.code}); creating a new one"
+            )
+        if result is None:
+            self._forget(paid)
+            return None
+        self.stats.notes.append(
+            f"{module}: resumed Bulk Read job {paid.id} (page {paid.page}) paid for by an "
+            "earlier run: its result downloaded, no new job"
+        )
+        log.info("%s: resuming Bulk Read job %s paid for by an earlier run", module, paid.id)
+        return paid.id, result
+
+    def _forget(self, paid: PaidJob | str) -> None:
+        if self.book is not None:
+            self.book.forget([paid if isinstance(paid, str) else paid.id])
+
+    def _wait(self, module: str, job_id: str, *, immediate: bool = False) -> dict[str, Any] | None:
+        """Poll until COMPLETED (the job's ``result``) or FAILURE (None); ``immediate``: the
+        first poll without waiting (a job created by an earlier run)."""
+        wait = 0.0 if immediate else self.tuning.bulk_poll_initial
         waited = 0.0
         while True:
             if waited >= self.tuning.bulk_poll_timeout:
@@ -230,7 +259,11 @@ class BulkReader(ReaderBase):
                 code = error.get("code") if isinstance(error, dict) else None
                 self.stats.notes.append(f"{module}: Bulk Read job {job_id} failed ({code})")
                 return None
-            wait = min(wait * 2, self.tuning.bulk_poll_max) if wait > 0 else 0.0
+            wait = (
+                min(wait * 2, self.tuning.bulk_poll_max)
+                if wait > 0
+                else self.tuning.bulk_poll_initial
+            )
 
     def _download(self, url: str, dest: Path) -> str | None:
         with open(dest, "wb") as handle:
@@ -245,44 +278,69 @@ class BulkReader(ReaderBase):
         criteria: dict | None,
         token: str | None,
         scratch: Path,
+        page: int = 1,
     ) -> JobResult:
-        """Run one job to a verified local ZIP, re-creating it and downloading again as needed."""
-        for attempt in range(MAX_JOB_ATTEMPTS):
-            if attempt:
-                self.stats.retries += 1
-            job_id = self._create(module, fields, criteria, token)
-            result = self._wait(module, job_id)
-            if result is None:
-                continue
-            try:
-                count = int(result.get("count") or 0)
-            except (TypeError, ValueError, OverflowError) as exc:
-                raise DataError(
-                    f"{module}: Bulk Read job {job_id} gives a row count that is not a number"
-                ) from exc
-            more = bool(result.get("more_records", False))
-            following = result.get("next_page_token") if more else None
-            url = result.get("download_url")
-            if not url:
-                if count:
-                    raise DataError(
-                        f"{module}: Bulk Read job {job_id} has rows but no download_url"
-                    )
-                return JobResult(None, 0, more, following)
-            dest = scratch / f"{job_id}.zip"
-            for tries in range(MAX_DOWNLOADS):
-                if tries:
+        """Run one job to a verified local ZIP: a job paid for earlier when the book holds one
+        Zoho still serves, else a new one; re-created and downloaded again as needed."""
+        resumed = self._resume(module, fields, criteria, token)
+        result: dict[str, Any] | None
+        created = 0
+        while resumed is not None or created < MAX_JOB_ATTEMPTS:
+            if resumed is not None:
+                (job_id, result), resumed = resumed, None
+            else:
+                if created:
                     self.stats.retries += 1
-                    self.stats.notes.append(
-                        f"{module}: Bulk Read file of job {job_id} was incomplete; downloading again"
-                    )
-                member = self._download(str(url), dest)
-                if member is not None:
-                    return JobResult(dest, count, more, following)
-            dest.unlink(missing_ok=True)
+                created += 1
+                job_id = self._create(module, fields, criteria, token, page)
+                result = self._wait(module, job_id)
+            if result is None:
+                self._forget(job_id)
+                continue
+            done = self._fetch(module, job_id, result, scratch)
+            if done is not None:
+                return done
+            self._forget(job_id)
         raise RetriableAPIError(
             f"{module}: Bulk Read failed {MAX_JOB_ATTEMPTS} times in a row", code="BULK_FAILURE"
         )
+
+    def _fetch(
+        self, module: str, job_id: str, result: dict[str, Any], scratch: Path
+    ) -> JobResult | None:
+        """A completed job's page, its file downloaded and verified; None when the file stays
+        incomplete after ``MAX_DOWNLOADS`` tries, or Zoho no longer serves it."""
+        try:
+            count = int(result.get("count") or 0)
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise DataError(
+                f"{module}: Bulk Read job {job_id} gives a row count that is not a number"
+            ) from exc
+        more = bool(result.get("more_records", False))
+        following = result.get("next_page_token") if more else None
+        url = result.get("download_url")
+        if not url:
+            if count:
+                raise DataError(f"{module}: Bulk Read job {job_id} has rows but no download_url")
+            return JobResult(None, 0, more, following, job_id)
+        dest = scratch / f"{job_id}.zip"
+        for tries in range(MAX_DOWNLOADS):
+            if tries:
+                self.stats.retries += 1
+                self.stats.notes.append(
+                    f"{module}: Bulk Read file of job {job_id} was incomplete; downloading again"
+                )
+            try:
+                member = self._download(str(url), dest)
+            except FatalAPIError as exc:
+                # A job that expired between its status and its download (a day old).
+                if exc.code != JOB_UNKNOWN or isinstance(exc, ModuleUnavailable):
+                    raise
+                break
+            if member is not None:
+                return JobResult(dest, count, more, following, job_id)
+        dest.unlink(missing_ok=True)
+        return None
 
     def _batches(self, job: JobResult, schema: ModuleSchema) -> Iterator[pa.RecordBatch]:
         """Stream a verified file's CSV; the row count must match the job's."""
@@ -344,18 +402,18 @@ class BulkReader(ReaderBase):
     ) -> Iterator[pa.RecordBatch]:
         """Yield every row with ``Modified_Time >= since`` (all rows when None), page by page."""
         name = module.api_name
-        # Zoho always adds the id column to a Bulk export; it is not one of the 200 fields.
-        groups = split_fields(schema, MAX_FIELDS + 1)
-        criteria = bulk_criteria(since, every_lead=schema.hides_converted)
+        groups, criteria = bulk_request(schema, since)
         scratch = Path(tempfile.mkdtemp(prefix="zoho-bulk-", dir=self.scratch_dir))
+        jobs: list[JobResult] = []
         try:
             pages = BulkCursor(name, len(groups))
             unstable: set[str] = set()
+            page = 0
             while not pages.finished:
-                jobs = [
-                    self._job(name, fields, criteria, token, scratch)
-                    for fields, token in zip(groups, pages.tokens, strict=True)
-                ]
+                page += 1
+                jobs = []
+                for fields, token in zip(groups, pages.tokens, strict=True):
+                    jobs.append(self._job(name, fields, criteria, token, scratch, page))
                 if len(groups) == 1:
                     batches = self._batches(jobs[0], schema)
                 else:
@@ -381,8 +439,22 @@ class BulkReader(ReaderBase):
                 pages.advance([job.next_page_token for job in jobs])
             if unstable:
                 yield from self._reread(name, schema, unstable)
+        except RetriableAPIError as exc:
+            self._forget_bad(exc, jobs)
+            raise
         finally:
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _forget_bad(self, exc: RetriableAPIError, jobs: Sequence[JobResult]) -> None:
+        """Keep a restart (or the next run) from taking recorded jobs that cannot serve it: the
+        page's when its files are not what the jobs counted, all when a page token was refused
+        (the later pages' jobs hang on the chain of tokens that broke)."""
+        if self.book is None:
+            return
+        if exc.code == "BULK_PAGE_TOKEN":
+            self.book.clear()
+        elif exc.code in BAD_PAGE_CODES:
+            self.book.forget([job.job_id for job in jobs])
 
     def _merged(
         self,

@@ -28,6 +28,7 @@ from connector.readers.base import BULK, COQL, MODIFIED_TIME, RECORDS
 from connector.readers.coql import count_query
 from connector.readers.users import USERS, USERS_META, users_fields
 from connector.run.credits import billed_to
+from connector.run.workers import map_at_once
 from connector.zoho.metadata import FieldMeta, ModuleMeta, list_fields, list_modules
 from connector.zoho.quirks import UNREADABLE_MODULES, coql_refused
 
@@ -129,6 +130,8 @@ def discover(
     client: ZohoClient,
     modules: Sequence[str] | None,
     known: Mapping[str, ModuleMeta] | None = None,
+    *,
+    workers: int = 1,
 ) -> list[Target]:
     """The modules to extract.
 
@@ -136,10 +139,12 @@ def discover(
     (``generated_type`` default or custom: not linking, subform or web modules); their fields are
     fetched later, per module. With ``modules``: the module list (1 credit) names them in Zoho's
     spelling and refuses an unknown or unavailable one (:func:`resolve_names`) before anything
-    else is spent; then the fields of each named module are fetched (1 credit each). ``known``
-    maps names to the descriptions an earlier run recorded in their state: when it describes
-    every named module the list is not asked for (an incremental run of named modules spends
-    only what reading them costs); a module gone since fails on its fields call instead.
+    else is spent; then the fields of each named module are fetched (1 credit each), up to
+    ``workers`` at once: each call waits for Zoho's answer (~200 ms), and one after another
+    they would hold back every module's start. ``known`` maps names to the descriptions an
+    earlier run recorded in their state: when it describes every named module the list is not
+    asked for (an incremental run of named modules spends only what reading them costs); a
+    module gone since fails on its fields call instead.
     """
     names = [n.strip() for n in modules or () if n.strip()]
     if names and known and all(n in known for n in names):
@@ -148,17 +153,16 @@ def discover(
         listing = list_modules(client)
     if not names:
         return [Target(m) for m in listing if holds_records(m) and unavailable_reason(m) is None]
-    targets: list[Target] = []
-    for meta in resolve_names(names, listing):
+
+    def target(meta: ModuleMeta) -> Target:
         try:
             # The module's own call: its credit shows in its line of the run (and plan).
             with billed_to(meta.api_name):
-                fields = list_fields(client, meta.api_name)
+                return Target(meta, fields=list_fields(client, meta.api_name))
         except ModuleUnavailable as exc:
-            targets.append(Target(meta, error=exc))
-            continue
-        targets.append(Target(meta, fields=fields))
-    return targets
+            return Target(meta, error=exc)
+
+    return map_at_once(target, resolve_names(names, listing), workers)
 
 
 def known_modules(store: StateStore, modules: Sequence[str] | None) -> dict[str, ModuleMeta]:
@@ -186,6 +190,8 @@ def discover_run(
     client: ZohoClient,
     modules: Sequence[str] | None,
     known: Mapping[str, ModuleMeta] | None = None,
+    *,
+    workers: int = 1,
 ) -> Discovery:
     """The run's targets (:func:`discover`, plus the ``Users`` dataset) and its up-front skips.
 
@@ -193,7 +199,7 @@ def discover_run(
     to refuse data calls are skipped, each with its reason. With ``modules``: ``Users`` when named
     (no call: its fields are fixed), and the other names through :func:`discover`, which refuses
     an unknown or unavailable one (:class:`ConfigError`) before any record is read; ``known``
-    as in :func:`discover`.
+    and ``workers`` (their fields calls at once) as in :func:`discover`.
     """
     if not modules:
         listing = list_modules(client)
@@ -203,7 +209,7 @@ def discover_run(
     names = [n.strip() for n in modules if n.strip()]
     users = any(n.casefold() == USERS.casefold() for n in names)
     rest = [n for n in names if n.casefold() != USERS.casefold()]
-    targets = discover(client, rest, known) if rest else []
+    targets = discover(client, rest, known, workers=workers) if rest else []
     if users:
         targets.append(Target(USERS_META, fields=users_fields()))
     return Discovery(targets)

@@ -7,6 +7,8 @@ applied to the module, its state and what Zoho answers, and the budget.
   and each reader's price.
 * An incremental run with ``APIType=Bulk``: a COQL probe (LIMIT 200, 1 credit) that is the read
   when it holds every change; past it, a count and the cheaper of COQL and Bulk Read.
+* A module with Bulk jobs an earlier run paid for (and Zoho may still serve) is read by Bulk
+  Read taking them: 2 credits a job, no count, no probe.
 * ``--max-credits``: a Bulk read is paid in full before it can commit anything, so it starts only
   when all of it fits in what is left, and then holds those credits
   (:meth:`~connector.zoho.meter.CreditMeter.hold`): no other module's call can strand the paid
@@ -35,6 +37,7 @@ from connector.run.planner import (
     full_choice,
     full_read_credits,
     least_credits,
+    resume_choice,
     static_choice,
 )
 from connector.zoho.limits import COQL_MAX_LIMIT
@@ -78,7 +81,7 @@ class ReaderChooser:
             return choice
         shape = Shape.of(self.schema)
         rows = choice.rows if choice.rows is not None else (self.job.known_rows or 0)
-        need = least_credits(choice.reader, rows, shape)
+        need = least_credits(choice.reader, rows, shape, resumed=choice.resumes)
         if need <= left:
             if choice.reader == BULK:
                 meter.hold(need)
@@ -129,6 +132,10 @@ class ReaderChooser:
         run, meta = job.run, job.target.meta
         if job.users:
             return ReaderChoice("users", "the Users API (GET users?type=AllUsers)"), None
+        resume = self._resume(since)
+        if resume is not None:
+            job.report.reader_prices = dict(resume.prices)
+            return resume, None
         options = self._options()
         choice = static_choice(meta, incremental=since is not None, **options)
         priced = run.settings.tuning.price_readers
@@ -164,6 +171,19 @@ class ReaderChooser:
             return ReaderChoice(COQL, reason), first
         count = coql_count(run.client, job.name, since)
         return replace(cheapest_incremental(count, len(schema.arrow)), rows=count), None
+
+    def _resume(self, since: datetime | None) -> ReaderChoice | None:
+        """Bulk Read when an earlier run paid for jobs of this very read that Zoho may still
+        serve (:mod:`connector.lake.bulk_jobs`): their status and download cost 2 credits a
+        job, less than any other read, so nothing is counted or probed."""
+        readers = self._readers()
+        if BULK not in readers:
+            return None
+        paid = self.job.paid_jobs(self.schema, since)
+        if not paid:
+            return None
+        rows = next((job.rows for job in paid if job.rows is not None), None)
+        return resume_choice([job.id for job in paid], rows, Shape.of(self.schema), readers)
 
     def _choose_full(self, static: ReaderChoice, readers: tuple[str, ...]) -> ReaderChoice:
         """The cheapest reader of a full read (:func:`~connector.run.planner.full_choice`),

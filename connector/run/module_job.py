@@ -75,6 +75,7 @@ from connector.errors import (
     StopRequested,
     ZohoAPIError,
 )
+from connector.lake.bulk_jobs import BulkJobBook, PaidJob
 from connector.lake.layout import DEFAULT_GRANULARITY, resolve_granularity
 from connector.lake.manifest import FileEntry, ModuleReport
 from connector.lake.output import Output
@@ -94,7 +95,9 @@ from connector.lake.state import (
 from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
-from connector.readers.base import COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
+from connector.readers.bulk import BulkReader
+from connector.readers.bulk_query import paid_jobs
 from connector.readers.users import USERS_META
 from connector.run import odd
 from connector.run.catalog import Target
@@ -179,6 +182,7 @@ class ModuleJob:
         self.learned_refused: list[str] = []  # columns COQL refused, this run or an earlier one
         self.known_rows: int | None = None  # rows of the module's last full load, if known
         self.granularity = DEFAULT_GRANULARITY  # the folders of its records and tombstones
+        self.book: BulkJobBook  # the module's paid Bulk jobs: set up by execute
 
     @cached_property
     def landing(self) -> Landing:
@@ -256,6 +260,9 @@ class ModuleJob:
         # Taken before any record is read (the COQL probe of _choose included).
         started, self.cap = self._read_start()
         report.read_started_at_server = _iso(started)
+        # Bulk jobs this run pays for are recorded, so that a run that dies does not waste them.
+        self.book = BulkJobBook(run.output, name, after_run=state.last_run_id, cap=self.cap)
+        self.book.sweep()
 
         base = state if incremental else ModuleState(module=name)
         target_state = self._target_state(state, incremental, new_generation)
@@ -270,6 +277,8 @@ class ModuleJob:
             choice.reason,
             choice.fallback,
         )
+        if choice.reader == BULK and first is None:
+            self._cap_at_paid_jobs(schema, base.watermark if incremental else None, choice.rows)
         # Every commit of the new state records the columns and the reader it was written with.
         target_state.fields = tuple(schema.arrow.names)
         target_state.reader = choice.reader
@@ -286,6 +295,8 @@ class ModuleJob:
                     f"read (at or after {_iso(self.cap)}) are left for the next run"
                 )
 
+        # The module's data is committed: no paid job is left to resume.
+        self.book.clear()
         # Committed with the module's last commit only: a read stopped before it keeps the old.
         target_state.completed_at = datetime.now(timezone.utc)
         if incremental:
@@ -302,6 +313,26 @@ class ModuleJob:
 
         report.watermark_after = _iso(target_state.watermark)
         report.deleted_watermark_after = _iso(target_state.deleted_watermark)
+
+    def paid_jobs(self, schema: ModuleSchema, since: datetime | None) -> list[PaidJob]:
+        """The Bulk jobs earlier runs paid for that a Bulk read from ``since`` may take."""
+        now = self.run.client.server_time() or datetime.now(timezone.utc)
+        return paid_jobs(self.book, schema, since, now)
+
+    def _cap_at_paid_jobs(
+        self, schema: ModuleSchema, since: datetime | None, rows: int | None
+    ) -> None:
+        """Cap the watermark at the lowest cap of the paid jobs the Bulk read may take: their
+        snapshots are older than this read (see :mod:`connector.lake.bulk_jobs`); the jobs this
+        run pays for are recorded with the same cap."""
+        caps = [job.cap for job in self.paid_jobs(schema, since) if job.cap is not None]
+        if caps and self.cap is not None and min(caps) < self.cap:
+            self.cap = min(caps)
+            self.report.notes.append(
+                f"watermark capped at {_iso(self.cap)}, the start of the run that paid for the "
+                "Bulk job(s) taken: rows modified since are read by the next run"
+            )
+        self.book.cap_now, self.book.rows = self.cap, rows
 
     def _schema(self) -> ModuleSchema:
         """The module's schema (its fields fetched now unless discovery did), noted in the report.
@@ -394,6 +425,8 @@ class ModuleJob:
                 # A counted full load: COQL asks each page for the cheapest LIMIT holding the rest.
                 expected_rows=choice.fitted_rows,
             )
+            if isinstance(reader, BulkReader):
+                reader.book = self.book
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True

@@ -12,16 +12,18 @@ it is large is not counted (its rows are that load's).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timezone
 from typing import Any
 
 from connector.config import Settings
 from connector.errors import AuthError, ModuleUnavailable, ZohoAPIError
+from connector.lake.bulk_jobs import BulkJobBook
 from connector.lake.output import Output
-from connector.lake.schema import module_schema
+from connector.lake.schema import ModuleSchema, module_schema
 from connector.lake.state import ModuleState, StateStore
 from connector.readers import coql_count
-from connector.readers.base import MODIFIED_TIME
+from connector.readers.base import BULK, MODIFIED_TIME
+from connector.readers.bulk_query import paid_jobs
 from connector.readers.users import USERS_META
 from connector.run.catalog import Target, discover_run, known_modules
 from connector.run.planner import (
@@ -29,8 +31,10 @@ from connector.run.planner import (
     Plan,
     Shape,
     allowed_readers,
+    deleted_credits,
     estimate_module,
     known_large,
+    resume_choice,
 )
 from connector.zoho.http import ZohoClient
 from connector.zoho.limits import METADATA_CREDITS
@@ -99,6 +103,7 @@ def build_plan(
                     coql_ok,
                     warnings,
                     full_refresh=full_refresh,
+                    output=output,
                 )
             )
         plans.extend(
@@ -127,6 +132,7 @@ def _plan_module(
     warnings: list[str],
     *,
     full_refresh: bool,
+    output: str | None = None,
 ) -> ModulePlan:
     name = target.meta.api_name
     if target.meta is USERS_META:
@@ -159,6 +165,9 @@ def _plan_module(
     }
     known = state.full_rows if state is not None and since is None else None
     readers = allowed_readers(target.meta, **options)
+    resumed = _resume_plan(client, output, state, schema, since, readers, mode)
+    if resumed is not None:
+        return resumed
     rows: int | None
     if known is not None and known_large(readers, known, shape):
         # As the run does: no count, the last full load's rows stand in.
@@ -188,6 +197,40 @@ def _plan_module(
         fallback=choice.fallback,
         skipped_fields=[n for n, _ in schema.skipped],
         alternatives={r: c for r, c in choice.prices if r != choice.reader},
+    )
+
+
+def _resume_plan(
+    client: ZohoClient,
+    output: str | None,
+    state: ModuleState | None,
+    schema: ModuleSchema,
+    since: datetime | None,
+    readers: Sequence[str],
+    mode: str,
+) -> ModulePlan | None:
+    """The plan of a module whose read would take Bulk jobs an earlier run paid for (as the run
+    does: :mod:`connector.run.choosing`), or None when it has none."""
+    if output is None or state is None or BULK not in readers:
+        return None
+    book = BulkJobBook(Output.open(output), schema.module, after_run=state.last_run_id)
+    now = client.server_time() or datetime.now(timezone.utc)
+    paid = paid_jobs(book, schema, since, now)
+    if not paid:
+        return None
+    rows = next((job.rows for job in paid if job.rows is not None), None)
+    choice = resume_choice([job.id for job in paid], rows, Shape.of(schema), readers)
+    deleted = deleted_credits(0) if since is not None else 0
+    return ModulePlan(
+        module=schema.module,
+        reader=BULK,
+        reason=choice.reason,
+        mode=mode,
+        columns=len(schema.arrow),
+        estimated_rows=rows,
+        estimated_credits=METADATA_CREDITS + dict(choice.prices)[BULK] + deleted,
+        skipped_fields=[n for n, _ in schema.skipped],
+        alternatives={r: c for r, c in choice.prices if r != BULK},
     )
 
 

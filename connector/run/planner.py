@@ -108,6 +108,16 @@ def bulk_credits(rows: int, groups: int = 1, polls: int = BULK_POLLS_PER_JOB) ->
     return jobs * groups * per_job
 
 
+def resumed_bulk_credits(paid: int, rows: int | None, groups: int = 1) -> int:
+    """Credits of a Bulk read that takes ``paid`` jobs an earlier run paid for: a status call and
+    a download each (no create), and the jobs still to create (of ``rows`` rows, when known) at
+    the full price."""
+    jobs = max(1, math.ceil((rows or 0) / BULK_ROWS_PER_JOB)) * groups
+    taken = min(paid, jobs)
+    per_job = BULK_CREATE_CREDITS + BULK_POLLS_PER_JOB * BULK_STATUS_CREDITS + BULK_DOWNLOAD_CREDITS
+    return taken * (BULK_STATUS_CREDITS + BULK_DOWNLOAD_CREDITS) + (jobs - taken) * per_job
+
+
 def coql_read_credits(rows: int, groups: int = 1, *, full: bool = False) -> int:
     """Credits to read ``rows`` with COQL.
 
@@ -192,12 +202,16 @@ def full_read_credits(reader: str, rows: int, shape: Shape, *, fitted: bool = Fa
     return read + extra_credits(reader, rows, shape)
 
 
-def least_credits(reader: str, rows: int, shape: Shape) -> int:
+def least_credits(reader: str, rows: int, shape: Shape, *, resumed: int = 0) -> int:
     """The least a full load by ``reader`` must spend before anything of it can be committed.
 
-    A Bulk read commits only at the end, so all of it; COQL and the Records API commit what they
-    have when the run stops, so one page (with its completion).
+    A Bulk read commits only at the end, so all of it (``resumed``: jobs an earlier run paid
+    for, taken for their status and download); COQL and the Records API commit what they have
+    when the run stops, so one page (with its completion).
     """
+    if reader == BULK and resumed:
+        groups = group_count(BULK, shape.columns)
+        return resumed_bulk_credits(resumed, rows, groups) + extra_credits(BULK, rows, shape)
     if reader == BULK:
         return full_read_credits(BULK, rows, shape)
     page = min(rows, COQL_MAX_LIMIT if reader == COQL else RECORDS_PER_PAGE)
@@ -218,6 +232,8 @@ class ReaderChoice:
     """The counted rows of a full COQL read, which sizes each page's LIMIT to what is left."""
     rows: int | None = None
     """The rows the choice was priced with (a count, or the last full load's)."""
+    resumes: int = 0
+    """Bulk jobs an earlier run paid for that the read takes (status and download only)."""
 
 
 def static_choice(
@@ -390,6 +406,28 @@ def full_choice(
         )
         return replace(choice, fallback=fallback)
     return static
+
+
+def resume_choice(
+    job_ids: Sequence[str], rows: int | None, shape: Shape, readers: Sequence[str]
+) -> ReaderChoice:
+    """Bulk Read taking the jobs ``job_ids`` an earlier run paid for (``rows``: what that run
+    counted, if it did): cheaper than any other read of the same rows, since the result only
+    needs its status and its download; the others' prices are named when the rows are known."""
+    groups = group_count(BULK, shape.columns)
+    known = rows or 0
+    credits = resumed_bulk_credits(len(job_ids), rows, groups) + extra_credits(BULK, known, shape)
+    prices = {BULK: credits}
+    if rows is not None:
+        prices |= {r: full_read_credits(r, rows, shape) for r in readers if r != BULK}
+    ids = ", ".join(job_ids)
+    return ReaderChoice(
+        BULK,
+        f"resumes Bulk job {ids} (paid for by an earlier run), {counted(credits, 'credit')}",
+        prices=tuple(prices.items()),
+        rows=rows,
+        resumes=len(job_ids),
+    )
 
 
 def _cheaper(rows: int, n_columns: int, *, full: bool, what: str, unit: str) -> ReaderChoice:

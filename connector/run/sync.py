@@ -252,7 +252,13 @@ def run_extract(
     stop_status: str | None = None
     try:
         attribution.bind(None)
-        found = _discover(client, modules, known_modules(StateStore(out), modules), manifest, stop)
+        # The named modules' fields calls go at once, like their reads (one at a time under a
+        # budget, as the reads then go: see _budget_order).
+        at_once = pool_size(workers, settings.tuning.workers, len(modules or ()))
+        if max_credits is not None:
+            at_once = 1
+        known = known_modules(StateStore(out), modules)
+        found = _discover(client, modules, known, manifest, stop, at_once)
         targets = found.targets
         manifest.connection = connection_summary(settings, client)
         manifest.modules = [ModuleReport(t.meta.api_name) for t in targets]
@@ -352,13 +358,15 @@ def _discover(
     known: Mapping[str, ModuleMeta],
     manifest: RunManifest,
     stop: StopSignal | None,
+    workers: int,
 ) -> Discovery:
-    """The run's modules; none when credits or the budget ran out first, or a signal came (the
-    manifest says so)."""
+    """The run's modules (their fields fetched ``workers`` at once); none when credits or the
+    budget ran out first, or a signal came (the manifest says so)."""
     try:
-        # Discovery's calls run on this thread: a second signal may interrupt them.
+        # Discovery's calls run on this thread or are waited for here: a second signal may
+        # interrupt them.
         with _interruptible(stop):
-            found = discover_run(client, modules, known)
+            found = discover_run(client, modules, known, workers=workers)
         crashpoint("sync_discovered")
     except (StopRequested, Abandon):
         manifest.status = STATUS_STOPPED_SIGNAL

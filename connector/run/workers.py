@@ -9,14 +9,18 @@ from __future__ import annotations
 import contextlib
 import signal
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from connector.lake.manifest import STATUS_STOPPED_SIGNAL
 
 if TYPE_CHECKING:
     from connector.lake.locks import Lock
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 # Zoho allows 10 concurrent heavy calls (COQL among them) per org, whatever the edition.
 MAX_WORKERS = 10
@@ -26,6 +30,31 @@ def pool_size(requested: int | None, default: int, modules: int) -> int:
     """The worker threads for ``modules`` modules: ``requested`` (else ``default``), at most
     :data:`MAX_WORKERS` and the number of modules, at least 1."""
     return max(1, min(requested or default, MAX_WORKERS, modules or 1))
+
+
+def map_at_once(function: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[function(item) for item in items]``, with up to ``workers`` items at once.
+
+    The results come in the order of ``items``; when calls fail, the first failing item's error
+    is raised, as a loop would raise it, once every call has ended (the calls already made are
+    counted, whoever made them). An interruption of the wait itself (a second signal's
+    :class:`Abandon`) goes up at once, leaving the calls in flight to their threads. Each call
+    runs in a fresh context on its thread: ``function`` sets what it needs (such as the module
+    its credits are billed to) itself.
+    """
+    if workers <= 1 or len(items) <= 1:
+        return [function(item) for item in items]
+    pool = ThreadPoolExecutor(min(workers, len(items)), thread_name_prefix="plan")
+    futures: list[Future[R]] = []
+    try:
+        futures = [pool.submit(function, item) for item in items]
+        for future in futures:
+            future.exception()  # waits; the errors are raised in order below
+    except BaseException:
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    pool.shutdown()
+    return [future.result() for future in futures]
 
 
 class Abandon(BaseException):

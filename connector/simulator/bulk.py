@@ -35,6 +35,10 @@ if TYPE_CHECKING:
     from connector.simulator.store import ModuleStore
 
 PAGE_TOKEN_LIFETIME = timedelta(hours=24)
+# zoho-api.md §3: a job's result can be downloaded for one day. Assumed, as the least convenient
+# reading: after that Zoho no longer knows the job at all (its status and its result are 404
+# RESOURCE_NOT_FOUND, as for an id it never issued).
+JOB_LIFETIME = timedelta(days=1)
 DOWNLOADS_PER_MINUTE = 10
 CHUNK_ROWS = 50_000
 
@@ -251,9 +255,14 @@ class BulkManager:
 
     # --- status ---------------------------------------------------------------------------
     def get(self, job_id: str) -> BulkJob:
-        """The job, or 404 RESOURCE_NOT_FOUND."""
+        """The job, or 404 RESOURCE_NOT_FOUND (an unknown id, or a job a day old or more)."""
         with self._lock:
             job = self.jobs.get(job_id)
+            if job is not None and self.clock() - job.created_time >= JOB_LIFETIME:
+                del self.jobs[job_id]
+                if job.result_path is not None:
+                    job.result_path.unlink(missing_ok=True)
+                job = None
         if job is None:
             raise BulkError(
                 404,

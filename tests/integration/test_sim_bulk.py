@@ -240,3 +240,22 @@ def test_snapshot_at_creation_and_mutations_after(client: Any, simulator: Simula
     job = _run(client, {"module": {"api_name": "Accounts"}, "fields": ["Account_Name"]})
     rows = {r["id"]: r for r in _download(client, job)}
     assert rows[new_id]["Account_Name"] == 'Fresh, "quoted"\nline'
+
+
+def test_a_job_is_gone_a_day_after_its_creation(
+    make_simulator: Callable[..., Simulator], make_client: Callable[..., Any]
+) -> None:
+    # The result is downloadable for one day (zoho-api.md §3); after that Zoho knows the job no
+    # more: its status and its result answer as for an id it never issued.
+    clock = FakeClock()
+    sim = make_simulator(clock=clock)
+    job = _run(make_client(sim), {"module": {"api_name": "Accounts"}, "fields": ["Account_Name"]})
+    clock.advance(24 * 3600 - 1)
+    client = make_client(sim)  # a new access token: the first one lived an hour
+    assert client.get(f"/crm/bulk/v8/read/{job['id']}").json()["data"][0]["state"] == "COMPLETED"
+    assert client.get(job["result"]["download_url"]).status_code == 200
+    clock.advance(1)
+    for path in (f"/crm/bulk/v8/read/{job['id']}", job["result"]["download_url"]):
+        gone = client.get(path)
+        assert gone.status_code == 404, path
+        assert gone.json()["code"] == "RESOURCE_NOT_FOUND"

@@ -179,3 +179,31 @@ def test_a_known_module_gone_from_the_org_fails_on_its_fields_call() -> None:
 def test_module_meta_survives_the_round_trip_through_state() -> None:
     meta = ModuleMeta.from_api({**MODULES[1], "module_name": "Vendors", "id": "42"})
     assert ModuleMeta.from_api(meta.to_api()) == meta
+
+
+def test_named_modules_fields_calls_go_at_once_each_billed_to_its_module() -> None:
+    import threading
+
+    from connector.zoho.meter import BILLED_TO
+
+    modules = [*MODULES, {"api_name": "Deals", "api_supported": True, "generated_type": "default"}]
+    fields = {**FIELDS, "Deals": FIELDS["Leads"]}
+    barrier = threading.Barrier(3, timeout=30)  # the three fields calls wait for each other
+
+    class Together(FakeClient):
+        def get_json(self, path: str, *, params: Any = None, headers: Any = None) -> Any:
+            if params is not None:
+                barrier.wait()
+                self.calls.append(f"{BILLED_TO.get()} on {threading.current_thread().name[:4]}")
+            return super().get_json(path, params=params, headers=headers)
+
+    client = Together(modules, fields)
+    targets = discover(client, ["deals", "Vendors_X", "leads"], workers=3)  # type: ignore[arg-type]
+    # In the order named; Vendors_X has no fields answer: kept, as unavailable.
+    assert [t.meta.api_name for t in targets] == ["Deals", "Vendors_X", "Leads"]
+    assert targets[1].error is not None and targets[0].fields and targets[2].fields
+    assert sorted(c for c in client.calls if " on " in c) == [
+        "Deals on plan",
+        "Leads on plan",
+        "Vendors_X on plan",
+    ]

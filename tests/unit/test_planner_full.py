@@ -102,7 +102,7 @@ def test_a_module_whose_cheapest_reader_is_the_same_at_any_size_is_not_counted(r
     choice, counted = choose(LEADS, LINKED, rows)
     assert (choice.reader, counted) == (RECORDS, [])
     assert "cheapest at any size (no count)" in choice.reason
-    plain, counted = choose(LEADS, PLAIN, rows)
+    _, counted = choose(LEADS, PLAIN, rows)
     assert counted == [rows]  # here the size decides
 
 

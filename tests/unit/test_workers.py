@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from connector.run.workers import MAX_WORKERS, pool_size
@@ -31,3 +33,91 @@ def test_the_workers_knob_refuses_more_than_zoho_serves_at_once() -> None:
     Tuning(workers=MAX_WORKERS)
     with pytest.raises(ValidationError):
         Tuning(workers=MAX_WORKERS + 1)
+
+
+def test_map_at_once_runs_the_items_together_and_keeps_their_order() -> None:
+    import threading
+
+    from connector.run.workers import map_at_once
+
+    # Each call waits for the other two: one after another, the barrier would break.
+    barrier = threading.Barrier(3, timeout=30)
+
+    def meet(item: int) -> tuple[int, str]:
+        barrier.wait()
+        return item * 10, threading.current_thread().name
+
+    results = map_at_once(meet, [1, 2, 3], 3)
+    assert [value for value, _ in results] == [10, 20, 30]
+    assert all(name.startswith("plan") for _, name in results)
+
+
+def test_map_at_once_raises_the_first_items_error_as_a_loop_would() -> None:
+    import threading
+
+    from connector.run.workers import map_at_once
+
+    called: list[int] = []
+    lock = threading.Lock()
+
+    def fail_on_odd(item: int) -> int:
+        with lock:
+            called.append(item)
+        if item % 2:
+            raise ValueError(f"item {item}")
+        return item
+
+    with pytest.raises(ValueError, match="item 1"):
+        map_at_once(fail_on_odd, [0, 1, 2, 3], 4)
+    assert sorted(called) == [0, 1, 2, 3]  # every call made ended before the error went up
+    # One worker: a plain loop on this thread, which stops at the first error.
+    called.clear()
+    with pytest.raises(ValueError, match="item 1"):
+        map_at_once(fail_on_odd, [0, 1, 2, 3], 1)
+    assert called == [0, 1]
+
+
+def test_jemalloc_is_chosen_before_arrow_loads_unless_the_user_chose(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import sys
+
+    from connector.run.process import ARROW_POOL_VARIABLE, prefer_jemalloc
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delitem(sys.modules, "pyarrow", raising=False)
+    environ: dict[str, str] = {}
+    assert prefer_jemalloc(environ) and environ == {ARROW_POOL_VARIABLE: "jemalloc"}
+    mine = {ARROW_POOL_VARIABLE: "system"}
+    assert not prefer_jemalloc(mine) and mine == {ARROW_POOL_VARIABLE: "system"}
+    monkeypatch.setattr(sys, "platform", "darwin")  # wheels without jemalloc: Arrow would warn
+    other: dict[str, str] = {}
+    assert not prefer_jemalloc(other) and other == {}
+
+
+def test_jemalloc_is_not_asked_for_once_arrow_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    import pyarrow  # noqa: F401
+
+    from connector.run.process import prefer_jemalloc
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    environ: dict[str, str] = {}
+    assert not prefer_jemalloc(environ) and environ == {}
+
+
+def test_pandas_is_kept_out_of_arrow_unless_already_loaded() -> None:
+    import importlib.util
+
+    from connector.run.process import keep_pandas_out
+
+    finders: list[Any] = []
+    assert keep_pandas_out({}, finders) and len(finders) == 1
+    assert not keep_pandas_out({}, finders) and len(finders) == 1  # once is enough
+    for name in ("pandas", "pandas.core"):
+        with pytest.raises(ModuleNotFoundError, match="kept out"):
+            finders[0].find_spec(name)
+    assert finders[0].find_spec("pyarrow") is None  # every other module: the next finder's
+    assert importlib.util.find_spec("pyarrow") is not None
+    assert not keep_pandas_out({"pandas": object()}, [])  # loaded already: left alone

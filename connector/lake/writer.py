@@ -87,7 +87,7 @@ SMALL_FILE_ROWS = 100
 COMMIT_THREADS = max(1, min(4, os.cpu_count() or 1))
 # A Parquet file being written holds a column writer for each column (pages, dictionary,
 # statistics): a schema of more columns than this is written one file at a time (measured on a
-# 300-field module's Bulk read: peak RSS 275 MB with one commit thread, 291-335 MB with two).
+# 300-field module's Bulk read: peak RSS 275 MB with one commit thread, 302 MB with two).
 WIDE_SCHEMA_COLUMNS = 256
 # Merging a partition holds one chunk of every run: with many runs, fewer partitions at once.
 MERGE_CHUNKS_IN_FLIGHT = 64

@@ -3,8 +3,10 @@ pandas kept out of Arrow's way.
 
 Both are chosen once per process, when Arrow is first imported, so :func:`prepare_process` runs
 first thing in ``zoho-crm``'s entry point (the command line imports Arrow only once it has parsed
-its options). A program that calls :func:`connector.run.sync.run_extract` itself keeps Arrow's
-defaults unless it calls :func:`prepare_process` before importing Arrow.
+its options). A program that calls :func:`connector.run.sync.run_extract` itself gets jemalloc as
+pyarrow's default pool when the run starts (:func:`connector.lake.memory.use_lean_pool`, which
+keeps whatever this chose), and keeps pandas unless it calls :func:`prepare_process` before
+importing Arrow.
 """
 
 from __future__ import annotations

@@ -116,7 +116,8 @@ def sort_whole(sources: list[Iterator[pa.RecordBatch]], column: str) -> Iterator
     # numpy's stable sort on int64 runs is a timsort: the sources are sorted runs already.
     order = np.argsort(times, kind="stable")
     if np.array_equal(order, np.arange(len(order))):
-        yield from table.combine_chunks().to_batches()
+        # Already in order (ordered input): the batches as they are, not a copy of them.
+        yield from table.to_batches()
         return
     schema, columns = table.schema, table.columns
     del table
@@ -146,8 +147,13 @@ def merge_sorted(sources: list[Iterator[pa.RecordBatch]], column: str) -> Iterat
                 head.batch, head.times = head.batch.slice(n), head.times[n:]
         advanced = [head if head.batch.num_rows else _advance(head.rest, column) for head in heads]
         heads = [head for head in advanced if head is not None]
-        table = pa.Table.from_batches(parts)
         order = np.argsort(np.concatenate(times), kind="stable")
+        if np.array_equal(order, np.arange(len(order))):
+            # The sources do not overlap here (ordered input: every run's piece precedes the
+            # next): the slices as they are, not a copy of them.
+            yield from parts
+            continue
+        table = pa.Table.from_batches(parts)
         yield from table.take(pa.array(order)).combine_chunks().to_batches()
     if heads:
         yield heads[0].batch

@@ -199,6 +199,7 @@ class DatasetWriter:
         # Complete partitions being written in the background (ordered input), with their size.
         self._sealer: ThreadPoolExecutor | None = None
         self._sealing: list[tuple[Future[None], int]] = []
+        self._spilled_keys: dict[str, int] = {}  # ordered input: spilled partitions' keys
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -223,7 +224,7 @@ class DatasetWriter:
         micros = sort_times(times)
         # Null times get the largest key, so they sort into a partition of their own.
         keys = layout.partition_keys(micros, micros != layout.NULL_KEY, self.granularity)
-        if self.ordered and self._pending:
+        if self.ordered and (self._pending or self._spilled_keys):
             self._seal_below(int(keys.min()))
         self._pending.append((batch, keys, micros))
         nbytes = self._batch_bytes(batch)
@@ -261,10 +262,11 @@ class DatasetWriter:
         del pending
         # One stable sort groups each partition's rows together, in time order.
         order = np.lexsort((times, keys))
-        keys = keys[order]
         if not np.array_equal(order, np.arange(len(order))):
-            table = table.take(pa.array(order))
-        table = table.combine_chunks()
+            keys = keys[order]
+            table = table.take(pa.array(order)).combine_chunks()
+        # Rows already in order (ordered input, always) are sliced where they are: copying them
+        # into one chunk held the buffer twice at each seal, spill and commit.
         starts = np.flatnonzero(np.concatenate(([True], keys[1:] != keys[:-1])))
         ends = np.append(starts[1:], len(keys))
         for start, end in zip(starts.tolist(), ends.tolist(), strict=True):
@@ -298,6 +300,9 @@ class DatasetWriter:
     def _spill(self) -> None:
         """Write the buffer to one scratch run, sorted by partition and time, in chunks."""
         path = self._scratch(f"spill-{self.run_id}-{uuid.uuid4().hex[:12]}.arrow")
+        if self.ordered and self._pending:
+            for key in np.unique(np.concatenate([keys for _, keys, _ in self._pending])).tolist():
+                self._spilled_keys[self._partition_value(key)] = key
         index: dict[str, list[int]] = {}
         rows: dict[str, int] = {}
         chunk = self._chunk_rows()
@@ -342,17 +347,30 @@ class DatasetWriter:
                 below = keys < bound
                 done.append((batch.filter(pa.array(below)), keys[below], times[below]))
                 kept.append((batch.filter(pa.array(~below)), keys[~below], times[~below]))
-        if not done:
+        # A partition whose rows were all spilled (the spill took its last rows) is complete
+        # too: sealed here, not left for the commit to write beside the partition still open.
+        spilled = [value for value, key in self._spilled_keys.items() if key < bound]
+        if not done and not spilled:
             return
         self._pending = kept
         self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
         if self._sealer is None:
             self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
         for key, part in self._grouped(done):
-            pieces = self._pieces(self._take_spilled(key, self._runs), part)
-            future = self._sealer.submit(self._write_partition, key, pieces)
-            self._sealing.append((future, self._estimate_bytes(part.num_rows)))
+            self._seal(key, part)
+        for key in spilled:
+            del self._spilled_keys[key]
+            if any(key in run.index for run in self._runs):
+                self._seal(key, None)
         self._collect_sealed(wait_for_room=True)
+
+    def _seal(self, key: str, part: pa.Table | None) -> None:
+        """Write the complete partition ``key`` (its spilled pieces and ``part``) in the
+        background; only ``part`` counts against the buffer bound (runs are read as it goes)."""
+        assert self._sealer is not None
+        pieces = self._pieces(self._take_spilled(key, self._runs), part)
+        future = self._sealer.submit(self._write_partition, key, pieces)
+        self._sealing.append((future, self._estimate_bytes(0 if part is None else part.num_rows)))
 
     def _collect_sealed(self, *, wait_for_room: bool = False, everything: bool = False) -> None:
         """Take the finished background writes (raising the first failure); optionally wait until
@@ -504,6 +522,7 @@ class DatasetWriter:
         self._stop_sealing()
         buffers = dict(self._partitions())
         runs, self._runs = self._runs, []
+        self._spilled_keys.clear()
         keys = sorted(set(buffers).union(*(run.index for run in runs)))
         threads = self.threads
         rows = {key: len(table) for key, table in buffers.items()}
@@ -571,6 +590,7 @@ class DatasetWriter:
         self._pending.clear()
         self._buffered_bytes = 0
         runs, self._runs = self._runs, []
+        self._spilled_keys.clear()
         for run in runs:
             with contextlib.suppress(OSError):
                 run.remove()

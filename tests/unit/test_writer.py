@@ -406,6 +406,27 @@ def test_ordered_input_writes_complete_days_before_the_commit(tmp_path: Path) ->
     assert not scratch_files(tmp_path)
 
 
+def test_ordered_days_spilled_whole_are_written_before_the_commit(tmp_path: Path) -> None:
+    # Every batch spills (a 1-byte buffer): the days are in runs, none is left buffered when the
+    # next day's batch comes. A complete day is still written then, not left for the commit.
+    batches = ordered_batches(12, 6, per_batch=6)
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=1
+    )
+    for batch in batches[:-1]:
+        writer.write(batch)
+    writer._collect_sealed(everything=True)
+    assert len(scratch_files(tmp_path)) >= 10
+    writer.write(batches[-1])
+    files = writer.commit()
+    partitions = [f.partition for f in files]
+    assert len(partitions) == len(set(partitions)) == 13
+    table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
+    assert table.equals(pa.Table.from_batches(batches).sort_by("id"))
+    assert not scratch_files(tmp_path)
+    assert not list((tmp_path / "_tmp").rglob("spill-*"))
+
+
 def test_ordered_and_unordered_writers_make_the_same_dataset(tmp_path: Path) -> None:
     batches = ordered_batches(20, 5, per_batch=7)
     results = []

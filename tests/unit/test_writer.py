@@ -387,40 +387,33 @@ def scratch_files(root: Path) -> list[Path]:
     return sorted((root / "_tmp").rglob("*.parquet"))
 
 
-def test_ordered_input_writes_complete_days_before_the_commit(tmp_path: Path) -> None:
-    batches = ordered_batches(30, 8, per_batch=20)
-    writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
+@pytest.mark.parametrize(
+    ("days", "per_day", "per_batch", "buffer", "sealed"),
+    [
+        (30, 8, 20, 16 << 20, 25),
+        # Every batch spills (a 1-byte buffer): the days are in runs, none is left buffered when
+        # the next day's batch comes. A complete day is still written then, not at the commit.
+        (12, 6, 6, 1, 10),
+    ],
+)
+def test_ordered_input_writes_complete_days_before_the_commit(
+    tmp_path: Path, days: int, per_day: int, per_batch: int, buffer: int, sealed: int
+) -> None:
+    batches = ordered_batches(days, per_day, per_batch=per_batch)
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=buffer
+    )
     for batch in batches[:-1]:
         writer.write(batch)
     writer._collect_sealed(everything=True)
     # Every day before the last batch's first day is already a file in the scratch area...
-    assert len(scratch_files(tmp_path)) >= 25
+    assert len(scratch_files(tmp_path)) >= sealed
     assert not (tmp_path / "Leads").exists()
     writer.write(batches[-1])
     files = writer.commit()
     # ...and the result is exactly what an unordered writer makes: one file a day, every row.
     partitions = [f.partition for f in files]
-    assert len(partitions) == len(set(partitions)) == 31
-    table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
-    assert table.equals(pa.Table.from_batches(batches).sort_by("id"))
-    assert not scratch_files(tmp_path)
-
-
-def test_ordered_days_spilled_whole_are_written_before_the_commit(tmp_path: Path) -> None:
-    # Every batch spills (a 1-byte buffer): the days are in runs, none is left buffered when the
-    # next day's batch comes. A complete day is still written then, not left for the commit.
-    batches = ordered_batches(12, 6, per_batch=6)
-    writer = DatasetWriter(
-        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=1
-    )
-    for batch in batches[:-1]:
-        writer.write(batch)
-    writer._collect_sealed(everything=True)
-    assert len(scratch_files(tmp_path)) >= 10
-    writer.write(batches[-1])
-    files = writer.commit()
-    partitions = [f.partition for f in files]
-    assert len(partitions) == len(set(partitions)) == 13
+    assert len(partitions) == len(set(partitions)) == days + 1
     table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
     assert table.equals(pa.Table.from_batches(batches).sort_by("id"))
     assert not scratch_files(tmp_path)

@@ -47,7 +47,7 @@ import zipfile
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, cast
 
@@ -60,7 +60,7 @@ from connector.readers.base import (
     ID,
     ReaderBase,
 )
-from connector.readers.bulk_query import bulk_request, created_time
+from connector.readers.bulk_query import bulk_request, created_time, zoho_now
 from connector.readers.paging import BulkCursor
 from connector.readers.records import complete_rows
 
@@ -186,21 +186,17 @@ class BulkReader(ReaderBase):
         except (KeyError, IndexError, TypeError) as exc:
             raise DataError(f"{module}: the Bulk Read create answer has no job id") from exc
         if self.book is not None:
-            created = created_time(details.get("created_time")) or self._now()
+            created = created_time(details.get("created_time")) or zoho_now(self.client)
             self.book.paid(job_id, fields, criteria, page=page, token=token, created_time=created)
             crashpoint("bulk_job_recorded")
         return job_id
-
-    def _now(self) -> datetime:
-        """Zoho's time as its latest answer gave it (this machine's when it gave none)."""
-        return self.client.server_time() or datetime.now(timezone.utc)
 
     def _resume(
         self, module: str, fields: Sequence[str], criteria: dict | None, token: str | None
     ) -> tuple[str, dict[str, Any]] | None:
         """(job id, its ``result``) of a job paid for earlier that Zoho still serves, completed;
         None when the book holds none for this request (or Zoho no longer has it)."""
-        paid = self.book.find(fields, criteria, token, self._now()) if self.book else None
+        paid = self.book.find(fields, criteria, token, zoho_now(self.client)) if self.book else None
         if paid is None:
             return None
         try:

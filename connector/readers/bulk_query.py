@@ -13,6 +13,7 @@ from connector.zoho.limits import BULK_FIELDS_PER_JOB as MAX_FIELDS
 if TYPE_CHECKING:
     from connector.lake.bulk_jobs import BulkJobBook, PaidJob
     from connector.lake.schema import ModuleSchema
+    from connector.zoho.http import ZohoClient
 
 
 def bulk_criteria(since: datetime | None, *, every_lead: bool) -> dict[str, Any] | None:
@@ -66,10 +67,16 @@ def bulk_request(
     return groups, bulk_criteria(since, every_lead=schema.hides_converted)
 
 
+def zoho_now(client: ZohoClient) -> datetime:
+    """Zoho's time as its latest answer gave it (this machine's when it gave none): the clock a
+    job's age is measured on."""
+    return client.server_time() or datetime.now(timezone.utc)
+
+
 def paid_jobs(
-    book: BulkJobBook, schema: ModuleSchema, since: datetime | None, now: datetime
+    book: BulkJobBook, schema: ModuleSchema, since: datetime | None, client: ZohoClient
 ) -> list[PaidJob]:
-    """The jobs ``book`` holds that a Bulk read of ``schema`` from ``since`` may take (``now``:
-    Zoho's time, for their age)."""
+    """The jobs ``book`` holds that a Bulk read of ``schema`` from ``since`` may take now (by
+    :func:`zoho_now`, for their age)."""
     groups, criteria = bulk_request(schema, since)
-    return book.usable(groups, criteria, now)
+    return book.usable(groups, criteria, zoho_now(client))

@@ -182,8 +182,7 @@ class ReaderChooser:
         paid = self.job.paid_jobs(self.schema, since)
         if not paid:
             return None
-        rows = next((job.rows for job in paid if job.rows is not None), None)
-        return resume_choice([job.id for job in paid], rows, Shape.of(self.schema), readers)
+        return resume_choice(paid, Shape.of(self.schema), readers)
 
     def _choose_full(self, static: ReaderChoice, readers: tuple[str, ...]) -> ReaderChoice:
         """The cheapest reader of a full read (:func:`~connector.run.planner.full_choice`),

@@ -316,8 +316,7 @@ class ModuleJob:
 
     def paid_jobs(self, schema: ModuleSchema, since: datetime | None) -> list[PaidJob]:
         """The Bulk jobs earlier runs paid for that a Bulk read from ``since`` may take."""
-        now = self.run.client.server_time() or datetime.now(timezone.utc)
-        return paid_jobs(self.book, schema, since, now)
+        return paid_jobs(self.book, schema, since, self.run.client)
 
     def _cap_at_paid_jobs(
         self, schema: ModuleSchema, since: datetime | None, rows: int | None

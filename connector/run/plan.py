@@ -12,7 +12,7 @@ it is large is not counted (its rows are that load's).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import datetime
 from typing import Any
 
 from connector.config import Settings
@@ -214,12 +214,11 @@ def _resume_plan(
     if output is None or state is None or BULK not in readers:
         return None
     book = BulkJobBook(Output.open(output), schema.module, after_run=state.last_run_id)
-    now = client.server_time() or datetime.now(timezone.utc)
-    paid = paid_jobs(book, schema, since, now)
+    paid = paid_jobs(book, schema, since, client)
     if not paid:
         return None
-    rows = next((job.rows for job in paid if job.rows is not None), None)
-    choice = resume_choice([job.id for job in paid], rows, Shape.of(schema), readers)
+    choice = resume_choice(paid, Shape.of(schema), readers)
+    rows = choice.rows
     deleted = deleted_credits(0) if since is not None else 0
     return ModulePlan(
         module=schema.module,

@@ -43,7 +43,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from connector.lake.schema import SE_MODULE, ModuleSchema
 from connector.logging_setup import counted
@@ -68,6 +68,9 @@ from connector.zoho.limits import (
 )
 from connector.zoho.metadata import ModuleMeta
 from connector.zoho.scopes import BULK_READ
+
+if TYPE_CHECKING:
+    from connector.lake.bulk_jobs import PaidJob
 
 # An estimate, not a rule: a job is usually COMPLETED after two or three status polls.
 BULK_POLLS_PER_JOB = 3
@@ -408,12 +411,12 @@ def full_choice(
     return static
 
 
-def resume_choice(
-    job_ids: Sequence[str], rows: int | None, shape: Shape, readers: Sequence[str]
-) -> ReaderChoice:
-    """Bulk Read taking the jobs ``job_ids`` an earlier run paid for (``rows``: what that run
-    counted, if it did): cheaper than any other read of the same rows, since the result only
-    needs its status and its download; the others' prices are named when the rows are known."""
+def resume_choice(paid: Sequence[PaidJob], shape: Shape, readers: Sequence[str]) -> ReaderChoice:
+    """Bulk Read taking the jobs an earlier run ``paid`` for: cheaper than any other read of the
+    same rows, since the result only needs its status and its download; the others' prices are
+    named when the paying run counted the rows."""
+    job_ids = [job.id for job in paid]
+    rows = next((job.rows for job in paid if job.rows is not None), None)
     groups = group_count(BULK, shape.columns)
     known = rows or 0
     credits = resumed_bulk_credits(len(job_ids), rows, groups) + extra_credits(BULK, known, shape)

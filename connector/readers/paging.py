@@ -26,7 +26,7 @@ from typing import Any
 
 from connector.errors import DataError, RetriableAPIError, ZohoAPIError
 from connector.readers.base import zoho_time
-from connector.zoho.limits import coql_fitted_limit
+from connector.zoho.limits import coql_page_limit
 
 
 class TokenGuard:
@@ -381,10 +381,7 @@ class CoqlCursor:
 
     def _fitted(self) -> int:
         """The LIMIT of a full page: the cheapest holding the counted rows left, else the most."""
-        left = None if self.expected is None else self.expected - self.served
-        if left is None or left <= 0:
-            return self.max_limit
-        return min(self.max_limit, coql_fitted_limit(left))
+        return coql_page_limit(self.expected, self.served, self.max_limit)
 
     def where(self) -> str:
         """The next request's condition (of its first field group)."""

@@ -36,10 +36,9 @@ from connector.readers.jsonpage import JsonPage, decode_page
 from connector.readers.paging import TokenGuard
 from connector.zoho.limits import (
     COQL_COLUMNS_PER_CALL,
-    COQL_MAX_LIMIT,
     RECORDS_MAX_PAGE,
     RECORDS_PER_PAGE,
-    coql_fitted_limit,
+    coql_page_limit,
 )
 from connector.zoho.limits import RECORDS_FIELDS_PER_CALL as RECORDS_FIELDS
 
@@ -69,10 +68,6 @@ class CoqlScanReader(ReaderBase):
     expected_rows: int | None = field(default=None, kw_only=True)
     """The rows a count found: each page's LIMIT is the cheapest holding what is left."""
 
-    def _limit(self, served: int) -> int:
-        left = None if self.expected_rows is None else self.expected_rows - served
-        return COQL_MAX_LIMIT if left is None or left <= 0 else coql_fitted_limit(left)
-
     def _select(
         self, schema: ModuleSchema, columns: Sequence[str], where: str, limit: int
     ) -> JsonPage:
@@ -94,7 +89,7 @@ class CoqlScanReader(ReaderBase):
         served = 0
         while True:
             where = "(id is not null)" if last is None else f"(id > '{last}')"
-            limit = self._limit(served)
+            limit = coql_page_limit(self.expected_rows, served)
             first = self._select(schema, groups[0], where, limit)
             self.stats.pages += 1
             if not first.num_rows:

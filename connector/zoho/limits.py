@@ -73,6 +73,15 @@ def coql_fitted_limit(rows: int) -> int:
     return COQL_MAX_LIMIT
 
 
+def coql_page_limit(expected: int | None, served: int, most: int = COQL_MAX_LIMIT) -> int:
+    """The LIMIT of a full-load page: the cheapest holding the ``expected`` counted rows not yet
+    ``served``; ``most`` when the rows were not counted, or the count fell short."""
+    left = None if expected is None else expected - served
+    if left is None or left <= 0:
+        return most
+    return min(most, coql_fitted_limit(left))
+
+
 def coql_fitted_credits(rows: int) -> int:
     """What reading ``rows`` counted rows costs in one column group when each page asks for the
     cheapest LIMIT holding what is left: full pages of 2,000, then the rest at its own price

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     import pyarrow as pa
 
     from connector.config import Tuning
+    from connector.lake.bulk_jobs import BulkJobBook
     from connector.lake.schema import ModuleSchema
     from connector.zoho.http import ZohoClient
     from connector.zoho.metadata import ModuleMeta
@@ -181,6 +182,7 @@ def make_reader(
     on_progress: ProgressCallback | None = None,
     scratch_dir: str | Path | None = None,
     expected_rows: int | None = None,
+    book: BulkJobBook | None = None,
 ) -> Reader:
     """Return a fresh reader by name: ``"bulk"``, ``"coql"`` or ``"records"``.
 
@@ -188,7 +190,9 @@ def make_reader(
     where a reader that downloads files keeps them while it reads (Bulk's ZIPs; default: the
     system's temporary directory); the other readers keep nothing on disk and ignore it.
     ``expected_rows``: the rows a count found before a full load, to which COQL fits its LIMITs
-    (the other readers' pages have one price whatever their size, and ignore it).
+    (the other readers' pages have one price whatever their size, and ignore it). ``book``:
+    where Bulk Read records the jobs it pays for and finds those an earlier run paid for
+    (:mod:`connector.lake.bulk_jobs`); the other readers pay for no job and ignore it.
     """
     # Imported here: each reader module imports this one.
     from connector.readers.bulk import BulkReader
@@ -198,7 +202,12 @@ def make_reader(
     wait = time.sleep if sleep is None else sleep
     if name == "bulk":
         return BulkReader(
-            client, tuning, sleep=wait, on_progress=on_progress, scratch_dir=scratch_dir
+            client,
+            tuning,
+            sleep=wait,
+            on_progress=on_progress,
+            scratch_dir=scratch_dir,
+            book=book,
         )
     if name == "coql":
         return CoqlReader(

@@ -96,7 +96,6 @@ from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter
 from connector.readers import read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
-from connector.readers.bulk import BulkReader
 from connector.readers.bulk_query import paid_jobs
 from connector.readers.users import USERS_META
 from connector.run import odd
@@ -423,9 +422,8 @@ class ModuleJob:
                 scratch_dir=self.run.output.tmp_path(f"{self.name}/bulk/_").parent,
                 # A counted full load: COQL asks each page for the cheapest LIMIT holding the rest.
                 expected_rows=choice.fitted_rows,
+                book=self.book,
             )
-            if isinstance(reader, BulkReader):
-                reader.book = self.book
             if first is not None:
                 batches: Iterator[pa.RecordBatch] = iter([first])
                 ordered = True

@@ -50,6 +50,7 @@ from connector.zoho.quirks import refused_column, refuses_module
 
 if TYPE_CHECKING:
     from connector.config import Tuning
+    from connector.lake.bulk_jobs import BulkJobBook
     from connector.zoho.http import ZohoClient
 
 log = logging.getLogger("connector.run.sync")
@@ -140,10 +141,11 @@ def module_reader(
     sleep: Callable[[float], None] | None,
     scratch_dir: str | Path,
     expected_rows: int | None = None,
+    book: BulkJobBook | None = None,
 ) -> Reader:
     """A fresh reader ``name`` for the module of ``schema``: the Users reader for ``users``, the
     id-order scan for a COQL or Records read of a module without ``Modified_Time``, else
-    :func:`~connector.readers.base.make_reader`'s (``expected_rows`` as there)."""
+    :func:`~connector.readers.base.make_reader`'s (``expected_rows`` and ``book`` as there)."""
     if name == "users":
         return UsersReader(client, tuning, on_progress=on_progress)
     reader = make_reader(
@@ -154,6 +156,7 @@ def module_reader(
         sleep=sleep,
         scratch_dir=scratch_dir,
         expected_rows=expected_rows,
+        book=book,
     )
     if name in (COQL, RECORDS) and MODIFIED_TIME not in schema.names:
         return make_scan_reader(name, client, reader, expected_rows=expected_rows)

@@ -285,7 +285,7 @@ PartitionByOpt = Annotated[
     typer.Option(
         "--partition-by",
         help="Partition folders: day, month, year or none (default: month for a new dataset, "
-        "an existing one keeps its own; config [output] partition_by).",
+        "an existing one keeps its own; config file: output.partition_by).",
         show_default=False,
     ),
 ]

@@ -75,7 +75,7 @@ def extract(
             "-w",
             metavar="N",
             help=f"Modules read at once: 1 to {MAX_WORKERS} (Zoho's limit of concurrent calls; "
-            "default: workers in [tuning], 4).",
+            "default: the config file's tuning.workers, else 4).",
             show_default=False,
         ),
     ] = None,

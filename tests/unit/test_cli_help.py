@@ -80,6 +80,19 @@ def test_every_command_help_has_an_example_the_exit_codes_and_plain_metavars(
     assert not re.search(r"<(bool|str|int|float|path|int range)>", out), out
 
 
+# Rich reads "[word]" in a help text as a style tag and prints nothing for it ("[tuning]" vanished
+# from --workers' help this way).
+_MARKUP_TAG = re.compile(r"\[/?[A-Za-z_][\w .=-]*\]")
+
+
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
+def test_no_help_text_holds_what_rich_would_take_for_markup(path: tuple[str, ...]) -> None:
+    command = COMMANDS[path]
+    texts = [command.help, command.epilog, *(o.help for o in _options(command))]
+    for text in filter(None, texts):
+        assert not _MARKUP_TAG.search(text), (path, text)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

@@ -28,8 +28,10 @@ def compact(
     partition_by: PartitionByOpt = None,
     output: OutputOpt = None,
 ) -> None:
-    """Merge a module's small files into few large ones (every row version kept), or rewrite
-    them at another granularity with --partition-by; locally, no credits."""
+    """Merge a module's small files into few large ones, every row version kept; no credits.
+
+    With --partition-by, rewrite them at another granularity instead.
+    """
 
     def action() -> None:
         from connector.config import parse_partition_by

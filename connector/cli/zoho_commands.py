@@ -220,8 +220,7 @@ def plan(
         ),
     ] = False,
 ) -> None:
-    """Dry run: the reader, estimated rows and credits per module, and what the other readers
-    would cost, reading no records."""
+    """Dry run, reading no records: each module's reader, rows, credits and other readers' prices."""
 
     def action() -> None:
         from connector.run.plan import build_plan

@@ -93,6 +93,13 @@ def test_no_help_text_holds_what_rich_would_take_for_markup(path: tuple[str, ...
         assert not _MARKUP_TAG.search(text), (path, text)
 
 
+@pytest.mark.parametrize("path", sorted(COMMANDS), ids=" ".join)
+def test_every_command_summary_is_one_line(path: tuple[str, ...]) -> None:
+    # The command list prints the help's first paragraph with its line breaks kept.
+    summary = (COMMANDS[path].help or "").strip().split("\n\n")[0]
+    assert summary and "\n" not in summary, (path, summary)
+
+
 @pytest.mark.parametrize(
     ("args", "expected"),
     [

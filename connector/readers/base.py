@@ -55,7 +55,8 @@ class ReaderStats:
     ``pages`` counts result pages (API list pages, COQL pages, Bulk job pages), ``jobs`` Bulk jobs
     created, ``retries`` re-created jobs, repeated downloads and restarted pages, ``dropped`` the
     records left out of a page because they changed while it was read (they are read again later),
-    ``notes`` human-readable remarks for the run manifest.
+    ``gone`` Bulk jobs an earlier run paid for that Zoho no longer serves (paid for again), ``notes``
+    human-readable remarks for the run manifest.
     """
 
     pages: int = 0
@@ -63,6 +64,7 @@ class ReaderStats:
     jobs: int = 0
     retries: int = 0
     dropped: int = 0
+    gone: int = 0
     notes: list[str] = field(default_factory=list)
 
 

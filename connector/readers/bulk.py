@@ -206,6 +206,7 @@ class BulkReader(ReaderBase):
         except FatalAPIError as exc:
             # Expired (a day old) or unknown: Zoho's 404 RESOURCE_NOT_FOUND.
             result = None
+            self.stats.gone += 1
             self.stats.notes.append(
                 f"{module}: Bulk Read job {paid.id} paid for by an earlier run is gone "
                 f"({exc.code}); creating a new one"

@@ -94,6 +94,7 @@ from connector.lake.state import (
 )
 from connector.lake.tombstones import empty_tombstones
 from connector.lake.writer import DatasetWriter
+from connector.logging_setup import counted
 from connector.readers import read_deleted
 from connector.readers.base import BULK, COQL, MODIFIED_TIME, ReaderStats
 from connector.readers.bulk_query import paid_jobs
@@ -466,6 +467,11 @@ class ModuleJob:
     def _add_stats(self, stats: ReaderStats) -> None:
         self.report.pages += stats.pages
         self.report.jobs += stats.jobs
+        if stats.gone:
+            # The plan was to resume; the reason says what the read did instead.
+            self.report.reason += (
+                f"; {counted(stats.gone, 'paid job')} gone at Zoho, paid for again"
+            )
         for note in stats.notes:
             if note not in self.report.warnings:
                 self.report.warnings.append(note)

@@ -201,6 +201,7 @@ def test_a_job_that_cannot_serve_the_rerun_is_replaced_by_one_new_job(
     if asked:
         # Chosen to resume it; Zoho's 404 came later, and the report says so.
         assert any(old in w and "gone" in w for w in report.warnings)
+        assert report.reason.endswith("; 1 paid job gone at Zoho, paid for again")
     else:
         assert not report.reason.startswith("resumes")
     assert_output_equals_source(sim, out, schema_of(client, LEADS))

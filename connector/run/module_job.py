@@ -469,9 +469,8 @@ class ModuleJob:
         self.report.jobs += stats.jobs
         if stats.gone:
             # The plan was to resume; the reason says what the read did instead.
-            self.report.reason += (
-                f"; {counted(stats.gone, 'paid job')} gone at Zoho, paid for again"
-            )
+            gone = f"{counted(stats.gone, 'paid job')} gone at Zoho, paid for again"
+            self.report.reason = "; ".join(filter(None, [self.report.reason, gone]))
         for note in stats.notes:
             if note not in self.report.warnings:
                 self.report.warnings.append(note)

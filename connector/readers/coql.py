@@ -34,6 +34,7 @@ from connector.crashpoints import crashpoint
 from connector.errors import DataError, RetriableAPIError
 from connector.lake.schema import CONVERTED_FIELD, CONVERTING_MODULES
 from connector.readers.base import (
+    GroupCalls,
     LastSecond,
     Prefetch,
     ReaderBase,
@@ -57,6 +58,8 @@ if TYPE_CHECKING:
 # the reader (a page re-reads fewer seen rows than its LIMIT, so it always brings something new
 # otherwise); give up and let the caller retry the run.
 MAX_STALLED_PAGES = 5
+# A page's other field groups, read one after another (no thread: a probe's, a scan's).
+ONE_AT_A_TIME = GroupCalls(1, "coql-groups")
 
 
 @dataclass
@@ -125,26 +128,26 @@ def read_page(
     groups: Sequence[Sequence[str]],
     where: str,
     limit: int,
+    calls: GroupCalls | None = None,
 ) -> Page:
-    """Read one keyset page: the first group decides the range, the others fill it in."""
+    """Read one keyset page: the first group decides the range, the others fill it in (``calls``
+    of them at a time; one by one without)."""
     first = _query(client, schema, groups[0], where, limit)
     more = bool(first.info.get("more_records", False))
-    credits = coql_limit_credits(limit)
-    calls = 1
     if not first.num_rows:
-        return Page(schema.arrow.empty_table(), set(), False, None, credits, calls)
+        return Page(schema.arrow.empty_table(), set(), False, None, coql_limit_credits(limit), 1)
     (stamp,), (last_id,) = row_keys(first.table.slice(first.num_rows - 1))
     last = Keyset(stamp, last_id)
-    results = [first.table]
-    for columns in groups[1:]:
-        page = _query(client, schema, columns, f"({where} and {last.upper()})", limit)
-        credits += coql_limit_credits(limit)
-        calls += 1
-        results.append(page.table)
-    merged, unstable = merge_groups(results, schema)
+    rest = groups[1:]
+    within = f"({where} and {last.upper()})"
+    pages = (calls or ONE_AT_A_TIME).map(
+        lambda columns: _query(client, schema, columns, within, limit), rest
+    )
+    merged, unstable = merge_groups([first.table, *(page.table for page in pages)], schema)
     # Rich text cut at 500 characters and $se_module, which COQL does not give, read by id.
     merged, cut = complete_rows(client, schema, merged, se_module_known=False)
-    return Page(merged, unstable | cut, more, last, credits, calls)
+    made = len(groups)
+    return Page(merged, unstable | cut, more, last, made * coql_limit_credits(limit), made)
 
 
 @dataclass(eq=False, repr=False)
@@ -165,10 +168,12 @@ class CoqlReader(ReaderBase):
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since`` in keyset order."""
         ahead: Prefetch[Page] = Prefetch()
+        calls = GroupCalls(self.tuning.group_calls, "coql-groups")
         try:
-            yield from self._read(module, schema, since, ahead)
+            yield from self._read(module, schema, since, ahead, calls)
         finally:
             ahead.close()
+            calls.close()
 
     def _read(
         self,
@@ -176,6 +181,7 @@ class CoqlReader(ReaderBase):
         schema: ModuleSchema,
         since: datetime | None,
         ahead: Prefetch[Page],
+        calls: GroupCalls,
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = split_fields(schema, MAX_COLUMNS)
@@ -192,7 +198,7 @@ class CoqlReader(ReaderBase):
         top = LastSecond()
 
         def page_at(where: str, size: int) -> Callable[[], Page]:
-            return lambda: read_page(self.client, schema, groups, where, size)
+            return lambda: read_page(self.client, schema, groups, where, size, calls)
 
         while not pages.finished:
             page = ahead.take(page_at(pages.where(), pages.limit))

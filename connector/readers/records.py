@@ -48,7 +48,6 @@ again after, so a value is never joined to another version of its record.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
@@ -61,10 +60,10 @@ from connector.lake.schema import POLYMORPHIC_LOOKUPS, SE_MODULE
 from connector.readers.base import (
     ID,
     MODIFIED_TIME,
+    GroupCalls,
     LastSecond,
     Prefetch,
     ReaderBase,
-    in_context,
     merge_groups,
     split_fields,
     zoho_time,
@@ -326,23 +325,19 @@ class RecordsReader(ReaderBase):
 
     name = "records"
     ordered = True
-    _pool: ThreadPoolExecutor | None = None
 
     def _page_of_groups(
         self,
         schema: ModuleSchema,
         groups: Sequence[Sequence[str]],
         request: RecordsRequest,
+        calls: GroupCalls,
     ) -> list[JsonPage]:
-        """One page of every field group, ``tuning.group_calls`` calls at a time.
+        """One page of every field group, ``tuning.group_calls`` calls at a time (the groups send
+        the same query; see :class:`~connector.readers.base.GroupCalls`)."""
 
-        The groups send the same query, so their calls need not wait for each other: against
-        Zoho's latency, two at once halve the read time of a module with more than 48 fields, for
-        the same credits. The default is one at a time, which every edition's concurrency cap
-        allows (and which is faster against the local simulator on 2 cores).
-        """
-
-        def call(fields: Sequence[str], token: str | None) -> JsonPage:
+        def call(job: tuple[Sequence[str], str | None]) -> JsonPage:
+            fields, token = job
             return list_page(
                 self.client,
                 schema,
@@ -353,32 +348,19 @@ class RecordsReader(ReaderBase):
                 by_id=request.by_id,
             )
 
-        jobs = list(zip(groups, request.tokens, strict=True))
-        at_once = min(self.tuning.group_calls, len(jobs))
-        if at_once <= 1:
-            return [call(fields, token) for fields, token in jobs]
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(at_once, thread_name_prefix="records-groups")
-        futures = [in_context(self._pool, call, fields, token) for fields, token in jobs]
-        # Every call ends before an error goes up: a restart must not race a call still out.
-        wait(futures)
-        return [future.result() for future in futures]
-
-    def _stop_pool(self) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-            self._pool = None
+        return calls.map(call, list(zip(groups, request.tokens, strict=True)))
 
     def read(
         self, module: ModuleMeta, schema: ModuleSchema, since: datetime | None
     ) -> Iterator[pa.RecordBatch]:
         """Yield the module's rows with ``Modified_Time >= since``, ascending by modified time."""
         ahead: Prefetch[list[JsonPage]] = Prefetch()
+        calls = GroupCalls(self.tuning.group_calls, "records-groups")
         try:
-            yield from self._read(module, schema, since, ahead)
+            yield from self._read(module, schema, since, ahead, calls)
         finally:
             ahead.close()
-            self._stop_pool()
+            calls.close()
 
     def _read(
         self,
@@ -386,6 +368,7 @@ class RecordsReader(ReaderBase):
         schema: ModuleSchema,
         since: datetime | None,
         ahead: Prefetch[list[JsonPage]],
+        calls: GroupCalls,
     ) -> Iterator[pa.RecordBatch]:
         name = module.api_name
         groups = split_fields(schema, MAX_FIELDS)
@@ -404,7 +387,7 @@ class RecordsReader(ReaderBase):
         seen_deleted: set[str] = set()
 
         def page_of(request: RecordsRequest) -> Callable[[], list[JsonPage]]:
-            return lambda: self._page_of_groups(schema, groups, request)
+            return lambda: self._page_of_groups(schema, groups, request, calls)
 
         while not pages.finished:
             request = pages.request()

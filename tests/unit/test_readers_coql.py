@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from typing import Any
 
@@ -108,6 +109,45 @@ def test_groups_of_fifty_columns_merge_by_id() -> None:
         assert len(columns) <= 50 and columns[:2] == ["id", "Modified_Time"]
     # Later groups are bounded by the first group's last row.
     assert "(Modified_Time < '" in selects[1]
+
+
+def test_field_groups_fetched_at_once_read_the_same_rows_for_the_same_credits() -> None:
+    schema = make_schema(extra_fields=100)  # three groups
+    results = []
+    for at_once in (1, 3):
+        fake = FakeZoho(make_records(900, per_second=3, extra_fields=100))
+        reader = CoqlReader(fake, tuning(group_calls=at_once), max_limit=300)  # type: ignore[arg-type]
+        table = read_all(reader, schema)
+        # The threads end with the read.
+        assert not [t for t in threading.enumerate() if t.name.startswith("coql-groups")]
+        results.append((by_id(table), fake.credits(), [str(c.body) for c in fake.calls]))
+    assert results[0][0].equals(expected(fake, schema))
+    assert results[0][0].equals(results[1][0])
+    assert results[0][1] == results[1][1]
+    assert sorted(results[0][2]) == sorted(results[1][2])  # the same queries
+
+
+def test_a_pages_other_field_groups_are_in_flight_together() -> None:
+    schema = make_schema(extra_fields=100)  # three groups
+    fake = FakeZoho(make_records(300, per_second=3, extra_fields=100))
+    # The first group's call fixes the page's range; then the page's second and third group
+    # calls each wait here until both have arrived: one at a time, the barrier would break.
+    barrier = threading.Barrier(2, timeout=30)
+    plain = fake.post_body
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
+        with lock:
+            seen["n"] += 1
+            other_group_of_first_page = seen["n"] in (2, 3)
+        if other_group_of_first_page:
+            barrier.wait()
+        return plain(path, body, **kwargs)
+
+    fake.post_body = post_body  # type: ignore[method-assign]
+    reader = CoqlReader(fake, tuning(group_calls=2))  # type: ignore[arg-type]
+    assert by_id(read_all(reader, schema)).equals(expected(fake, schema))
 
 
 def test_record_changed_between_group_queries_is_read_again_never_half_merged() -> None:

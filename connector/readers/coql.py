@@ -128,26 +128,53 @@ def read_page(
     groups: Sequence[Sequence[str]],
     where: str,
     limit: int,
-    calls: GroupCalls | None = None,
+    calls: GroupCalls = ONE_AT_A_TIME,
+    *,
+    holds_rows: bool = False,
 ) -> Page:
-    """Read one keyset page: the first group decides the range, the others fill it in (``calls``
-    of them at a time; one by one without)."""
-    first = _query(client, schema, groups[0], where, limit)
-    more = bool(first.info.get("more_records", False))
+    """Read one keyset page of every field group and merge them by id.
+
+    Every group asks for the same rows (``where``, ``limit``); the first group's rows fix the
+    page's range, and another group's rows past its last row are left to the next page. A page
+    that ``holds_rows`` (the previous page said more follow) sends every group's call at once,
+    ``calls`` of them at a time; otherwise the first group goes alone, so that an empty page
+    costs one call. A record that changed between the groups' calls is unstable (see
+    :func:`~connector.readers.base.merge_groups`).
+    """
+
+    def query(columns: Sequence[str]) -> JsonPage:
+        return _query(client, schema, columns, where, limit)
+
+    if holds_rows and calls.at_once > 1:
+        answers = calls.map(query, groups)
+    else:
+        answers = [query(groups[0])]
+        if answers[0].num_rows:
+            answers += calls.map(query, groups[1:])
+    first = answers[0]
+    credits = len(answers) * coql_limit_credits(limit)
     if not first.num_rows:
-        return Page(schema.arrow.empty_table(), set(), False, None, coql_limit_credits(limit), 1)
+        return Page(schema.arrow.empty_table(), set(), False, None, credits, len(answers))
     (stamp,), (last_id,) = row_keys(first.table.slice(first.num_rows - 1))
     last = Keyset(stamp, last_id)
-    rest = groups[1:]
-    within = f"({where} and {last.upper()})"
-    pages = (calls or ONE_AT_A_TIME).map(
-        lambda columns: _query(client, schema, columns, within, limit), rest
-    )
-    merged, unstable = merge_groups([first.table, *(page.table for page in pages)], schema)
+    tables = [first.table, *(up_to(answer.table, last) for answer in answers[1:])]
+    merged, unstable = merge_groups(tables, schema)
     # Rich text cut at 500 characters and $se_module, which COQL does not give, read by id.
     merged, cut = complete_rows(client, schema, merged, se_module_known=False)
-    made = len(groups)
-    return Page(merged, unstable | cut, more, last, made * coql_limit_credits(limit), made)
+    more = bool(first.info.get("more_records", False))
+    return Page(merged, unstable | cut, more, last, credits, len(answers))
+
+
+def up_to(table: pa.Table, last: Keyset) -> pa.Table:
+    """The rows of ``table`` (in keyset order) at or before ``last``."""
+    if not table.num_rows:
+        return table
+    bound = (last.time, last.id)
+    (stamp,), (rid,) = row_keys(table.slice(table.num_rows - 1))
+    if (stamp, rid) <= bound:
+        return table  # the common case: every group read the same rows
+    stamps, ids = row_keys(table)
+    return table.slice(0, sum(1 for key in zip(stamps, ids, strict=True) if key <= bound))
 
 
 @dataclass(eq=False, repr=False)
@@ -198,7 +225,9 @@ class CoqlReader(ReaderBase):
         top = LastSecond()
 
         def page_at(where: str, size: int) -> Callable[[], Page]:
-            return lambda: read_page(self.client, schema, groups, where, size, calls)
+            return lambda: read_page(
+                self.client, schema, groups, where, size, calls, holds_rows=pages.holds_rows
+            )
 
         while not pages.finished:
             page = ahead.take(page_at(pages.where(), pages.limit))

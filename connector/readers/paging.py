@@ -384,8 +384,14 @@ class CoqlCursor:
         return coql_page_limit(self.expected, self.served, self.max_limit)
 
     def where(self) -> str:
-        """The next request's condition (of its first field group)."""
+        """The next request's condition."""
         return base_where(self.since, self.after)
+
+    @property
+    def holds_rows(self) -> bool:
+        """Whether the next page should hold rows: the last page said more follow, or a count
+        found rows (the first page of a read may be empty)."""
+        return self.after is not None or bool(self.expected)
 
     def advance(
         self, last: Keyset | None, *, more: bool, unstable: Set[str], new_rows: int

@@ -107,8 +107,8 @@ def test_groups_of_fifty_columns_merge_by_id() -> None:
     for query in selects:
         columns = query.split("select ", 1)[1].split(" from ")[0].split(", ")
         assert len(columns) <= 50 and columns[:2] == ["id", "Modified_Time"]
-    # Later groups are bounded by the first group's last row.
-    assert "(Modified_Time < '" in selects[1]
+    # Every group of a page asks for the same rows.
+    assert [q.split(" from ")[1] for q in selects[:3]] == [selects[0].split(" from ")[1]] * 3
 
 
 def test_field_groups_fetched_at_once_read_the_same_rows_for_the_same_credits() -> None:
@@ -148,6 +148,68 @@ def test_a_pages_other_field_groups_are_in_flight_together() -> None:
     fake.post_body = post_body  # type: ignore[method-assign]
     reader = CoqlReader(fake, tuning(group_calls=2))  # type: ignore[arg-type]
     assert by_id(read_all(reader, schema)).equals(expected(fake, schema))
+
+
+def test_a_page_after_one_that_said_more_sends_every_group_at_once() -> None:
+    schema = make_schema(extra_fields=100)  # three groups
+    fake = FakeZoho(make_records(300, per_second=3, extra_fields=100))
+    # Page 1 (calls 1-3) may be empty, so its first group goes alone; page 2 (calls 4-6) follows
+    # a page that said more: its three calls each wait here until all three have arrived.
+    barrier = threading.Barrier(3, timeout=30)
+    plain = fake.post_body
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
+        with lock:
+            seen["n"] += 1
+            second_page = seen["n"] in (4, 5, 6)
+        if second_page:
+            barrier.wait()
+        return plain(path, body, **kwargs)
+
+    fake.post_body = post_body  # type: ignore[method-assign]
+    reader = CoqlReader(fake, tuning(group_calls=3), max_limit=200)  # type: ignore[arg-type]
+    assert by_id(read_all(reader, schema)).equals(expected(fake, schema))
+    assert fake.count("coql") == 6 and reader.stats.pages == 2
+
+
+def test_a_record_changed_after_a_later_groups_call_is_read_again() -> None:
+    # Page 2's groups go at once; here the second group is answered first, then a record of
+    # its rows changes, then the first group reads: it lacks that record (now at the end) and
+    # reaches one row further. The second group's copy is not merged half-changed, and its
+    # rows past the first group's last row are left to the next page.
+    schema = make_schema(extra_fields=60)  # two groups
+    fake = FakeZoho(make_records(300, per_second=3, extra_fields=60))
+    victim = fake.records[150]["id"]
+    second_answered = threading.Event()
+    plain = fake.post_body
+    seen = {"n": 0}
+    lock = threading.Lock()
+
+    def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
+        with lock:
+            seen["n"] += 1
+            n = seen["n"]
+        later_group = "X050" in str(body)
+        if n in (3, 4) and not later_group:
+            assert second_answered.wait(30)
+        answer = plain(path, body, **kwargs)
+        if n in (3, 4) and later_group:
+            fake.touch(victim, X050="changed", Name="new name")
+            second_answered.set()
+        return answer
+
+    fake.post_body = post_body  # type: ignore[method-assign]
+    reader = CoqlReader(fake, tuning(group_calls=2), max_limit=100)  # type: ignore[arg-type]
+    table = read_all(reader, schema)
+    assert second_answered.is_set()
+    assert by_id(table).equals(expected(fake, schema))
+    rows = table.filter(pa.compute.equal(table["id"], victim)).to_pylist()
+    assert [(r["Name"], r["X050"]) for r in rows] == [("new name", "changed")]
+    # Left out and read again: the victim, and the first group's extra last row, which the
+    # second group's rows do not reach.
+    assert reader.stats.dropped == 2
 
 
 def test_record_changed_between_group_queries_is_read_again_never_half_merged() -> None:

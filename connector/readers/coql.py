@@ -8,8 +8,9 @@ length, so comparing them is numeric-safe. :class:`~connector.readers.paging.Coq
 keyset position, the LIMIT and the stall count, and decides each next request.
 
 Columns go in groups of at most 50 (Zoho's select limit); every group holds ``id`` and
-``Modified_Time``. The first group's page fixes the page's ``(Modified_Time, id)`` range; the other
-groups read the same range and are merged by id. A record missing from a group, present only in a
+``Modified_Time`` and asks for the same rows (``tuning.group_calls`` calls at once once a page is
+known to hold rows). The first group's rows fix the page's ``(Modified_Time, id)`` range; the
+other groups' rows in it are merged by id, their rows past it left to the next page. A record missing from a group, present only in a
 later group, or with a ``Modified_Time`` that differs between groups changed while the page was read:
 it is left out (never half-merged) and the next page starts at ``(T, min unstable id)`` inclusive,
 where ``T`` is the page's last ``Modified_Time``. That is enough to meet its new version again,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -127,12 +128,11 @@ def test_field_groups_fetched_at_once_read_the_same_rows_for_the_same_credits() 
     assert sorted(results[0][2]) == sorted(results[1][2])  # the same queries
 
 
-def test_a_pages_other_field_groups_are_in_flight_together() -> None:
-    schema = make_schema(extra_fields=100)  # three groups
-    fake = FakeZoho(make_records(300, per_second=3, extra_fields=100))
-    # The first group's call fixes the page's range; then the page's second and third group
-    # calls each wait here until both have arrived: one at a time, the barrier would break.
-    barrier = threading.Barrier(2, timeout=30)
+Hook = Callable[[int, str], None]
+
+
+def _around_calls(fake: FakeZoho, before: Hook, after: Hook | None = None) -> None:
+    """Run ``before(n, query)`` as COQL call ``n`` (from 1) is made, ``after`` once answered."""
     plain = fake.post_body
     seen = {"n": 0}
     lock = threading.Lock()
@@ -140,36 +140,39 @@ def test_a_pages_other_field_groups_are_in_flight_together() -> None:
     def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
         with lock:
             seen["n"] += 1
-            other_group_of_first_page = seen["n"] in (2, 3)
-        if other_group_of_first_page:
-            barrier.wait()
-        return plain(path, body, **kwargs)
+            n = seen["n"]
+        before(n, str(body))
+        answer = plain(path, body, **kwargs)
+        if after is not None:
+            after(n, str(body))
+        return answer
 
     fake.post_body = post_body  # type: ignore[method-assign]
-    reader = CoqlReader(fake, tuning(group_calls=2))  # type: ignore[arg-type]
-    assert by_id(read_all(reader, schema)).equals(expected(fake, schema))
 
 
-def test_a_page_after_one_that_said_more_sends_every_group_at_once() -> None:
+def _calls_meet(fake: FakeZoho, numbers: set[int]) -> None:
+    """Make the calls numbered ``numbers`` each wait until all of them have arrived: made one
+    at a time, they would break the barrier instead."""
+    barrier = threading.Barrier(len(numbers), timeout=30)
+    _around_calls(fake, lambda n, _: barrier.wait() if n in numbers else None)
+
+
+@pytest.mark.parametrize(
+    ("group_calls", "meeting"),
+    [
+        # The first page may be empty: its first group goes alone (call 1), then the other two.
+        (2, {2, 3}),
+        # The second page follows one that said more: its three groups go at once.
+        (3, {4, 5, 6}),
+    ],
+)
+def test_a_pages_field_group_calls_are_in_flight_together(
+    group_calls: int, meeting: set[int]
+) -> None:
     schema = make_schema(extra_fields=100)  # three groups
     fake = FakeZoho(make_records(300, per_second=3, extra_fields=100))
-    # Page 1 (calls 1-3) may be empty, so its first group goes alone; page 2 (calls 4-6) follows
-    # a page that said more: its three calls each wait here until all three have arrived.
-    barrier = threading.Barrier(3, timeout=30)
-    plain = fake.post_body
-    seen = {"n": 0}
-    lock = threading.Lock()
-
-    def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
-        with lock:
-            seen["n"] += 1
-            second_page = seen["n"] in (4, 5, 6)
-        if second_page:
-            barrier.wait()
-        return plain(path, body, **kwargs)
-
-    fake.post_body = post_body  # type: ignore[method-assign]
-    reader = CoqlReader(fake, tuning(group_calls=3), max_limit=200)  # type: ignore[arg-type]
+    _calls_meet(fake, meeting)
+    reader = CoqlReader(fake, tuning(group_calls=group_calls), max_limit=200)  # type: ignore[arg-type]
     assert by_id(read_all(reader, schema)).equals(expected(fake, schema))
     assert fake.count("coql") == 6 and reader.stats.pages == 2
 
@@ -183,24 +186,17 @@ def test_a_record_changed_after_a_later_groups_call_is_read_again() -> None:
     fake = FakeZoho(make_records(300, per_second=3, extra_fields=60))
     victim = fake.records[150]["id"]
     second_answered = threading.Event()
-    plain = fake.post_body
-    seen = {"n": 0}
-    lock = threading.Lock()
 
-    def post_body(path: str, body: dict[str, Any], **kwargs: Any) -> bytes | None:
-        with lock:
-            seen["n"] += 1
-            n = seen["n"]
-        later_group = "X050" in str(body)
-        if n in (3, 4) and not later_group:
+    def first_group_waits(n: int, query: str) -> None:
+        if n in (3, 4) and "X050" not in query:
             assert second_answered.wait(30)
-        answer = plain(path, body, **kwargs)
-        if n in (3, 4) and later_group:
+
+    def then_the_record_changes(n: int, query: str) -> None:
+        if n in (3, 4) and "X050" in query:
             fake.touch(victim, X050="changed", Name="new name")
             second_answered.set()
-        return answer
 
-    fake.post_body = post_body  # type: ignore[method-assign]
+    _around_calls(fake, first_group_waits, then_the_record_changes)
     reader = CoqlReader(fake, tuning(group_calls=2), max_limit=100)  # type: ignore[arg-type]
     table = read_all(reader, schema)
     assert second_answered.is_set()

@@ -10,10 +10,11 @@ keyset position, the LIMIT and the stall count, and decides each next request.
 Columns go in groups of at most 50 (Zoho's select limit); every group holds ``id`` and
 ``Modified_Time`` and asks for the same rows (``tuning.group_calls`` calls at once once a page is
 known to hold rows). The first group's rows fix the page's ``(Modified_Time, id)`` range; the
-other groups' rows in it are merged by id, their rows past it left to the next page. A record missing from a group, present only in a
-later group, or with a ``Modified_Time`` that differs between groups changed while the page was read:
-it is left out (never half-merged) and the next page starts at ``(T, min unstable id)`` inclusive,
-where ``T`` is the page's last ``Modified_Time``. That is enough to meet its new version again,
+other groups' rows in it are merged by id, their rows past it left to the next page. A record
+missing from a group, present only in a later group, or with a ``Modified_Time`` that differs
+between groups changed while the page was read: it is left out (never half-merged) and the next
+page starts at ``(T, min unstable id)`` inclusive, where ``T`` is the page's last
+``Modified_Time``. That is enough to meet its new version again,
 because a change stamps a time no earlier than ``T``. Rows already yielded at ``T`` are skipped.
 
 Residual risk (documented, not detectable from the results): a record modified during the read in
@@ -225,13 +226,13 @@ class CoqlReader(ReaderBase):
         # reads some of them again.
         top = LastSecond()
 
-        def page_at(where: str, size: int) -> Callable[[], Page]:
+        def page_at(where: str, size: int, holds_rows: bool) -> Callable[[], Page]:
             return lambda: read_page(
-                self.client, schema, groups, where, size, calls, holds_rows=pages.holds_rows
+                self.client, schema, groups, where, size, calls, holds_rows=holds_rows
             )
 
         while not pages.finished:
-            page = ahead.take(page_at(pages.where(), pages.limit))
+            page = ahead.take(page_at(pages.where(), pages.limit, pages.holds_rows))
             crashpoint("coql_page_read")
             self.stats.pages += 1
             fresh = page.table
@@ -263,7 +264,7 @@ class CoqlReader(ReaderBase):
                 failure = exc
             if failure is None and not pages.finished:
                 # The next page is known: ask for it while the caller writes this one.
-                ahead.start(page_at(pages.where(), pages.limit))
+                ahead.start(page_at(pages.where(), pages.limit, pages.holds_rows))
             yield from fresh.to_batches()
             if failure is not None:
                 raise failure

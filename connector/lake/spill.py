@@ -6,14 +6,15 @@ record batches of at most ``chunk_rows`` rows. At commit a partition's file is b
 pieces in every run plus the rows still buffered, each source sorted by time:
 :func:`merge_sorted` interleaves them into one stream sorted by time while holding only one
 chunk per source, so a file's rows are in ``Modified_Time`` order however the reader delivered
-them (Bulk Read's CSV is in no useful order), and memory stays bounded.
+them (Bulk Read's CSV is in no useful order), and memory stays bounded: a partition spread
+over more runs than its merge may hold at once is merged in passes (:func:`merge_in_passes`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -158,3 +159,87 @@ def merge_sorted(sources: list[Iterator[pa.RecordBatch]], column: str) -> Iterat
     if heads:
         yield heads[0].batch
         yield from heads[0].rest
+
+
+@dataclass
+class Source:
+    """One sorted source of a partition's rows, and the most of it a merge holds at once."""
+
+    batches: Iterator[pa.RecordBatch]
+    held: int
+    """Bytes of its largest batch (a run's piece; 0 for rows already in memory)."""
+
+
+def merge_in_passes(
+    sources: list[Source],
+    column: str,
+    *,
+    budget: int,
+    scratch: Callable[[], Path],
+    chunk_rows: int,
+    row_bytes: int,
+) -> Iterator[pa.RecordBatch]:
+    """:func:`merge_sorted` of ``sources``, holding about ``budget`` bytes of their batches.
+
+    A merge holds one batch of every source. A big partition of unordered input (Bulk Read) has
+    a small piece in each of many runs (a 1M-row module of 300 columns: ~280 runs), so holding
+    one batch of each is holding the whole partition. While the sources hold more than
+    ``budget`` together, consecutive sources that fit in it are merged into a scratch run
+    (``scratch()`` names it; batches of ``chunk_rows`` rows of about ``row_bytes`` each), a pass
+    that costs one more local write and read of their rows; the runs are removed at the end.
+    """
+    made: list[Run] = []
+    try:
+        while len(sources) > 2 and sum(source.held for source in sources) > budget:
+            merged: list[Source] = []
+            for group in _groups(sources, budget):
+                if len(group) == 1:
+                    merged.append(group[0])
+                    continue
+                run = _merged_run(group, column, scratch(), chunk_rows)
+                made.append(run)
+                rows = run.rows[""]
+                merged.append(Source(run.pieces(run.index[""]), min(rows, chunk_rows) * row_bytes))
+            sources = merged
+        yield from merge_sorted([source.batches for source in sources], column)
+    finally:
+        for run in made:
+            run.remove()
+
+
+def _groups(sources: list[Source], budget: int) -> Iterator[list[Source]]:
+    """Consecutive sources that hold at most ``budget`` together; at least two a group, so that
+    every pass makes fewer sources."""
+    group: list[Source] = []
+    held = 0
+    for source in sources:
+        if len(group) >= 2 and held + source.held > budget:
+            yield group
+            group, held = [], 0
+        group.append(source)
+        held += source.held
+    if group:
+        yield group
+
+
+def _merged_run(group: list[Source], column: str, path: Path, chunk_rows: int) -> Run:
+    """``group`` merged into one scratch run (partition ``""``), in batches of ``chunk_rows``."""
+    numbers: list[int] = []
+    rows = 0
+    try:
+        with open_sink(path) as sink:
+            writer: ipc.RecordBatchFileWriter | None = None
+            for batch in merge_sorted([source.batches for source in group], column):
+                for offset in range(0, batch.num_rows, chunk_rows):
+                    piece = batch.slice(offset, chunk_rows)
+                    if writer is None:
+                        writer = ipc.new_file(sink, piece.schema)
+                    writer.write_batch(piece)
+                    numbers.append(len(numbers))
+                    rows += piece.num_rows
+            if writer is not None:
+                writer.close()
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
+    return Run(path, {"": numbers}, {"": rows})

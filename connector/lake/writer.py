@@ -15,9 +15,8 @@ granularity (:mod:`connector.lake.layout`: day, month, year or none) and writes
 * Memory: batches are buffered as they come, up to ``max_buffer_bytes`` in all. Past that the
   buffer is sorted by partition and time (one ``take``) and spilled to one Arrow IPC file in the
   scratch area (a *run*, :mod:`connector.lake.spill`). At commit a small partition is read back
-  whole and sorted at once; a big one merges its pieces from the runs in time order, holding one
-  small chunk per run. Memory stays flat in the
-  size of the module; spilled rows cost one extra local write and read.
+  whole and sorted at once; a big one merges its pieces from the runs in time order, in passes
+  when the runs are many. Memory stays flat in the size of the module.
 * Ordered input (``ordered=True``: the batches come in ascending partition order, as the COQL and
   Records readers give them): a partition is complete once a batch starts past it, so its file is
   written at once, on background threads, while the reader goes on reading. Parquet encoding runs
@@ -60,7 +59,7 @@ from connector.errors import DataError
 from connector.lake import layout
 from connector.lake.layout import NULL_PARTITION
 from connector.lake.output import Output, _clean_rel
-from connector.lake.spill import Run, merge_sorted, open_sink, sort_times, sort_whole
+from connector.lake.spill import Run, Source, merge_in_passes, open_sink, sort_times, sort_whole
 
 log = logging.getLogger(__name__)
 
@@ -89,13 +88,10 @@ COMMIT_THREADS = max(1, min(4, os.cpu_count() or 1))
 # statistics): a schema of more columns than this is written one file at a time (measured on a
 # 300-field module's Bulk read: peak RSS 275 MB with one commit thread, 302 MB with two).
 WIDE_SCHEMA_COLUMNS = 256
-# Merging a partition holds one chunk of every run: with many runs, fewer partitions at once.
-MERGE_CHUNKS_IN_FLIGHT = 64
 # A partition of at most this share of the buffer bound is read back whole and sorted at once
 # (spill.sort_whole): much faster than merging it from every run when the partitions are many
-# and small (days; months of a small module), where the merge's rounds dominate. A bigger one is
-# merged holding one chunk per run: sorting 16 MB months whole on two threads saved ~4 % of a
-# 1M-row Bulk load's CPU but raised its peak RSS from 267 to 394 MB.
+# and small (days; months of a small module). A bigger one is merged holding about as much
+# (sorting 16 MB months whole on two threads raised a 1M-row Bulk load's peak from 267 to 394 MB).
 SORT_WHOLE_BUFFERS = 0.5
 # Batches whose size is measured (the rest are estimated by the mean row size, see _batch_bytes).
 MEASURE_FIRST = 8
@@ -506,13 +502,25 @@ class DatasetWriter:
     ) -> Iterator[pa.RecordBatch]:
         """A partition's rows in time order: its spilled pieces (read when the writer gets to
         them) with the rows still buffered, sorted whole when they fit, else merged."""
-        sources = [run.pieces(numbers) for run, numbers, _ in spilled]
+        chunk = self._chunk_rows()
+        sources = [
+            Source(run.pieces(numbers), self._estimate_bytes(min(count, chunk)))
+            for run, numbers, count in spilled
+        ]
         rows = sum(count for _, _, count in spilled)
         if tail is not None:
-            sources.append(iter(tail.to_batches()))
+            sources.append(Source(iter(tail.to_batches()), 0))  # in memory already
             rows += tail.num_rows
-        whole = self._fits_whole(rows)
-        return (sort_whole if whole else merge_sorted)(sources, self.partition_column)
+        if self._fits_whole(rows):
+            return sort_whole([source.batches for source in sources], self.partition_column)
+        return merge_in_passes(
+            sources,
+            self.partition_column,
+            budget=int(SORT_WHOLE_BUFFERS * self.max_buffer_bytes),
+            scratch=lambda: self._scratch(f"merge-{self.run_id}-{uuid.uuid4().hex[:12]}.arrow"),
+            chunk_rows=chunk,
+            row_bytes=self._estimate_bytes(1),
+        )
 
     def commit(self) -> list[WrittenFile]:
         """Write out every buffer and spilled run, then move the files into place, durably.
@@ -524,30 +532,20 @@ class DatasetWriter:
         runs, self._runs = self._runs, []
         self._spilled_keys.clear()
         keys = sorted(set(buffers).union(*(run.index for run in runs)))
-        threads = self.threads
-        rows = {key: len(table) for key, table in buffers.items()}
-        for run in runs:
-            for key, count in run.rows.items():
-                rows[key] = rows.get(key, 0) + count
-        if not all(self._fits_whole(count) for count in rows.values()):
-            threads = min(threads, max(1, MERGE_CHUNKS_IN_FLIGHT // max(1, len(runs))))
         try:
-            if threads > 1 and len(keys) > 1:
-                with ThreadPoolExecutor(max_workers=threads) as pool:
-                    jobs = [
-                        pool.submit(
-                            self._write_partition,
-                            key,
-                            self._pieces(self._take_spilled(key, runs), buffers.get(key)),
-                        )
-                        for key in keys
-                    ]
-                    for job in jobs:
-                        job.result()
-            else:
-                for key in keys:
-                    pieces = self._pieces(self._take_spilled(key, runs), buffers.get(key))
-                    self._write_partition(key, pieces)
+            # A partition's merge holds a bounded share of the buffer however many runs it
+            # reads (spill.merge_in_passes), so big partitions are written a few at once too.
+            with ThreadPoolExecutor(max_workers=self.threads) as pool:
+                jobs = [
+                    pool.submit(
+                        self._write_partition,
+                        key,
+                        self._pieces(self._take_spilled(key, runs), buffers.get(key)),
+                    )
+                    for key in keys
+                ]
+                for job in jobs:
+                    job.result()
         finally:
             for run in runs:
                 run.remove()

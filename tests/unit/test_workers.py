@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import platform
 from typing import Any
 
 import pytest
@@ -93,6 +94,33 @@ def test_jemalloc_is_chosen_before_arrow_loads_unless_the_user_chose(
     monkeypatch.setattr(sys, "platform", "darwin")  # wheels without jemalloc: Arrow would warn
     other: dict[str, str] = {}
     assert not prefer_jemalloc(other) and other == {}
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="glibc's mallopt only")
+def test_glibc_malloc_is_bounded_unless_the_user_set_its_variable() -> None:
+    from connector.run.process import tame_glibc_malloc
+
+    assert tame_glibc_malloc({}) == [
+        "MALLOC_ARENA_MAX",
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ]
+    assert tame_glibc_malloc({"MALLOC_ARENA_MAX": "8"}) == [
+        "MALLOC_MMAP_THRESHOLD_",
+        "MALLOC_TRIM_THRESHOLD_",
+    ]
+
+
+def test_a_c_library_without_mallopt_is_left_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    from connector.run.process import tame_glibc_malloc
+
+    def missing(name: str) -> object:
+        raise OSError(f"{name}: cannot open shared object file")
+
+    monkeypatch.setattr(ctypes, "CDLL", missing)
+    assert tame_glibc_malloc({}) == []
 
 
 def test_jemalloc_is_not_asked_for_once_arrow_is_loaded(monkeypatch: pytest.MonkeyPatch) -> None:

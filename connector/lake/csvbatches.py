@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import pyarrow as pa
 import pyarrow.csv as pacsv
@@ -66,12 +66,13 @@ def _read_header(stream: BinaryIO, module: str) -> tuple[list[str], bytes]:
 
 
 def batches_from_csv(
-    stream: BinaryIO, schema: ModuleSchema, *, block_size: int = 8 << 20
+    stream: BinaryIO | pa.NativeFile, schema: ModuleSchema, *, block_size: int = 8 << 20
 ) -> Iterator[pa.RecordBatch]:
     """Stream a Bulk Read CSV into batches of ``schema.arrow``, one per block of ``block_size`` bytes.
 
     The header may list the columns in any order, leave some out (they read as null) or add others
-    (ignored); the ``id`` column is required.
+    (ignored); the ``id`` column is required. An Arrow file (``pa.OSFile``) is read by Arrow's own
+    threads, without a Python call per block.
     """
     module = schema.module
     header, head = _read_header(stream, module)
@@ -89,7 +90,12 @@ def batches_from_csv(
         null_values=[""],
         check_utf8=True,
     )
-    source = io.BufferedReader(_Prefixed(head, stream), buffer_size=1 << 20)
+    source: pa.NativeFile | io.BufferedReader
+    if isinstance(stream, pa.NativeFile) and stream.seekable():
+        stream.seek(0)  # the header is read again by Arrow
+        source = stream
+    else:
+        source = io.BufferedReader(_Prefixed(head, cast(BinaryIO, stream)), buffer_size=1 << 20)
     try:
         reader = pacsv.open_csv(
             source, read_options=reader_opts, parse_options=parse_opts, convert_options=convert_opts

@@ -2,10 +2,11 @@
 
 One job per page and field group: ``POST /crm/bulk/{v}/read`` (50 credits), status polls with
 exponential backoff from ``tuning.bulk_poll_initial`` to ``bulk_poll_max`` (1 credit each, so the
-first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file,
-checked (``ZipFile.testzip`` reads every member and checks its CRC) and only then streamed through
-:func:`connector.lake.csvbatches.batches_from_csv`: a batch never comes from a file not known to be complete,
-and the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
+first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file
+and its CSV extracted beside it (``zipfile`` checks the CRC as the last byte is read; the ZIP is then
+removed), and only then parsed from that file by :func:`connector.lake.csvbatches.batches_from_csv`
+(Arrow reads it on its own threads): a batch never comes from a file not known to be complete, and
+the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
 
 Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
 truncated or corrupt ZIP is downloaded again (``MAX_DOWNLOADS`` times), then its job created again.
@@ -49,7 +50,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO, cast
+from typing import TYPE_CHECKING, Any
 
 import pyarrow as pa
 
@@ -85,6 +86,8 @@ MAX_REREAD_ROUNDS = 3
 # the ZIP stream) and parses a few more: 8 MB blocks held about 200 MB of a 100k-row read, 2 MB
 # blocks 60-100 MB; 512 KB blocks cap the read-ahead at 16 MB, and read as fast.
 CSV_BLOCK_SIZE = 512 << 10
+# Bytes a ZIP member is copied out in.
+EXTRACT_CHUNK = 1 << 20
 # Arrow cannot parse a row longer than one block ("straddling object"); a file with such a row
 # (long text areas) is read again from the first row not yet given, with blocks this much bigger.
 CSV_BLOCK_GROWTH = 8
@@ -107,17 +110,18 @@ def _api_version(client: ZohoClient) -> str:
     return str(getattr(settings, "api_version", None) or "v8")
 
 
-def _zip_member(path: Path) -> str | None:
-    """The CSV member of a complete, intact ZIP, or None when the file is truncated or corrupt."""
+def _extract_csv(archive_path: Path, csv_path: Path) -> bool:
+    """Write the CSV member of a complete, intact ZIP to ``csv_path``; False (nothing written)
+    when the file is truncated or corrupt. One pass: ``zipfile`` checks the member's CRC when
+    its last byte is read."""
     try:
-        with zipfile.ZipFile(path) as archive:
+        with zipfile.ZipFile(archive_path) as archive:
             names = [n for n in archive.namelist() if not n.endswith("/")]
             if len(names) != 1:
-                return None
-            # testzip reads every byte of every member and checks the CRCs.
-            if archive.testzip() is not None:
-                return None
-            return names[0]
+                return False
+            with archive.open(names[0]) as member, open(csv_path, "wb") as out:
+                shutil.copyfileobj(member, out, EXTRACT_CHUNK)
+        return True
     except (
         zipfile.BadZipFile,
         zipfile.LargeZipFile,
@@ -129,7 +133,8 @@ def _zip_member(path: Path) -> str | None:
         NotImplementedError,
         RuntimeError,
     ):
-        return None
+        csv_path.unlink(missing_ok=True)
+        return False
 
 
 @dataclass(eq=False, repr=False)
@@ -262,11 +267,16 @@ class BulkReader(ReaderBase):
                 else self.tuning.bulk_poll_initial
             )
 
-    def _download(self, url: str, dest: Path) -> str | None:
+    def _download(self, url: str, dest: Path) -> Path | None:
+        """Download a result ZIP to ``dest`` and extract its CSV beside it (the ZIP removed);
+        the CSV's path, or None when the file is incomplete."""
         with open(dest, "wb") as handle:
             self.client.download(url, crash_on_write(handle, "bulk_download_chunk"))
         crashpoint("bulk_downloaded")
-        return _zip_member(dest)
+        extracted = dest.with_suffix(".csv")
+        intact = _extract_csv(dest, extracted)
+        dest.unlink(missing_ok=True)
+        return extracted if intact else None
 
     def _job(
         self,
@@ -328,14 +338,14 @@ class BulkReader(ReaderBase):
                     f"{module}: Bulk Read file of job {job_id} was incomplete; downloading again"
                 )
             try:
-                member = self._download(str(url), dest)
+                extracted = self._download(str(url), dest)
             except FatalAPIError as exc:
                 # A job that expired between its status and its download (a day old).
                 if exc.code != JOB_UNKNOWN or isinstance(exc, ModuleUnavailable):
                     raise
                 break
-            if member is not None:
-                return JobResult(dest, count, more, following, job_id)
+            if extracted is not None:
+                return JobResult(extracted, count, more, following, job_id)
         dest.unlink(missing_ok=True)
         return None
 
@@ -351,40 +361,36 @@ class BulkReader(ReaderBase):
         while not done:
             # Rows already given on an earlier pass (read again with bigger blocks) are skipped.
             skip = seen
-            with zipfile.ZipFile(job.path) as archive:
-                member = archive.namelist()[0]
-                with archive.open(member) as stream:
-                    batches = batches_from_csv(
-                        cast(BinaryIO, stream), schema, block_size=block_size
-                    )
-                    while True:
-                        try:
-                            batch = next(batches)
-                        except StopIteration:
-                            done = True
-                            break
-                        except csv.Error as exc:
-                            raise DataError(
-                                f"{schema.module}: a Bulk Read file is not valid CSV ({exc})",
-                                module=schema.module,
-                            ) from exc
-                        except DataError as exc:
-                            if "straddl" not in str(exc) or block_size >= CSV_BLOCK_MAX:
-                                raise
-                            block_size *= CSV_BLOCK_GROWTH
-                            log.debug("%s: a CSV row is longer than a block", schema.module)
-                            break
-                        if skip:
-                            if batch.num_rows <= skip:
-                                skip -= batch.num_rows
-                                continue
-                            batch, skip = batch.slice(skip), 0
-                        seen += batch.num_rows
-                        if seen > job.count:
-                            done = True
-                            break
-                        crashpoint("bulk_csv_batch")
-                        yield batch
+            with pa.OSFile(str(job.path), "rb") as stream:
+                batches = batches_from_csv(stream, schema, block_size=block_size)
+                while True:
+                    try:
+                        batch = next(batches)
+                    except StopIteration:
+                        done = True
+                        break
+                    except csv.Error as exc:
+                        raise DataError(
+                            f"{schema.module}: a Bulk Read file is not valid CSV ({exc})",
+                            module=schema.module,
+                        ) from exc
+                    except DataError as exc:
+                        if "straddl" not in str(exc) or block_size >= CSV_BLOCK_MAX:
+                            raise
+                        block_size *= CSV_BLOCK_GROWTH
+                        log.debug("%s: a CSV row is longer than a block", schema.module)
+                        break
+                    if skip:
+                        if batch.num_rows <= skip:
+                            skip -= batch.num_rows
+                            continue
+                        batch, skip = batch.slice(skip), 0
+                    seen += batch.num_rows
+                    if seen > job.count:
+                        done = True
+                        break
+                    crashpoint("bulk_csv_batch")
+                    yield batch
         if seen != job.count:
             raise RetriableAPIError(
                 f"{schema.module}: a Bulk Read file holds {seen} rows where the job counted "

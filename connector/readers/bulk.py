@@ -46,7 +46,7 @@ import shutil
 import tempfile
 import zipfile
 import zlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -59,6 +59,7 @@ from connector.errors import DataError, FatalAPIError, ModuleUnavailable, Retria
 from connector.lake.raw_values import RAW_VALUES
 from connector.readers.base import (
     ID,
+    Prefetch,
     ReaderBase,
 )
 from connector.readers.bulk_query import bulk_request, created_time, zoho_now
@@ -407,46 +408,72 @@ class BulkReader(ReaderBase):
         name = module.api_name
         groups, criteria = bulk_request(schema, since)
         scratch = Path(tempfile.mkdtemp(prefix="zoho-bulk-", dir=self.scratch_dir))
+        ahead: Prefetch[list[JobResult]] = Prefetch()
         jobs: list[JobResult] = []
+
+        def page_jobs(tokens: Sequence[str | None], page: int) -> Callable[[], list[JobResult]]:
+            return lambda: [
+                self._job(name, fields, criteria, token, scratch, page)
+                for fields, token in zip(groups, tokens, strict=True)
+            ]
+
         try:
             pages = BulkCursor(name, len(groups))
             unstable: set[str] = set()
-            page = 0
+            page = 1
             while not pages.finished:
-                page += 1
-                jobs = []
-                for fields, token in zip(groups, pages.tokens, strict=True):
-                    jobs.append(self._job(name, fields, criteria, token, scratch, page))
-                if len(groups) == 1:
-                    batches = self._batches(jobs[0], schema)
-                else:
-                    batches = self._merged(jobs, groups, schema, unstable, scratch)
-                for batch in batches:
-                    if not batch.num_rows:
-                        continue
-                    # Rich text cut at 500 characters and $se_module, which Bulk Read does not
-                    # give, read by id; records that changed meanwhile are read again at the end.
-                    done, cut = complete_rows(
-                        self.client, schema, pa.Table.from_batches([batch]), se_module_known=False
-                    )
-                    unstable |= cut
-                    if done.num_rows:
-                        self.stats.rows += done.num_rows
-                        yield from done.to_batches()
+                try:
+                    jobs = ahead.take(page_jobs(pages.tokens, page))
+                except BaseException:
+                    jobs = []  # a failed job forgot itself; the last page's stay resumable
+                    raise
+                pages.advance([job.next_page_token for job in jobs])
+                if not pages.finished:
+                    # The next page's jobs are known: Zoho prepares them, and they are
+                    # downloaded, while this page is parsed. The same jobs, in the same order.
+                    ahead.start(page_jobs(list(pages.tokens), page + 1))
+                yield from self._page_rows(jobs, groups, schema, unstable, scratch)
                 for job in jobs:
                     if job.path is not None:
                         job.path.unlink(missing_ok=True)
                 self.stats.pages += 1
                 crashpoint("bulk_page_done")
                 self.report_progress()
-                pages.advance([job.next_page_token for job in jobs])
+                page += 1
             if unstable:
                 yield from self._reread(name, schema, unstable)
         except RetriableAPIError as exc:
             self._forget_bad(exc, jobs)
             raise
         finally:
+            ahead.close()
             shutil.rmtree(scratch, ignore_errors=True)
+
+    def _page_rows(
+        self,
+        jobs: Sequence[JobResult],
+        groups: Sequence[Sequence[str]],
+        schema: ModuleSchema,
+        unstable: set[str],
+        scratch: Path,
+    ) -> Iterator[pa.RecordBatch]:
+        """One page's rows (its groups joined), complete: rich text cut at 500 characters and
+        ``$se_module``, which Bulk Read does not give, read by id; records that changed
+        meanwhile go to ``unstable``, read again at the end."""
+        if len(groups) == 1:
+            batches = self._batches(jobs[0], schema)
+        else:
+            batches = self._merged(jobs, groups, schema, unstable, scratch)
+        for batch in batches:
+            if not batch.num_rows:
+                continue
+            done, cut = complete_rows(
+                self.client, schema, pa.Table.from_batches([batch]), se_module_known=False
+            )
+            unstable |= cut
+            if done.num_rows:
+                self.stats.rows += done.num_rows
+                yield from done.to_batches()
 
     def _forget_bad(self, exc: RetriableAPIError, jobs: Sequence[JobResult]) -> None:
         """Keep a restart (or the next run) from taking recorded jobs that cannot serve it: the

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +11,7 @@ import pyarrow as pa
 import pytest
 from support.fakezoho import (
     BASE,
+    MODULE,
     FakeZoho,
     by_id,
     expected,
@@ -78,6 +80,30 @@ def test_multi_page_follows_page_tokens(tmp_path: Path) -> None:
     assert creates[1] == {"query": {"page_token": "btok900"}, "file_type": "csv"}
     assert reader.stats.jobs == 3 and reader.stats.pages == 3
     assert fake.credits() == 3 * (50 + 2 + 1)
+
+
+def test_the_next_pages_job_is_created_while_this_page_is_read(tmp_path: Path) -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(250), bulk_page_size=100)
+    second_created = threading.Event()
+    plain = fake.post_json
+
+    def post_json(path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        answer = plain(path, body, **kwargs)
+        if body.get("query", {}).get("page_token"):
+            second_created.set()
+        return answer
+
+    fake.post_json = post_json  # type: ignore[method-assign]
+    reader, _ = reader_for(fake, tmp_path)
+    batches = reader.read(MODULE, schema, None)
+    first = next(batches)
+    # The caller holds the first page's first batch: the second page's job is asked for
+    # meanwhile (read one after another, this would wait forever).
+    assert second_created.wait(30)
+    rows = pa.Table.from_batches([first, *batches], schema=schema.arrow)
+    assert by_id(rows).equals(expected(fake, schema))
+    assert fake.count("bulk_create") == 3  # the same jobs, no more
 
 
 def test_failure_recreates_the_job(tmp_path: Path) -> None:

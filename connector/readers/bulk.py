@@ -2,11 +2,13 @@
 
 One job per page and field group: ``POST /crm/bulk/{v}/read`` (50 credits), status polls with
 exponential backoff from ``tuning.bulk_poll_initial`` to ``bulk_poll_max`` (1 credit each, so the
-first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file
-and its CSV extracted beside it (``zipfile`` checks the CRC as the last byte is read; the ZIP is then
-removed), and only then parsed from that file by :func:`connector.lake.csvbatches.batches_from_csv`
-(Arrow reads it on its own threads): a batch never comes from a file not known to be complete, and
-the file is never held in memory. Later pages are new jobs with ``{"query": {"page_token": …}}``.
+first poll waits ``bulk_poll_initial``), then the result ZIP is downloaded to a scratch file and
+its CSV extracted beside it (``zipfile`` checks the CRC as the last byte is read; the ZIP is then
+removed), and only then parsed from that file by
+:func:`connector.lake.csvbatches.batches_from_csv` (Arrow reads it on its own threads): a batch
+never comes from a file not known to be complete, and the file is never held in memory. Later
+pages are new jobs with ``{"query": {"page_token": …}}``, created, polled and downloaded on a
+background thread while the page before is parsed.
 
 Faults. A job that ends in ``FAILURE`` is created again (at most ``MAX_JOB_ATTEMPTS`` times); a
 truncated or corrupt ZIP is downloaded again (``MAX_DOWNLOADS`` times), then its job created again.

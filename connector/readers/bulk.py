@@ -46,6 +46,8 @@ import csv
 import logging
 import shutil
 import tempfile
+import threading
+import time
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator, Sequence
@@ -140,6 +142,10 @@ def _extract_csv(archive_path: Path, csv_path: Path) -> bool:
         return False
 
 
+class _ReadClosed(Exception):
+    """The read was closed while the next page's job was being prepared in the background."""
+
+
 @dataclass(eq=False, repr=False)
 class BulkReader(ReaderBase):
     """Reads a module through Bulk Read jobs; batches come in no particular order."""
@@ -153,6 +159,19 @@ class BulkReader(ReaderBase):
 
     def __post_init__(self) -> None:
         self._base = f"/crm/bulk/{_api_version(self.client)}/read"
+        self._closing = threading.Event()
+
+    def _pause(self, seconds: float) -> None:
+        """Wait between status polls. A read being closed (a stop, an error) ends the wait of the
+        next page's job, prepared in the background: that job stays recorded, resumable."""
+        if self._closing.is_set():
+            raise _ReadClosed
+        if self.sleep is time.sleep:
+            self._closing.wait(seconds)  # a real wait, which the close cuts short
+        else:
+            self.sleep(seconds)
+        if self._closing.is_set():
+            raise _ReadClosed
 
     # --- one job -------------------------------------------------------------------------------
 
@@ -245,7 +264,7 @@ class BulkReader(ReaderBase):
                     f"{self.tuning.bulk_poll_timeout:g} s",
                     code="BULK_TIMEOUT",
                 )
-            self.sleep(wait)
+            self._pause(wait)
             waited += wait
             body = self.client.get_json(f"{self._base}/{job_id}")
             crashpoint("bulk_polled")
@@ -410,6 +429,7 @@ class BulkReader(ReaderBase):
         name = module.api_name
         groups, criteria = bulk_request(schema, since)
         scratch = Path(tempfile.mkdtemp(prefix="zoho-bulk-", dir=self.scratch_dir))
+        self._closing.clear()
         ahead: Prefetch[list[JobResult]] = Prefetch()
         jobs: list[JobResult] = []
 
@@ -448,6 +468,7 @@ class BulkReader(ReaderBase):
             self._forget_bad(exc, jobs)
             raise
         finally:
+            self._closing.set()
             ahead.close()
             shutil.rmtree(scratch, ignore_errors=True)
 

@@ -106,6 +106,35 @@ def test_the_next_pages_job_is_created_while_this_page_is_read(tmp_path: Path) -
     assert fake.count("bulk_create") == 3  # the same jobs, no more
 
 
+def test_closing_the_read_ends_the_wait_of_the_next_pages_job(tmp_path: Path) -> None:
+    schema = make_schema()
+    fake = FakeZoho(make_records(250), bulk_page_size=100)
+    fake.polls_to_complete = 1
+    plain = fake.post_json
+
+    def post_json(path: str, body: dict[str, Any], **kwargs: Any) -> dict[str, Any] | None:
+        if body.get("query", {}).get("page_token"):
+            fake.polls_to_complete = 10**6  # the second page's job never completes
+        return plain(path, body, **kwargs)
+
+    fake.post_json = post_json  # type: ignore[method-assign]
+    reader = BulkReader(fake, tuning(), scratch_dir=tmp_path)  # type: ignore[arg-type]
+
+    def sleep(seconds: float) -> None:
+        # The background page's waits last until the read is closed, as a real wait cut short.
+        if threading.current_thread().name.startswith("prefetch"):
+            reader._closing.wait(30)  # set by the close
+
+    reader.sleep = sleep  # type: ignore[method-assign]
+    batches = reader.read(MODULE, schema, None)
+    next(batches)
+    batches.close()  # the caller stops (a signal, an error)
+    second_job = [c.path for c in fake.calls if c.kind == "bulk_status"][-1]
+    polls = [c for c in fake.calls if c.kind == "bulk_status" and c.path == second_job]
+    # Polled once, then the close ended its wait (polled on, it would run to bulk_poll_timeout).
+    assert fake.count("bulk_create") == 2 and len(polls) == 1
+
+
 def test_failure_recreates_the_job(tmp_path: Path) -> None:
     schema = make_schema()
     fake = FakeZoho(make_records(50), bulk_fail_next=2)

@@ -19,10 +19,13 @@ granularity (:mod:`connector.lake.layout`: day, month, year or none) and writes
   when the runs are many. Memory stays flat in the size of the module.
 * Ordered input (``ordered=True``: the batches come in ascending partition order, as the COQL and
   Records readers give them): a partition is complete once a batch starts past it, so its file is
-  written at once, on background threads, while the reader goes on reading. Parquet encoding runs
-  outside the GIL, so reading and writing overlap; at commit only the last partitions remain. The
-  order is only used for speed: a row that comes after its partition was written goes to a file
-  of its own, never lost.
+  written at once, on background threads, while the reader goes on reading. The partition still
+  growing is handed to its file's write as it comes (:mod:`connector.lake.stream`), a row group
+  at a time, so ordered input never spills and holds about two row groups however big a
+  partition grows. Parquet encoding runs outside the GIL, so reading and writing overlap; at
+  commit only the last partitions remain. The order is only used for speed: a row that comes
+  after its partition was written (or before the last row handed to its file) goes to a file of
+  its own, never lost.
 * Atomicity: files are built in the output's scratch area (``_tmp/``) and appear under
   ``rel_dir`` only in :meth:`DatasetWriter.commit`, complete and durable: all of a commit's files
   are made durable together, renamed, and the renames made durable together
@@ -52,18 +55,25 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.ipc as ipc
-import pyarrow.parquet as pq
 
 from connector.crashpoints import crashpoint
 from connector.errors import DataError
 from connector.lake import layout
 from connector.lake.layout import NULL_PARTITION
 from connector.lake.output import Output, _clean_rel
+from connector.lake.partfiles import SMALL_FILE_ROWS, FileShape, FinishedFile, write_partition_files
 from connector.lake.spill import Run, Source, merge_in_passes, open_sink, sort_times, sort_whole
+from connector.lake.stream import PartitionStream
 
 log = logging.getLogger(__name__)
 
-__all__ = ["NULL_PARTITION", "DatasetWriter", "WrittenFile", "part_file_name"]
+__all__ = [
+    "NULL_PARTITION",
+    "SMALL_FILE_ROWS",
+    "DatasetWriter",
+    "WrittenFile",
+    "part_file_name",
+]
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Row groups much smaller than this make files slow to scan.
@@ -74,14 +84,6 @@ TARGET_FILE_BYTES = 128 << 20
 # A spilled partition is stored in chunks of about this share of the buffer bound: a commit
 # merges a partition from every run, holding one chunk of each.
 SPILL_CHUNKS_PER_BUFFER = 32
-# Small files gain nothing from dictionary pages (measured: larger and up to 2x slower to write
-# at 50-5,000 rows of 72 columns); big files of real CRM data (picklists, owners) do.
-DICTIONARY_MIN_ROWS = 10_000
-# zstd has a fixed cost per column chunk (~13 us: ~1 ms of a 72-column file, half its write time
-# at 50 rows) and saves little on a few rows: measured on 72 columns, snappy writes a 50-row file
-# in 1.1 ms instead of 2.1 ms for 13 % more bytes (44 vs 39 KB); at 500 rows it would cost 52 %
-# more bytes. Daily partitions of incremental runs and of small modules are mostly such files.
-SMALL_FILE_ROWS = 100
 # Files written at once by a commit; Parquet encoding and compression run outside the GIL.
 COMMIT_THREADS = max(1, min(4, os.cpu_count() or 1))
 # A Parquet file being written holds a column writer for each column (pages, dictionary,
@@ -93,6 +95,10 @@ WIDE_SCHEMA_COLUMNS = 256
 # and small (days; months of a small module). A bigger one is merged holding about as much
 # (sorting 16 MB months whole on two threads raised a 1M-row Bulk load's peak from 267 to 394 MB).
 SORT_WHOLE_BUFFERS = 0.5
+# Ordered input hands the partition still growing to its file's write each time the buffer
+# holds this share of a row group: few enough hand-overs to cost nothing, small enough that the
+# buffer adds little to the row group being written.
+STREAM_FEEDS_PER_ROW_GROUP = 4
 # Batches whose size is measured (the rest are estimated by the mean row size, see _batch_bytes).
 MEASURE_FIRST = 8
 MEASURE_EVERY = 16
@@ -113,18 +119,6 @@ class WrittenFile:
 def part_file_name(run_id: str, seq: int) -> str:
     """The name of a data file: ``part-<run_id>-<seq:05d>.parquet``."""
     return f"part-{run_id}-{seq:05d}.parquet"
-
-
-@dataclass
-class _Finished:
-    """A complete file in the scratch area, waiting for the commit that moves it into place."""
-
-    tmp: Path
-    partition: str
-    order: int
-    """Files of one partition are named in this order at commit."""
-    rows: int
-    size: int
 
 
 class DatasetWriter:
@@ -151,7 +145,8 @@ class DatasetWriter:
     ) -> None:
         """``partition_name`` is the daily key (``modified_date``); ``granularity`` picks the
         key actually used (:func:`connector.lake.layout.folder_key`). ``row_group_bytes``
-        defaults to ``max_buffer_bytes``."""
+        defaults to half of ``max_buffer_bytes``: a row group is built and encoded while the next
+        one gathers."""
         if not _RUN_ID_RE.match(run_id):
             raise DataError(f"run id {run_id!r} cannot be part of a file name")
         if partition_column not in schema.names:
@@ -175,7 +170,7 @@ class DatasetWriter:
         self.target_file_bytes = max(1, target_file_bytes)
         self.max_buffer_bytes = max(1, max_buffer_bytes)
         self.row_group_rows = max(1, row_group_rows)
-        self.row_group_bytes = max(1, row_group_bytes or self.max_buffer_bytes)
+        self.row_group_bytes = max(1, row_group_bytes or self.max_buffer_bytes // 2)
         self.threads = max(1, min(threads, WIDE_SCHEMA_COLUMNS // len(schema.names)))
         self.rows_written = 0
         self.max_value: datetime | None = None
@@ -190,12 +185,14 @@ class DatasetWriter:
         self._pending: list[tuple[pa.RecordBatch, np.ndarray, np.ndarray]] = []
         self._buffered_bytes = 0
         self._runs: list[Run] = []
-        self._finished: list[_Finished] = []
+        self._finished: list[FinishedFile] = []
         self.ordered = ordered
         # Complete partitions being written in the background (ordered input), with their size.
         self._sealer: ThreadPoolExecutor | None = None
         self._sealing: list[tuple[Future[None], int]] = []
-        self._spilled_keys: dict[str, int] = {}  # ordered input: spilled partitions' keys
+        # Ordered input: the partition still growing, handed to its file's write as it comes.
+        self._stream: PartitionStream | None = None
+        self._streamer: ThreadPoolExecutor | None = None
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -220,14 +217,17 @@ class DatasetWriter:
         micros = sort_times(times)
         # Null times get the largest key, so they sort into a partition of their own.
         keys = layout.partition_keys(micros, micros != layout.NULL_KEY, self.granularity)
-        if self.ordered and (self._pending or self._spilled_keys):
+        if self.ordered and (self._pending or self._stream):
             self._seal_below(int(keys.min()))
         self._pending.append((batch, keys, micros))
         nbytes = self._batch_bytes(batch)
         self._buffered_bytes += nbytes
         self._bytes_seen += nbytes
         self.rows_written += batch.num_rows
-        if self._buffered_bytes > self.max_buffer_bytes:
+        if self.ordered:
+            if self._buffered_bytes > self.row_group_bytes // STREAM_FEEDS_PER_ROW_GROUP:
+                self._stream_out()
+        elif self._buffered_bytes > self.max_buffer_bytes:
             self._spill()
 
     def _batch_bytes(self, batch: pa.RecordBatch) -> int:
@@ -296,9 +296,6 @@ class DatasetWriter:
     def _spill(self) -> None:
         """Write the buffer to one scratch run, sorted by partition and time, in chunks."""
         path = self._scratch(f"spill-{self.run_id}-{uuid.uuid4().hex[:12]}.arrow")
-        if self.ordered and self._pending:
-            for key in np.unique(np.concatenate([keys for _, keys, _ in self._pending])).tolist():
-                self._spilled_keys[self._partition_value(key)] = key
         index: dict[str, list[int]] = {}
         rows: dict[str, int] = {}
         chunk = self._chunk_rows()
@@ -328,7 +325,8 @@ class DatasetWriter:
     # --- ordered input: complete partitions written while reading goes on -------------------
 
     def _seal_below(self, bound: int) -> None:
-        """Write out, in the background, every buffered partition whose key is below ``bound``.
+        """Write out, in the background, every buffered partition whose key is below ``bound``,
+        and finish the open stream's file if its partition is below it.
 
         With ordered input no later row belongs to such a partition, so its file can be built now.
         """
@@ -343,27 +341,77 @@ class DatasetWriter:
                 below = keys < bound
                 done.append((batch.filter(pa.array(below)), keys[below], times[below]))
                 kept.append((batch.filter(pa.array(~below)), keys[~below], times[~below]))
-        # A partition whose rows were all spilled (the spill took its last rows) is complete
-        # too: sealed here, not left for the commit to write beside the partition still open.
-        spilled = [value for value, key in self._spilled_keys.items() if key < bound]
-        if not done and not spilled:
-            return
         self._pending = kept
         self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
-        if self._sealer is None:
-            self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
-        for key, part in self._grouped(done):
-            self._seal(key, part)
-        for key in spilled:
-            del self._spilled_keys[key]
-            if any(key in run.index for run in self._runs):
-                self._seal(key, None)
+        self._hand_over(list(self._grouped(done)))
+        if self._stream is not None and self._stream.number < bound:
+            self._end_stream()
         self._collect_sealed(wait_for_room=True)
+
+    def _stream_out(self) -> None:
+        """Empty the buffer (ordered input) once its last partition is big enough to stream (or
+        is streaming): the partitions below it are complete and sealed; the last, still
+        growing, goes to its file's write as it is. Smaller partitions wait to be sealed whole."""
+        top = max(int(keys.max()) for _, keys, _ in self._pending)
+        if self._stream is None or self._stream.number != top:
+            rows = sum(int(np.count_nonzero(keys == top)) for _, keys, _ in self._pending)
+            if self._estimate_bytes(rows) < self.row_group_bytes // STREAM_FEEDS_PER_ROW_GROUP:
+                return
+        *complete, (key, part) = self._partitions()
+        self._hand_over(complete)
+        times = sort_times(part.column(self.partition_column))
+        if self._stream is not None and not self._stream.takes(key, int(times[0])):
+            self._end_stream()  # another partition, or a late row: the file stays sorted
+        if self._stream is None:
+            number = layout.partition_keys(
+                times[:1], times[:1] != layout.NULL_KEY, self.granularity
+            )
+            self._stream = PartitionStream(key, int(number[0]), self.row_group_bytes // 2)
+            if self._streamer is None:
+                # Its own thread: a stream waits for rows, so it must never hold a sealing thread.
+                self._streamer = ThreadPoolExecutor(1, thread_name_prefix="parquet-stream")
+            self._stream.future = self._streamer.submit(self._write_stream, self._stream)
+        self._feed(part, int(times[-1]))
+        self._collect_sealed(wait_for_room=True)
+
+    def _hand_over(self, parts: list[tuple[str, pa.Table]]) -> None:
+        """Complete partitions: the open stream's rows finish its file; others are sealed."""
+        for key, part in parts:
+            if self._stream is not None and self._stream.key == key:
+                times = sort_times(part.column(self.partition_column))
+                if self._stream.takes(key, int(times[0])):
+                    self._feed(part, int(times[-1]))
+                    self._end_stream()
+                    continue
+                self._end_stream()
+            self._seal(key, part)
+
+    def _write_stream(self, stream: PartitionStream) -> None:
+        try:
+            self._write_partition(stream.key, stream.batches())
+        finally:
+            stream.stopped()
+
+    def _feed(self, part: pa.Table, last_time: int) -> None:
+        stream = self._stream
+        assert stream is not None and stream.future is not None
+        stream.feed(part, self._estimate_bytes(part.num_rows), last_time)
+        if stream.future.done():
+            stream.future.result()  # the write failed: say so now
+            raise DataError(f"{self.rel_dir}: the write of partition {stream.key} ended early")
+
+    def _end_stream(self) -> None:
+        """Finish the open stream's file; its write is then collected like a sealed one."""
+        stream, self._stream = self._stream, None
+        if stream is not None and stream.future is not None:
+            stream.close()
+            self._sealing.append((stream.future, stream.queued))
 
     def _seal(self, key: str, part: pa.Table | None) -> None:
         """Write the complete partition ``key`` (its spilled pieces and ``part``) in the
         background; only ``part`` counts against the buffer bound (runs are read as it goes)."""
-        assert self._sealer is not None
+        if self._sealer is None:
+            self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
         pieces = self._pieces(self._take_spilled(key, self._runs), part)
         future = self._sealer.submit(self._write_partition, key, pieces)
         self._sealing.append((future, self._estimate_bytes(0 if part is None else part.num_rows)))
@@ -382,13 +430,15 @@ class DatasetWriter:
 
     def _stop_sealing(self) -> None:
         """Wait for every background write, even after a failure, and stop the threads."""
+        self._end_stream()
         futures = [future for future, _ in self._sealing]
         self._sealing = []
         if futures:
             wait(futures)
-        if self._sealer is not None:
-            self._sealer.shutdown(wait=True)
-            self._sealer = None
+        for pool in (self._sealer, self._streamer):
+            if pool is not None:
+                pool.shutdown(wait=True)
+        self._sealer = self._streamer = None
         for future in futures:
             future.result()
 
@@ -412,80 +462,24 @@ class DatasetWriter:
     def _write_partition(self, key: str, pieces: Iterator[pa.RecordBatch]) -> None:
         """Write a partition's rows (in order) as files of at most ``target_file_rows`` rows,
         holding about one row group in memory at a time."""
-        pending: list[pa.RecordBatch] = []
-        rows = size = 0
-        current: tuple[pq.ParquetWriter, pa.NativeFile, int, Path] | None = None
-        in_file = 0
+        write_partition_files(
+            key,
+            pieces,
+            schema=self.schema,
+            shape=FileShape(
+                self.row_group_rows,
+                self.row_group_bytes,
+                self.target_file_rows,
+                self.target_file_bytes,
+            ),
+            new_file=self._new_file,
+            estimate_bytes=self._estimate_bytes,
+            finished=self._add_finished,
+        )
 
-        def close() -> None:
-            nonlocal current, in_file
-            assert current is not None
-            writer, sink, order, tmp = current
-            writer.close()
-            nbytes = sink.tell()
-            sink.close()
-            finished = _Finished(tmp, key, order, in_file, nbytes)
-            with self._lock:
-                self._finished.append(finished)
-            current, in_file = None, 0
-
-        def flush() -> None:
-            nonlocal current, in_file
-            table = pa.Table.from_batches(pending, schema=self.schema)
-            pending.clear()
-            offset = 0
-            while offset < table.num_rows:
-                if current is None:
-                    order, tmp = self._new_file()
-                    sink = open_sink(tmp)
-                    try:
-                        writer = pq.ParquetWriter(
-                            sink,
-                            self.schema,
-                            compression=(
-                                "zstd" if table.num_rows - offset >= SMALL_FILE_ROWS else "snappy"
-                            ),
-                            use_dictionary=table.num_rows - offset >= DICTIONARY_MIN_ROWS,
-                            write_statistics=True,
-                            store_schema=True,
-                        )
-                    except BaseException:
-                        with contextlib.suppress(OSError, pa.ArrowException):
-                            sink.close()
-                        tmp.unlink(missing_ok=True)
-                        raise
-                    current = (writer, sink, order, tmp)
-                # One row group at a time, so a file closes at the byte target too.
-                chunk = table.slice(
-                    offset, min(self.row_group_rows, self.target_file_rows - in_file)
-                )
-                current[0].write_table(chunk, row_group_size=self.row_group_rows)
-                crashpoint("writer_row_group_written")
-                in_file += chunk.num_rows
-                offset += chunk.num_rows
-                if in_file >= self.target_file_rows or current[1].tell() >= self.target_file_bytes:
-                    close()
-
-        try:
-            for piece in pieces:
-                pending.append(piece)
-                rows += piece.num_rows
-                size += self._estimate_bytes(piece.num_rows)
-                if rows >= self.row_group_rows or size >= self.row_group_bytes:
-                    flush()
-                    rows = size = 0
-            if pending:
-                flush()
-            if current is not None:
-                close()
-        except BaseException:
-            if current is not None:
-                with contextlib.suppress(OSError, pa.ArrowException):
-                    current[0].close()
-                with contextlib.suppress(OSError, pa.ArrowException):
-                    current[1].close()
-                current[3].unlink(missing_ok=True)
-            raise
+    def _add_finished(self, finished: FinishedFile) -> None:
+        with self._lock:
+            self._finished.append(finished)
 
     @staticmethod
     def _take_spilled(key: str, runs: list[Run]) -> list[tuple[Run, list[int], int]]:
@@ -527,10 +521,11 @@ class DatasetWriter:
 
         Returns the files this call put in place; the writer stays usable for a later commit.
         """
+        if self._stream is not None:
+            self._hand_over(list(self._partitions()))  # buffered rows finish the open file
         self._stop_sealing()
         buffers = dict(self._partitions())
         runs, self._runs = self._runs, []
-        self._spilled_keys.clear()
         keys = sorted(set(buffers).union(*(run.index for run in runs)))
         try:
             # A partition's merge holds a bounded share of the buffer however many runs it
@@ -583,12 +578,13 @@ class DatasetWriter:
 
     def abort(self) -> None:
         """Drop the buffers and remove every file not yet committed."""
+        if self._stream is not None:
+            self._stream.abandon()
         with contextlib.suppress(Exception):
             self._stop_sealing()
         self._pending.clear()
         self._buffered_bytes = 0
         runs, self._runs = self._runs, []
-        self._spilled_keys.clear()
         for run in runs:
             with contextlib.suppress(OSError):
                 run.remove()

@@ -147,10 +147,12 @@ def test_a_crash_anywhere_then_recover_sees_every_row_exactly_once(
         if name == point and hits[name] == hit:
             raise Crash(name)
 
+    from connector.lake import partfiles
     from connector.lake import writer as writer_mod
 
     monkeypatch.setattr(compact_mod, "crashpoint", crashpoint)
     monkeypatch.setattr(writer_mod, "crashpoint", crashpoint)
+    monkeypatch.setattr(partfiles, "crashpoint", crashpoint)
     with pytest.raises(Crash):
         compact_module(str(tmp_path), "Leads", partition_by="year" if convert else None)
     monkeypatch.undo()

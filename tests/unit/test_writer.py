@@ -471,6 +471,103 @@ def test_ordered_days_spilled_to_a_run_are_written_once(tmp_path: Path) -> None:
     assert not list((tmp_path / "_tmp").rglob("spill-*"))
 
 
+def no_spill(writer: DatasetWriter) -> None:
+    def spill() -> None:
+        raise AssertionError("ordered input spilled to a scratch run")
+
+    writer._spill = spill  # type: ignore[method-assign]
+
+
+def test_a_big_ordered_partition_is_streamed_to_one_file_a_row_group_at_a_time(
+    tmp_path: Path,
+) -> None:
+    # Four days of 300 rows each, and a buffer of a few rows' bytes: every day is far bigger
+    # than a row group, so its rows go to its file's write as they come, never to a spill run.
+    batches = ordered_batches(4, 300, per_batch=25)
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=8_000
+    )
+    no_spill(writer)
+    for batch in batches:
+        writer.write(batch)
+    files = writer.commit()
+    assert len(files) == len({f.partition for f in files})  # one file a partition
+    big = [f for f in files if f.rows >= 250]
+    assert len(big) >= 3
+    for f in big:
+        parquet = pq.ParquetFile(tmp_path / f.path)
+        assert parquet.metadata.num_row_groups > 1
+        times = parquet.read().column("Modified_Time").to_pylist()
+        assert times == sorted(times)
+    table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
+    assert table.equals(pa.Table.from_batches(batches).sort_by("id"))
+    assert not scratch_files(tmp_path)
+
+
+def test_a_late_row_of_the_streamed_partition_starts_a_file_of_its_own(tmp_path: Path) -> None:
+    batches = ordered_batches(2, 300, per_batch=25)
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=8_000
+    )
+    no_spill(writer)
+    for batch in batches[:20]:  # well into the second day, which is streaming
+        writer.write(batch)
+    second_day = batches[19].column("Modified_Time")[0].as_py().date().isoformat()
+    late = pa.Table.from_batches(batches[12:13]).to_batches()[0]  # rows of the second day again
+    late = late.set_column(0, "id", pa.array([f"late{i}" for i in range(late.num_rows)]))
+    writer.write(late)
+    for batch in batches[20:]:
+        writer.write(batch)
+    files = writer.commit()
+    day_files = [f for f in files if f.partition == second_day]
+    assert len(day_files) >= 2
+    for f in files:
+        times = pq.read_table(tmp_path / f.path).column("Modified_Time").to_pylist()
+        assert times == sorted(times)  # every file stays sorted
+    table = read_dataset(tmp_path)
+    assert table.num_rows == 600 + late.num_rows
+    assert len(set(table.column("id").to_pylist())) == 600 + late.num_rows
+
+
+def test_a_streamed_write_that_fails_fails_the_run_and_abort_cleans_up(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=8_000
+    )
+    real = pq.ParquetWriter.write_table
+    calls = {"n": 0}
+
+    def write_table(self: pq.ParquetWriter, table: pa.Table, row_group_size: int) -> None:
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise OSError("disk full")
+        real(self, table, row_group_size=row_group_size)
+
+    monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
+    # The failure surfaces at a later write or at the commit; nothing waits for ever.
+    with pytest.raises(OSError, match="disk full"):
+        for batch in ordered_batches(4, 300, per_batch=25):
+            writer.write(batch)
+        writer.commit()
+    writer.abort()
+    assert not (tmp_path / "Leads").exists()
+    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+
+
+def test_abort_with_a_partition_streaming_leaves_nothing(tmp_path: Path) -> None:
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=8_000
+    )
+    for batch in ordered_batches(2, 300, per_batch=25)[:18]:
+        writer.write(batch)
+    assert writer._stream is not None  # the second day is streaming
+    writer.abort()
+    assert writer._stream is None
+    assert not (tmp_path / "Leads").exists()
+    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+
+
 def test_abort_waits_for_background_writes_and_leaves_nothing(tmp_path: Path) -> None:
     writer = DatasetWriter(Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True)
     for batch in ordered_batches(30, 4, per_batch=10):

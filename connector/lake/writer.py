@@ -350,10 +350,12 @@ class DatasetWriter:
 
     def _stream_out(self) -> None:
         """Empty the buffer (ordered input) once its last partition is big enough to stream (or
-        is streaming): the partitions below it are complete and sealed; the last, still
+        is streaming, or the buffer is full): the partitions below it are sealed; the last, still
         growing, goes to its file's write as it is. Smaller partitions wait to be sealed whole."""
         top = max(int(keys.max()) for _, keys, _ in self._pending)
-        if self._stream is None or self._stream.number != top:
+        if self._buffered_bytes <= self.max_buffer_bytes and (
+            self._stream is None or self._stream.number != top
+        ):
             rows = sum(int(np.count_nonzero(keys == top)) for _, keys, _ in self._pending)
             if self._estimate_bytes(rows) < self.row_group_bytes // STREAM_FEEDS_PER_ROW_GROUP:
                 return

@@ -555,6 +555,32 @@ def test_a_streamed_write_that_fails_fails_the_run_and_abort_cleans_up(
     assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
 
 
+def test_input_that_is_not_ordered_after_all_stays_within_the_buffer_bound(
+    tmp_path: Path,
+) -> None:
+    # Every batch holds a row of each of 30 days: no batch starts past the days buffered, so
+    # none is known complete, and the last day grows by one row a batch. The buffer bound still
+    # holds, every row is kept, and every file is sorted.
+    whole = make_batch(0, 30 * 40, step_minutes=36)  # 40 rows a day
+    order = sorted(range(whole.num_rows), key=lambda i: (i % 40, i))
+    mixed = whole.take(pa.array(order))
+    batches = [mixed.slice(i, 30) for i in range(0, mixed.num_rows, 30)]
+    bound = 40_000
+    writer = DatasetWriter(
+        Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=bound
+    )
+    no_spill(writer)
+    for batch in batches:
+        writer.write(batch)
+        assert writer._buffered_bytes <= bound + batch.nbytes
+    files = writer.commit()
+    for f in files:
+        times = pq.read_table(tmp_path / f.path).column("Modified_Time").to_pylist()
+        assert times == sorted(times)
+    table = read_dataset(tmp_path).drop_columns(["modified_date"]).sort_by("id")
+    assert table.equals(pa.Table.from_batches([whole]).sort_by("id"))
+
+
 def test_abort_with_a_partition_streaming_leaves_nothing(tmp_path: Path) -> None:
     writer = DatasetWriter(
         Output.open(tmp_path), "Leads", SCHEMA.arrow, "r", ordered=True, max_buffer_bytes=8_000

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future
 
 import pyarrow as pa
@@ -44,6 +44,27 @@ class PartitionStream:
         self._closed = False
         self._abandoned = False
         self._stopped = False  # the writing side ended (finished, failed or abandoned)
+
+    def start(self, write: Callable[[str, Iterator[pa.RecordBatch]], None]) -> None:
+        """Run ``write(key, batches)`` on a thread of its own, its outcome in :attr:`future`.
+
+        Not a pool's thread: the write waits for rows, so it must never hold a thread others
+        wait for. A daemon: a writer dropped without commit or abort cannot keep the process
+        from exiting (its scratch file is swept by the next run)."""
+        future: Future[None] = Future()
+
+        def run() -> None:
+            try:
+                write(self.key, self.batches())
+            except BaseException as exc:
+                future.set_exception(exc)
+            else:
+                future.set_result(None)
+            finally:
+                self.stopped()
+
+        self.future = future
+        threading.Thread(target=run, name=f"parquet-stream-{self.key}", daemon=True).start()
 
     def takes(self, key: str, first_time: int) -> bool:
         """Whether rows of partition ``key`` from ``first_time`` on keep this file sorted."""

@@ -192,7 +192,6 @@ class DatasetWriter:
         self._sealing: list[tuple[Future[None], int]] = []
         # Ordered input: the partition still growing, handed to its file's write as it comes.
         self._stream: PartitionStream | None = None
-        self._streamer: ThreadPoolExecutor | None = None
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -369,10 +368,7 @@ class DatasetWriter:
                 times[:1], times[:1] != layout.NULL_KEY, self.granularity
             )
             self._stream = PartitionStream(key, int(number[0]), self.row_group_bytes // 2)
-            if self._streamer is None:
-                # Its own thread: a stream waits for rows, so it must never hold a sealing thread.
-                self._streamer = ThreadPoolExecutor(1, thread_name_prefix="parquet-stream")
-            self._stream.future = self._streamer.submit(self._write_stream, self._stream)
+            self._stream.start(self._write_partition)
         self._feed(part, int(times[-1]))
         self._collect_sealed(wait_for_room=True)
 
@@ -387,12 +383,6 @@ class DatasetWriter:
                     continue
                 self._end_stream()
             self._seal(key, part)
-
-    def _write_stream(self, stream: PartitionStream) -> None:
-        try:
-            self._write_partition(stream.key, stream.batches())
-        finally:
-            stream.stopped()
 
     def _feed(self, part: pa.Table, last_time: int) -> None:
         stream = self._stream
@@ -437,10 +427,9 @@ class DatasetWriter:
         self._sealing = []
         if futures:
             wait(futures)
-        for pool in (self._sealer, self._streamer):
-            if pool is not None:
-                pool.shutdown(wait=True)
-        self._sealer = self._streamer = None
+        if self._sealer is not None:
+            self._sealer.shutdown(wait=True)
+            self._sealer = None
         for future in futures:
             future.result()
 
@@ -524,7 +513,10 @@ class DatasetWriter:
         Returns the files this call put in place; the writer stays usable for a later commit.
         """
         if self._stream is not None:
-            self._hand_over(list(self._partitions()))  # buffered rows finish the open file
+            try:
+                self._hand_over(list(self._partitions()))  # buffered rows finish the open file
+            finally:
+                self._end_stream()
         self._stop_sealing()
         buffers = dict(self._partitions())
         runs, self._runs = self._runs, []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pyarrow as pa
 import pytest
@@ -66,3 +67,34 @@ def test_a_file_takes_only_its_partition_from_its_last_row_on() -> None:
     assert stream.takes("2024-06", 100)
     assert not stream.takes("2024-06", 99)
     assert not stream.takes("2024-07", 200)
+
+
+def test_the_write_runs_on_a_daemon_thread_and_reports_its_outcome() -> None:
+    stream = PartitionStream("2024-06", 1, limit=1 << 20)
+    seen: list[tuple[str, int]] = []
+
+    def write(key: str, batches: Iterator[pa.RecordBatch]) -> None:
+        seen.append((key, sum(batch.num_rows for batch in batches)))
+
+    stream.start(write)
+    # It waits for rows until close: alive, and a daemon (never keeps the process from exiting).
+    threads = [t for t in threading.enumerate() if t.name == "parquet-stream-2024-06"]
+    assert threads and all(t.daemon for t in threads)
+    stream.feed(table(0, 3), 30, last_time=3)
+    stream.close()
+    assert stream.future is not None and stream.future.result(timeout=30) is None
+    assert seen == [("2024-06", 3)]
+
+
+def test_a_write_that_fails_reports_its_error_and_releases_the_feeder() -> None:
+    stream = PartitionStream("2024-06", 1, limit=0)
+
+    def write(key: str, batches: Iterator[pa.RecordBatch]) -> None:
+        raise OSError("disk full")
+
+    stream.feed(table(0, 1), 10, last_time=1)  # queued, over the bound of 0
+    stream.start(write)
+    assert stream.future is not None
+    with pytest.raises(OSError, match="disk full"):
+        stream.future.result(timeout=30)
+    stream.feed(table(1, 1), 10, last_time=2)  # over the bound, but the write has ended

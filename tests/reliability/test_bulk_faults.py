@@ -211,10 +211,11 @@ def test_csv_shorter_than_the_job_count_is_never_committed(
     run = _extract(settings, client, out)
     assert run.exit_code == 0, run.summary_lines()
     assert any("restarted" in w for w in run.module(MODULE).warnings)
-    # One download more than reading page by page: the next page's file was downloaded while
-    # the short page was parsed (its job is paid for; the restart's new chain of page tokens
+    # The pages up to the short one, then all four again; and perhaps one more: the next page's
+    # file, downloaded in the background while the short page was parsed, if it got that far
+    # before the read was closed (its job is paid for; the restart's new chain of page tokens
     # cannot take it).
-    assert client.downloads == page + 4 + 1
+    assert client.downloads in (page + 4, page + 4 + 1)
     assert run.rows == sim.org.module(MODULE).count()
     assert_output_equals_source(sim, out, schema_of(settings, MODULE, client))
     assert_clean_and_committed(out, MODULE)

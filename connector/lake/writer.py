@@ -61,19 +61,13 @@ from connector.errors import DataError
 from connector.lake import layout
 from connector.lake.layout import NULL_PARTITION
 from connector.lake.output import Output, _clean_rel
-from connector.lake.partfiles import SMALL_FILE_ROWS, FileShape, FinishedFile, write_partition_files
+from connector.lake.partfiles import FileShape, FinishedFile, write_partition_files
 from connector.lake.spill import Run, Source, merge_in_passes, open_sink, sort_times, sort_whole
 from connector.lake.stream import PartitionStream
 
 log = logging.getLogger(__name__)
 
-__all__ = [
-    "NULL_PARTITION",
-    "SMALL_FILE_ROWS",
-    "DatasetWriter",
-    "WrittenFile",
-    "part_file_name",
-]
+__all__ = ["NULL_PARTITION", "DatasetWriter", "WrittenFile", "part_file_name"]
 
 _RUN_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 # Row groups much smaller than this make files slow to scan.
@@ -340,10 +334,13 @@ class DatasetWriter:
                 below = keys < bound
                 done.append((batch.filter(pa.array(below)), keys[below], times[below]))
                 kept.append((batch.filter(pa.array(~below)), keys[~below], times[~below]))
+        ends_stream = self._stream is not None and self._stream.number < bound
+        if not done and not ends_stream:
+            return
         self._pending = kept
         self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
         self._hand_over(list(self._grouped(done)))
-        if self._stream is not None and self._stream.number < bound:
+        if ends_stream:
             self._end_stream()
         self._collect_sealed(wait_for_room=True)
 
@@ -399,14 +396,13 @@ class DatasetWriter:
             stream.close()
             self._sealing.append((stream.future, stream.queued))
 
-    def _seal(self, key: str, part: pa.Table | None) -> None:
-        """Write the complete partition ``key`` (its spilled pieces and ``part``) in the
-        background; only ``part`` counts against the buffer bound (runs are read as it goes)."""
+    def _seal(self, key: str, part: pa.Table) -> None:
+        """Write the complete partition ``key`` in the background (ordered input: ``part`` is
+        all of it, already in time order, for ordered input never spills)."""
         if self._sealer is None:
             self._sealer = ThreadPoolExecutor(self.threads, thread_name_prefix="parquet")
-        pieces = self._pieces(self._take_spilled(key, self._runs), part)
-        future = self._sealer.submit(self._write_partition, key, pieces)
-        self._sealing.append((future, self._estimate_bytes(0 if part is None else part.num_rows)))
+        future = self._sealer.submit(self._write_partition, key, iter(part.to_batches()))
+        self._sealing.append((future, self._estimate_bytes(part.num_rows)))
 
     def _collect_sealed(self, *, wait_for_room: bool = False, everything: bool = False) -> None:
         """Take the finished background writes (raising the first failure); optionally wait until

@@ -16,8 +16,9 @@ import pytest
 
 from connector.errors import DataError
 from connector.lake.output import FsspecOutput, Output
+from connector.lake.partfiles import SMALL_FILE_ROWS
 from connector.lake.schema import TOMBSTONE_SCHEMA, batch_from_records, module_schema
-from connector.lake.writer import SMALL_FILE_ROWS, DatasetWriter
+from connector.lake.writer import DatasetWriter
 from connector.zoho.metadata import FieldMeta
 
 UTC = timezone.utc

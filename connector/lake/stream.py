@@ -16,7 +16,7 @@ from __future__ import annotations
 import threading
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 
 import pyarrow as pa
 
@@ -45,8 +45,15 @@ class PartitionStream:
         self._abandoned = False
         self._stopped = False  # the writing side ended (finished, failed or abandoned)
 
-    def start(self, write: Callable[[str, Iterator[pa.RecordBatch]], None]) -> None:
-        """Run ``write(key, batches)`` on a thread of its own, its outcome in :attr:`future`.
+    def start(
+        self,
+        write: Callable[[str, Iterator[pa.RecordBatch]], None],
+        *,
+        after: Future[None] | None = None,
+    ) -> None:
+        """Run ``write(key, batches)`` on a thread of its own, its outcome in :attr:`future`,
+        once the write ``after`` (the stream before) has ended: one stream's row groups are
+        encoded at a time, as the memory bound assumes.
 
         Not a pool's thread: the write waits for rows, so it must never hold a thread others
         wait for. A daemon: a writer dropped without commit or abort cannot keep the process
@@ -55,6 +62,8 @@ class PartitionStream:
 
         def run() -> None:
             try:
+                if after is not None:
+                    wait([after])  # its failure is raised where its future is collected
                 write(self.key, self.batches())
             except BaseException as exc:
                 future.set_exception(exc)

@@ -186,6 +186,7 @@ class DatasetWriter:
         self._sealing: list[tuple[Future[None], int]] = []
         # Ordered input: the partition still growing, handed to its file's write as it comes.
         self._stream: PartitionStream | None = None
+        self._last_stream: Future[None] | None = None  # the latest stream's write
 
     # --- intake ---------------------------------------------------------------------------
 
@@ -335,8 +336,6 @@ class DatasetWriter:
                 done.append((batch.filter(pa.array(below)), keys[below], times[below]))
                 kept.append((batch.filter(pa.array(~below)), keys[~below], times[~below]))
         ends_stream = self._stream is not None and self._stream.number < bound
-        if not done and not ends_stream:
-            return
         self._pending = kept
         self._buffered_bytes = self._estimate_bytes(sum(b.num_rows for b, _, _ in kept))
         self._hand_over(list(self._grouped(done)))
@@ -365,7 +364,8 @@ class DatasetWriter:
                 times[:1], times[:1] != layout.NULL_KEY, self.granularity
             )
             self._stream = PartitionStream(key, int(number[0]), self.row_group_bytes // 2)
-            self._stream.start(self._write_partition)
+            self._stream.start(self._write_partition, after=self._last_stream)
+            self._last_stream = self._stream.future
         self._feed(part, int(times[-1]))
         self._collect_sealed(wait_for_room=True)
 

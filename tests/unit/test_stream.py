@@ -98,3 +98,29 @@ def test_a_write_that_fails_reports_its_error_and_releases_the_feeder() -> None:
     with pytest.raises(OSError, match="disk full"):
         stream.future.result(timeout=30)
     stream.feed(table(1, 1), 10, last_time=2)  # over the bound, but the write has ended
+
+
+def test_a_stream_writes_only_once_the_one_before_has_ended() -> None:
+    # One stream's row groups are encoded at a time: the memory bound counts on it.
+    events: list[str] = []
+    release = threading.Event()
+    first = PartitionStream("2024-06", 1, limit=1 << 20)
+    second = PartitionStream("2024-07", 2, limit=1 << 20)
+
+    def slow(key: str, batches: Iterator[pa.RecordBatch]) -> None:
+        release.wait(30)
+        list(batches)
+        events.append(f"{key} ended")
+
+    def quick(key: str, batches: Iterator[pa.RecordBatch]) -> None:
+        events.append(f"{key} started")
+        list(batches)
+
+    first.start(slow)
+    first.close()
+    second.start(quick, after=first.future)
+    second.close()
+    release.set()
+    assert first.future is not None and second.future is not None
+    second.future.result(timeout=30)
+    assert events == ["2024-06 ended", "2024-07 started"]

@@ -91,6 +91,9 @@ class ModuleReport:
     recovered_files: list[str] = field(default_factory=list)
     removed_files: list[str] = field(default_factory=list)
     error: str | None = None
+    duration_s: float | None = None
+    """Seconds the module's job took on its worker, from its start to its commit or failure
+    (the run's own calls, the modules list and the fields calls made at once, are not in it)."""
 
     @property
     def credits_total(self) -> int:
@@ -302,6 +305,7 @@ class RunManifest:
             "rows": m.rows,
             "deleted": m.tombstones,
             "credits": m.credits_total,
+            "duration_s": m.duration_s,
             "error": m.error,
             "reason": m.reason,
             "notes": list(m.notes),

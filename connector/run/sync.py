@@ -43,6 +43,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import logging
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -165,6 +166,7 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
     a :class:`ConnectorError`)."""
     name = target.meta.api_name
     run.attribution.bind(name)
+    started = time.monotonic()
     try:
         if run.stopping():
             report.status = run.stop_status or STATUS_NOT_RUN
@@ -182,6 +184,7 @@ def _run_module(run: RunContext, target: Target, report: ModuleReport) -> None:
         run.client.meter.drop_hold()
         spend = run.attribution.of(name)
         report.credits, report.calls = spend.credits, spend.calls
+        report.duration_s = round(time.monotonic() - started, 3)
         run.attribution.bind(None)
         # The last line of the module in the log shows what its line in the summary table shows.
         run.progress.update(name, rows=report.rows, credits=spend.total)

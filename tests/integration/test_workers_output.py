@@ -1,5 +1,6 @@
-"""Four workers against one: the same output, the same decisions and credits per module, and
-the named modules' fields calls (made at once during discovery) billed to their modules."""
+"""Four workers against one: the same output, the same decisions and credits per module, the
+named modules' fields calls (made at once during discovery) billed to their modules, and each
+module's own time in the manifest."""
 
 from __future__ import annotations
 
@@ -30,6 +31,12 @@ def test_four_workers_write_what_one_writes_and_spend_the_same(
         own = sum(run.discovery_credits.values())
         assert own == 1  # the modules list
         assert sum(m.credits_total for m in run.modules) + own == sim.credits.total - before
+        # Each module's own time is in the manifest; one worker runs them one after another.
+        durations = [m.duration_s for m in run.modules]
+        assert all(d is not None and d > 0 for d in durations), durations
+        assert run.duration_s is not None
+        if workers == 1:
+            assert sum(d for d in durations if d is not None) <= run.duration_s
         runs[workers] = run
     one, four = runs[1], runs[4]
     for name in FOUR:

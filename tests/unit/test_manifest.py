@@ -45,6 +45,7 @@ def test_manifest_json_has_the_documented_content() -> None:
     report.files = [FileEntry("M0/modified_date=2026-07-01/part-r1-00000.parquet", 10, 999)]
     report.credits = {"bulk_create": 50, "metadata": 1}
     report.deferred_rows = 3
+    report.duration_s = 1.25
     report.notes = ["3 rows modified in the last second(s) before the read are left for later"]
     m.credits = {"bulk_create": 50, "metadata": 2}
     m.calls, m.token_refreshes = 5, 1
@@ -70,6 +71,8 @@ def test_manifest_json_has_the_documented_content() -> None:
     assert lines[1].split() == ["M0", "ok", "bulk", "full", "10", "2", "51"]
     assert "M0: 3 rows modified in the last second(s) before the read are left for later" in lines
     assert module["deferred_rows"] == 3 and module["notes"] == report.notes
+    assert module["duration_s"] == 1.25
+    assert m.summary_events()[0]["duration_s"] == 1.25
     assert lines[-1].startswith("run r1: ok (exit 0), 10 rows, 52 credits, 5 calls")
 
 

@@ -111,8 +111,12 @@ _STRING, _JSON, _LOOKUP, _TIME_RANGE, _INT, _FLOAT, _DECIMAL, _BOOL, _DATE, _DAT
 )
 # The kind of ``$raw_values``: built from the other columns' leftovers, never read from Zoho.
 _RAW = "raw"
-LOOKUP_KIND, LIST_KIND, RAW_KIND = _LOOKUP, _LIST, _RAW
-"""The kinds whose JSON value is an object (lookup) or an array (multi-select list)."""
+LOOKUP_KIND, LIST_KIND, RAW_KIND, TIME_RANGE_KIND = _LOOKUP, _LIST, _RAW, _TIME_RANGE
+"""The kinds whose JSON value is an object (lookup) or an array (multi-select list, time range)."""
+# A time range's JSON value, as Arrow's JSON reader parses it: a list of {From, To} objects.
+_TIME_RANGE_PARSE = pa.list_(
+    pa.struct([pa.field("From", pa.string()), pa.field("To", pa.string())])
+)
 _FIXED_KINDS: Mapping[str, str] = {
     "integer": _INT,
     "long": _INT,
@@ -462,8 +466,8 @@ def parse_kind(kind: str, arrow_type: pa.DataType) -> pa.DataType | None:
 
     Numbers and booleans parse into their column type directly (decimals from the number's own
     digits); dates and datetimes parse as text and go through :func:`from_text`; lookups as
-    ``struct<id>``; multi-select lists as ``list<string>``. ``time_range`` values (a list of
-    ``{From, To}`` objects) have no such type.
+    ``struct<id>``; multi-select lists as ``list<string>``; ``time_range`` values as
+    ``list<struct<From, To>>``. JSON objects or arrays kept as text have no such type.
     """
     if kind in (_STRING, _DATE, _DATETIME):
         return pa.string()
@@ -473,6 +477,8 @@ def parse_kind(kind: str, arrow_type: pa.DataType) -> pa.DataType | None:
         return pa.struct([pa.field("id", pa.string())])
     if kind == _LIST:
         return pa.list_(pa.string())
+    if kind == _TIME_RANGE:
+        return _TIME_RANGE_PARSE
     if kind in (_INT, _FLOAT, _DECIMAL, _BOOL):
         return arrow_type
     return None

@@ -9,8 +9,8 @@ empty strings and empty multi-select lists become null, lookups keep their relat
 The fast path only answers when it is sure to give exactly what the shared normalisation,
 :func:`connector.lake.schema.batch_from_records`, gives. Anything else falls back to that path, page by
 page: a value of an unexpected JSON type (a number in a text field, an id as a number, a string
-in a number field), a null inside a multi-select list, a field kind Arrow cannot parse into
-(``time_range``), a body that is not exactly one JSON object. The fallback decodes JSON numbers
+in a number field), a null inside a multi-select list or a time range, a field kind Arrow cannot
+parse into (JSON objects or arrays kept as text), a body that is not exactly one JSON object. The fallback decodes JSON numbers
 exactly (as :class:`decimal.Decimal`, never through a binary float), like the fast path and like
 Bulk Read's CSV text, so a currency of 16 significant digits keeps its last digit whichever reader
 reads it. It also raises the :class:`~connector.errors.DataError` that names a bad value.
@@ -36,6 +36,7 @@ from connector.lake.schema import (
     LOOKUP_KIND,
     MODIFIED_TIME,
     RAW_KIND,
+    TIME_RANGE_KIND,
     ModuleSchema,
     assemble,
     batch_from_records,
@@ -263,9 +264,31 @@ def _finish(
         if raw.flatten().null_count:
             return None  # batch_from_records spells a null item "null"
         return gates.lists(raw), None
+    if kind == TIME_RANGE_KIND:
+        text = _time_range_text(raw)
+        if text is None:
+            return None
+        return cast_text(module, arrow_field.name, kind, arrow_field.type, text, ids)
     if pa.types.is_string(raw.type):
         return cast_text(module, arrow_field.name, kind, arrow_field.type, gates.text(raw), ids)
     return raw, None
+
+
+def _time_range_text(ranges: pa.ListArray) -> pa.Array | None:
+    """Lists of ``{"From": "10:00", "To": "19:00"}`` as ``10:00-19:00,…`` text, the Bulk CSV
+    spelling the shared normalisation writes, and an empty list as null. None when a span or one
+    of its ends is null: the normalisation spells a missing end and a null one differently, and
+    Arrow reads both as null."""
+    spans = ranges.values
+    starts, ends = spans.field("From"), spans.field("To")
+    if spans.null_count or starts.null_count or ends.null_count:
+        return None
+    joined = pc.binary_join_element_wise(starts, ends, "-")
+    text = pc.binary_join(
+        pa.ListArray.from_arrays(ranges.offsets, joined, mask=ranges.is_null()), ","
+    )
+    empty = pc.equal(pc.list_value_length(ranges), 0)
+    return pc.if_else(empty, pa.scalar(None, pa.string()), text)
 
 
 # --- the fallback ----------------------------------------------------------------------------

@@ -137,11 +137,40 @@ def test_unexpected_json_types_fall_back_and_equal_the_reference(
     assert decode_page(body, SCHEMA, COLUMNS, what="a test page").table.equals(reference(body))
 
 
-def test_time_range_fields_always_use_the_fallback() -> None:
+def test_time_range_fields_take_the_fast_path() -> None:
     schema = module_schema("Shifts", [*FIELDS[:1], FieldMeta("Hours", "time_range")])
-    row = {"id": "1", "Modified_Time": "2026-07-01T10:00:00Z", "Hours": [{"From": "9", "To": "5"}]}
-    page = decode_page(body_of([row]), schema, schema.names, what="a test page")
-    assert page.table.column("Hours").to_pylist() == ["9-5"]
+    at = "2026-07-01T10:00:00Z"
+    rows = [
+        {
+            "id": "1",
+            "Modified_Time": at,
+            "Hours": [{"From": "9", "To": "5"}, {"From": "", "To": "7"}],
+        },
+        {"id": "2", "Modified_Time": at, "Hours": []},
+        {"id": "3", "Modified_Time": at},
+    ]
+    fast = jsonpage._decode_with_arrow(body_of(rows), schema)
+    assert fast is not None
+    assert fast.table.column("Hours").to_pylist() == ["9-5,-7", None, None]
+    assert fast.table.equals(jsonpage._decode_with_json(body_of(rows), schema, "a page").table)
+
+
+@pytest.mark.parametrize(
+    "hours",
+    [
+        [{"From": "9"}],  # a missing end: empty in the normalisation
+        [{"From": "9", "To": None}],  # a null end: spelled "None" there
+        [None],
+        ["9-5"],
+        "9-5",
+        [{"From": 9, "To": "5"}],
+    ],
+)
+def test_time_ranges_arrow_cannot_spell_exactly_fall_back(hours: Any) -> None:
+    schema = module_schema("Shifts", [*FIELDS[:1], FieldMeta("Hours", "time_range")])
+    body = body_of([{"id": "1", "Modified_Time": "2026-07-01T10:00:00Z", "Hours": hours}])
+    assert jsonpage._decode_with_arrow(body, schema) is None
+    decode_page(body, schema, schema.names, what="a test page")  # the fallback reads it
 
 
 def test_json_valued_fields_whole_numbers_and_se_module_equal_the_reference() -> None:
@@ -362,3 +391,61 @@ json_trees = st.recursive(
 def test_the_empty_string_gate_is_exact_on_valid_json(tree: Any, indent: int | None) -> None:
     body = json.dumps({"data": tree}, indent=indent).encode()
     assert jsonpage._has_empty_string(body) == _holds_empty_string(tree)
+
+
+# --- generated pages with time ranges ---------------------------------------------------------
+
+SHIFT_SCHEMA = module_schema("Shifts", [*FIELDS[:4], FieldMeta("Hours", "time_range")])
+clock = st.sampled_from(["09:00", "17:30", "", "9", "é"])
+spans = st.one_of(
+    st.fixed_dictionaries({"From": clock, "To": clock}),
+    st.fixed_dictionaries({"From": clock, "To": clock, "Day": clock}),
+    st.fixed_dictionaries({}, optional={"From": st.one_of(st.none(), clock), "To": clock}),
+    any_scalar,
+)
+SHIFT_VALUES: dict[str, Any] = {
+    "Modified_Time": times,
+    "Name": VALUES["Name"],
+    "Owner": VALUES["Owner"],
+    "Pieces": VALUES["Pieces"],
+    "Hours": st.one_of(
+        st.none(), st.lists(st.fixed_dictionaries({"From": clock, "To": clock}), max_size=3)
+    ),
+}
+# Now and then, time ranges the fast path must leave to the fallback.
+ODD_HOURS = st.one_of(st.lists(spans, min_size=1, max_size=3), any_scalar)
+
+
+@st.composite
+def shift_rows(draw: st.DrawFn) -> dict[str, Any]:
+    row: dict[str, Any] = {"id": draw(st.text(alphabet="0123456789", min_size=1, max_size=19))}
+    for name, values in SHIFT_VALUES.items():
+        if draw(st.integers(0, 9)) == 0:
+            continue  # a key left out reads as null
+        odd = name == "Hours" and draw(st.integers(0, 19)) == 0
+        row[name] = draw(ODD_HOURS if odd else values)
+    return row
+
+
+@seed(20261207)
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(shift_rows(), max_size=6))
+def test_time_ranges_agree_with_the_fallback(page_rows: list[dict[str, Any]]) -> None:
+    body = encode({"data": page_rows, "info": {"more_records": False}}).encode("utf-8")
+    try:
+        want: pa.Table | DataError = jsonpage._decode_with_json(body, SHIFT_SCHEMA, "a").table
+    except DataError as exc:
+        want = exc
+    try:
+        got: pa.Table | DataError = decode_page(
+            body, SHIFT_SCHEMA, SHIFT_SCHEMA.names, what="a"
+        ).table
+    except DataError as exc:
+        got = exc
+    if isinstance(want, DataError):
+        assert isinstance(got, DataError)
+        return
+    assert isinstance(got, pa.Table) and got.equals(want), (got.to_pylist(), want.to_pylist())
+    fast = jsonpage._decode_with_arrow(body, SHIFT_SCHEMA)
+    if fast is not None:
+        assert fast.table.equals(want), (fast.table.to_pylist(), want.to_pylist())

@@ -92,8 +92,8 @@ class ModuleReport:
     removed_files: list[str] = field(default_factory=list)
     error: str | None = None
     duration_s: float | None = None
-    """Seconds the module's job took on its worker, from its start to its commit or failure
-    (the run's own calls, the modules list and the fields calls made at once, are not in it)."""
+    """Seconds the module's job took on its worker, from its start to its commit or failure.
+    The run's own calls (the modules list, and the fields calls made at once) are not in it."""
 
     @property
     def credits_total(self) -> int:

@@ -10,10 +10,10 @@ The fast path only answers when it is sure to give exactly what the shared norma
 :func:`connector.lake.schema.batch_from_records`, gives. Anything else falls back to that path, page by
 page: a value of an unexpected JSON type (a number in a text field, an id as a number, a string
 in a number field), a null inside a multi-select list or a time range, a field kind Arrow cannot
-parse into (JSON objects or arrays kept as text), a body that is not exactly one JSON object. The fallback decodes JSON numbers
-exactly (as :class:`decimal.Decimal`, never through a binary float), like the fast path and like
-Bulk Read's CSV text, so a currency of 16 significant digits keeps its last digit whichever reader
-reads it. It also raises the :class:`~connector.errors.DataError` that names a bad value.
+parse into (JSON objects or arrays kept as text), a body that is not exactly one JSON object.
+The fallback decodes JSON numbers exactly (as :class:`decimal.Decimal`, never through a binary
+float), like the fast path and like Bulk Read's CSV text, so a currency of 16 significant digits
+keeps its last digit whichever reader reads it. It also raises the :class:`~connector.errors.DataError` that names a bad value.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ in a number field), a null inside a multi-select list or a time range, a field k
 parse into (JSON objects or arrays kept as text), a body that is not exactly one JSON object.
 The fallback decodes JSON numbers exactly (as :class:`decimal.Decimal`, never through a binary
 float), like the fast path and like Bulk Read's CSV text, so a currency of 16 significant digits
-keeps its last digit whichever reader reads it. It also raises the :class:`~connector.errors.DataError` that names a bad value.
+keeps its last digit whichever reader reads it. It also raises the
+:class:`~connector.errors.DataError` that names a bad value. A ``time_range`` value parses as a
+list of ``{From, To}`` structs, joined in Arrow into the text Bulk Read's CSV holds.
 """
 
 from __future__ import annotations

@@ -360,10 +360,8 @@ class DatasetWriter:
         if self._stream is not None and not self._stream.takes(key, int(times[0])):
             self._end_stream()  # another partition, or a late row: the file stays sorted
         if self._stream is None:
-            number = layout.partition_keys(
-                times[:1], times[:1] != layout.NULL_KEY, self.granularity
-            )
-            self._stream = PartitionStream(key, int(number[0]), self.row_group_bytes // 2)
+            # The buffer's partitions come sorted by key: the last one, growing, is ``top``.
+            self._stream = PartitionStream(key, top, self.row_group_bytes // 2)
             self._stream.start(self._write_partition, after=self._last_stream)
             self._last_stream = self._stream.future
         self._feed(part, int(times[-1]))

@@ -51,6 +51,25 @@ def read_dataset(root: Path, module: str = "Leads") -> pa.Table:
     return ds.dataset(root / module, format="parquet", partitioning="hive").to_table()
 
 
+def assert_nothing_left(root: Path) -> None:
+    """No dataset appeared, and no file is left in the scratch area."""
+    assert not (root / "Leads").exists()
+    assert not [p for p in (root / "_tmp").rglob("*") if p.is_file()]
+
+
+def assert_disk_full_fails_and_abort_cleans_up(
+    writer: DatasetWriter, batches: list[pa.RecordBatch], root: Path
+) -> None:
+    """Writing ``batches`` and committing raises the injected "disk full"; abort then leaves
+    nothing behind."""
+    with pytest.raises(OSError, match="disk full"):
+        for batch in batches:
+            writer.write(batch)
+        writer.commit()
+    writer.abort()
+    assert_nothing_left(root)
+
+
 def test_commit_writes_hive_partitions_that_pyarrow_and_duckdb_read(tmp_path: Path) -> None:
     out = Output.open(tmp_path)
     writer = DatasetWriter(out, "Leads", SCHEMA.arrow, "run1")
@@ -111,8 +130,7 @@ def test_files_appear_only_at_commit_and_abort_cleans_up(tmp_path: Path) -> None
     assert not (tmp_path / "Leads").exists()
     assert list((tmp_path / "_tmp" / "Leads").glob("spill-*"))  # spilled to scratch
     writer.abort()
-    assert not (tmp_path / "Leads").exists()
-    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+    assert_nothing_left(tmp_path)
 
 
 def test_memory_bound_file_size_and_open_files(tmp_path: Path) -> None:
@@ -547,13 +565,9 @@ def test_a_streamed_write_that_fails_fails_the_run_and_abort_cleans_up(
 
     monkeypatch.setattr(pq.ParquetWriter, "write_table", write_table)
     # The failure surfaces at a later write or at the commit; nothing waits for ever.
-    with pytest.raises(OSError, match="disk full"):
-        for batch in ordered_batches(4, 300, per_batch=25):
-            writer.write(batch)
-        writer.commit()
-    writer.abort()
-    assert not (tmp_path / "Leads").exists()
-    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+    assert_disk_full_fails_and_abort_cleans_up(
+        writer, ordered_batches(4, 300, per_batch=25), tmp_path
+    )
 
 
 def test_input_that_is_not_ordered_after_all_stays_within_the_buffer_bound(
@@ -591,8 +605,7 @@ def test_abort_with_a_partition_streaming_leaves_nothing(tmp_path: Path) -> None
     assert writer._stream is not None  # the second day is streaming
     writer.abort()
     assert writer._stream is None
-    assert not (tmp_path / "Leads").exists()
-    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+    assert_nothing_left(tmp_path)
 
 
 def test_abort_waits_for_background_writes_and_leaves_nothing(tmp_path: Path) -> None:
@@ -600,8 +613,7 @@ def test_abort_waits_for_background_writes_and_leaves_nothing(tmp_path: Path) ->
     for batch in ordered_batches(30, 4, per_batch=10):
         writer.write(batch)
     writer.abort()
-    assert not (tmp_path / "Leads").exists()
-    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+    assert_nothing_left(tmp_path)
 
 
 def test_a_background_write_that_fails_fails_the_commit_and_abort_cleans_up(
@@ -618,13 +630,9 @@ def test_a_background_write_that_fails_fails_the_commit_and_abort_cleans_up(
 
     monkeypatch.setattr(writer, "_write_partition", write_partition)
     # The failure surfaces at the first write or commit after it happened.
-    with pytest.raises(OSError, match="disk full"):
-        for batch in ordered_batches(10, 4, per_batch=6):
-            writer.write(batch)
-        writer.commit()
-    writer.abort()
-    assert not (tmp_path / "Leads").exists()
-    assert not [p for p in (tmp_path / "_tmp").rglob("*") if p.is_file()]
+    assert_disk_full_fails_and_abort_cleans_up(
+        writer, ordered_batches(10, 4, per_batch=6), tmp_path
+    )
 
 
 def test_a_schema_of_hundreds_of_columns_is_written_one_file_at_a_time(tmp_path: Path) -> None:
